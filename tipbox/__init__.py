@@ -1,0 +1,3 @@
+"""tipbox: anonymous tip submission for newsrooms, storing OpenPGP ciphertext only."""
+
+__version__ = "0.1.0"

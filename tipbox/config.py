@@ -1,0 +1,115 @@
+"""Frozen, typed settings built from ``TIPBOX_*`` environment variables.
+
+Everything that varies between a demo, a test run and a deployment lives here and is
+handed down from the app factory; nothing reads the environment anywhere else.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from tipbox.errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+KIB = 1024
+MIB = 1024 * KIB
+GIB = 1024 * MIB
+
+
+@dataclass(frozen=True)
+class ScryptParams:
+    """Cost of the codename hash. Production defaults cost ~64 MiB and ~0.2 s per hash."""
+
+    n: int = 2**16
+    r: int = 8
+    p: int = 1
+
+    def __post_init__(self) -> None:
+        if self.n < 2 or self.n & (self.n - 1):
+            raise ConfigError("TIPBOX_SCRYPT_N must be a power of two of at least 2")
+        if self.r < 1 or self.p < 1:
+            raise ConfigError("scrypt r and p must be at least 1")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything tipbox needs to run. Build with :meth:`from_env` or directly in tests."""
+
+    data_dir: Path
+    keys_dir: Path = REPO_ROOT / "keys"
+    database_url: str = ""
+    max_message_chars: int = 100_000
+    max_submission_bytes: int = 2 * GIB
+    max_files: int = 1000
+    session_idle_minutes: int = 120
+    csrf_time_limit_seconds: int = 24 * 3600
+    scrypt: ScryptParams = field(default_factory=ScryptParams)
+    gpg_binary: str = "gpg"
+    # Bytes asked of the request body per read while an upload streams through gpg.
+    upload_chunk_bytes: int = 1 * MIB
+
+    def __post_init__(self) -> None:
+        if not self.database_url:
+            object.__setattr__(self, "database_url", f"sqlite:///{self.data_dir / 'tipbox.db'}")
+        for name in ("max_message_chars", "max_submission_bytes", "max_files",
+                     "session_idle_minutes", "csrf_time_limit_seconds", "upload_chunk_bytes"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be a positive number, got {getattr(self, name)!r}")
+
+    @property
+    def store_dir(self) -> Path:
+        """Where ciphertext files live, named by random ids."""
+        return self.data_dir / "store"
+
+    @property
+    def gnupg_dir(self) -> Path:
+        """Scratch GnuPG homes built from ``keys_dir``; public keys only."""
+        return self.data_dir / "gnupg"
+
+    @property
+    def secrets_file(self) -> Path:
+        return self.data_dir / "instance-secrets.json"
+
+    @property
+    def max_form_field_bytes(self) -> int:
+        """Largest non-file form field kept in memory: the message, in UTF-8, plus slack."""
+        return self.max_message_chars * 4 + 4 * KIB
+
+    def with_overrides(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read ``TIPBOX_*`` variables; any malformed value stops start-up with its name."""
+        env = os.environ if environ is None else environ
+        data_dir = Path(env.get("TIPBOX_DATA_DIR", str(REPO_ROOT / "data"))).resolve()
+        kwargs: dict[str, object] = {"data_dir": data_dir}
+        if "TIPBOX_KEYS_DIR" in env:
+            kwargs["keys_dir"] = Path(env["TIPBOX_KEYS_DIR"]).resolve()
+        if "TIPBOX_DATABASE_URL" in env:
+            kwargs["database_url"] = env["TIPBOX_DATABASE_URL"]
+        if "TIPBOX_GPG_BINARY" in env:
+            kwargs["gpg_binary"] = env["TIPBOX_GPG_BINARY"]
+        int_vars = {
+            "TIPBOX_MAX_MESSAGE_CHARS": "max_message_chars",
+            "TIPBOX_MAX_SUBMISSION_BYTES": "max_submission_bytes",
+            "TIPBOX_MAX_FILES": "max_files",
+            "TIPBOX_SESSION_IDLE_MINUTES": "session_idle_minutes",
+        }
+        for var, name in int_vars.items():
+            if var in env:
+                kwargs[name] = _parse_int(var, env[var])
+        if "TIPBOX_SCRYPT_N" in env:
+            kwargs["scrypt"] = ScryptParams(n=_parse_int("TIPBOX_SCRYPT_N", env["TIPBOX_SCRYPT_N"]))
+        return cls(**kwargs)  # type: ignore[arg-type]
+
+
+def _parse_int(var: str, raw: str) -> int:
+    try:
+        return int(raw.replace("_", ""))
+    except ValueError:
+        raise ConfigError(f"{var} must be a whole number, got {raw!r}") from None

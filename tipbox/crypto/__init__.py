@@ -1,0 +1,1 @@
+"""OpenPGP: the python-gnupg wrapper and the newsroom keys."""

@@ -1,0 +1,283 @@
+"""The one wrapper around python-gnupg.
+
+python-gnupg never raises when ``gpg`` fails; it returns a result whose ``ok`` and
+``stderr`` must be read. This module reads them, turns every failure into a typed
+exception, and never lets a half-written output file survive one.
+
+It imports nothing from Flask or the database so that the offline tool can use it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+import gnupg
+
+from tipbox.errors import EncryptionError, KeyProblem
+
+# python-gnupg logs command lines (which carry --set-filename) and data chunks at DEBUG.
+# Pin its logger above that so no configuration of the root logger can leak them.
+logging.getLogger("gnupg").setLevel(logging.WARNING)
+
+_FPR_RE = re.compile(r"^[0-9A-F]{40}$|^[0-9A-F]{64}$")
+
+# gpg.conf for every home we build: no network look-ups, no trust database questions.
+_GPG_CONF = """\
+# Written by tipbox. Encryption only ever targets fingerprints imported from keys/.
+trust-model always
+no-auto-key-retrieve
+auto-key-locate local
+no-emit-version
+no-comments
+personal-cipher-preferences AES256 AES192 AES
+"""
+
+
+class Readable(Protocol):
+    def read(self, size: int = ..., /) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """What gpg says about one key found in a file, without importing it."""
+
+    fingerprint: str
+    secret: bool
+    uids: tuple[str, ...]
+    algorithm: int
+    length: int
+    created: int
+    expires: int | None
+    capabilities: str
+    validity: str
+    encryption_subkeys: tuple[str, ...] = field(default=())
+
+    @property
+    def expired(self) -> bool:
+        return self.validity == "e" or (self.expires is not None and self.expires <= time.time())
+
+    @property
+    def revoked(self) -> bool:
+        return self.validity == "r"
+
+    @property
+    def can_encrypt(self) -> bool:
+        # gpg writes a capital E on the primary when some valid subkey can encrypt.
+        return "E" in self.capabilities
+
+    @property
+    def short_fingerprint(self) -> str:
+        return self.fingerprint[-16:]
+
+    @property
+    def is_demo(self) -> bool:
+        return any("DEMO" in uid for uid in self.uids)
+
+
+@dataclass(frozen=True)
+class Decrypted:
+    """Result of a decryption: where the plaintext went and the name stored in the packet."""
+
+    filename: str
+    key_fingerprints: tuple[str, ...]
+
+
+class GnuPG:
+    """A GnuPG home of our own (mode 0700), driven through python-gnupg."""
+
+    def __init__(self, home: Path, binary: str = "gpg", buffer_size: int = 1024 * 1024) -> None:
+        home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(home, 0o700)
+        conf = home / "gpg.conf"
+        if not conf.exists():
+            conf.write_text(_GPG_CONF)
+        self.home = home
+        try:
+            self._gpg = gnupg.GPG(gpgbinary=binary, gnupghome=str(home))
+        except (OSError, ValueError) as exc:
+            raise KeyProblem(
+                f"Could not run {binary!r}: {exc}. Install GnuPG 2.2 or later "
+                "(Debian: apt-get install gnupg) or set TIPBOX_GPG_BINARY."
+            ) from exc
+        # Larger reads cut Python overhead on multi-GiB uploads.
+        self._gpg.buffer_size = buffer_size
+
+    @property
+    def version(self) -> tuple[int, ...]:
+        return tuple(self._gpg.version or ())
+
+    # --- keys -------------------------------------------------------------------------
+
+    def scan_key_file(self, path: Path) -> list[KeyInfo]:
+        """List the keys in ``path`` without importing anything."""
+        return [_key_info(raw) for raw in self._gpg.scan_keys(str(path))]
+
+    def scan_key_data(self, data: str | bytes) -> list[KeyInfo]:
+        return [_key_info(raw) for raw in self._gpg.scan_keys_mem(data)]
+
+    def import_keys(self, data: str | bytes) -> list[str]:
+        result = self._gpg.import_keys(data)
+        if not result.fingerprints:
+            raise KeyProblem(f"gpg imported no key: {_last_error(result)}")
+        return list(dict.fromkeys(result.fingerprints))
+
+    def list_keys(self, secret: bool = False) -> list[KeyInfo]:
+        return [_key_info(raw) for raw in self._gpg.list_keys(secret=secret)]
+
+    def export_public(self, fingerprint: str, armor: bool = True) -> str | bytes:
+        data = self._gpg.export_keys(_checked_fpr(fingerprint), armor=armor)
+        if not data:
+            raise KeyProblem(f"Key {fingerprint} is not in {self.home}")
+        return data  # type: ignore[no-any-return]
+
+    def export_secret(self, fingerprint: str, passphrase: str | None = None) -> str:
+        data = self._gpg.export_keys(
+            _checked_fpr(fingerprint), secret=True, passphrase=passphrase or "",
+            expect_passphrase=bool(passphrase),
+        )
+        if not data:
+            raise KeyProblem(f"Secret key {fingerprint} could not be exported")
+        return data  # type: ignore[no-any-return]
+
+    def generate_key(
+        self, name: str, email: str, *, passphrase: str | None, expire: str = "2y",
+        rsa_bits: int | None = None,
+    ) -> str:
+        """Create a key pair in this home: Ed25519 + Cv25519 by default, RSA on request."""
+        if rsa_bits:
+            params: dict[str, Any] = {"key_type": "RSA", "key_length": rsa_bits,
+                                      "subkey_type": "RSA", "subkey_length": rsa_bits}
+        else:
+            params = {"key_type": "EDDSA", "key_curve": "ed25519",
+                      "subkey_type": "ECDH", "subkey_curve": "cv25519"}
+        spec = self._gpg.gen_key_input(
+            name_real=name, name_email=email, expire_date=expire,
+            passphrase=passphrase or "", no_protection=not passphrase,
+            key_usage="sign,cert", subkey_usage="encrypt", **params,
+        )
+        result = self._gpg.gen_key(spec)
+        if not result.fingerprint:
+            raise KeyProblem(f"gpg could not generate a key: {_last_error(result)}")
+        return str(result.fingerprint)
+
+    # --- encryption -------------------------------------------------------------------
+
+    def encrypt_stream(
+        self,
+        source: Readable,
+        recipients: Sequence[str],
+        output: Path,
+        *,
+        filename: str | None = None,
+        compress: bool = False,
+    ) -> None:
+        """Encrypt everything ``source.read`` yields to ``recipients`` into ``output``.
+
+        Binary OpenPGP with an integrity-protected packet (SEIPD with MDC, readable by
+        GnuPG 2.2 and Sequoia). ``filename`` goes into the literal data packet, that
+        is, inside the ciphertext. On any failure ``output`` is removed and
+        :class:`EncryptionError` raised.
+        """
+        args = ["--no-tty", "--compress-algo", "zlib" if compress else "none"]
+        if compress:
+            # Level 1 keeps most of the size gain at a fraction of the default's CPU.
+            args += ["--compress-level", "1"]
+        if filename is not None:
+            args += ["--set-filename", filename]
+        fprs = [_checked_fpr(f) for f in recipients]
+        if not fprs:
+            raise EncryptionError("No newsroom key to encrypt to.")
+        try:
+            result = self._gpg.encrypt_file(
+                source, fprs, armor=False, always_trust=True, output=str(output),
+                extra_args=args,
+            )
+        except BaseException:
+            _remove(output)
+            raise
+        if not result.ok:
+            _remove(output)
+            raise EncryptionError(f"gpg could not encrypt: {_last_error(result)}")
+
+    def encrypt_bytes(self, data: bytes, recipients: Sequence[str], output: Path,
+                      *, filename: str | None = None) -> None:
+        import io
+
+        self.encrypt_stream(io.BytesIO(data), recipients, output, filename=filename,
+                            compress=False)
+
+    # --- decryption (offline machine and tests) ---------------------------------------
+
+    def decrypt_file(self, path: Path, output: Path, passphrase: str | None = None) -> Decrypted:
+        """Decrypt ``path`` into ``output``; raise :class:`EncryptionError` on any failure."""
+        with path.open("rb") as fh:
+            result = self._gpg.decrypt_file(
+                fh, output=str(output), passphrase=passphrase, always_trust=True,
+                extra_args=["--no-tty"],
+            )
+        if not result.ok:
+            _remove(output)
+            raise EncryptionError(f"gpg could not decrypt {path.name}: {_last_error(result)}")
+        name = getattr(result, "data_filename", None) or ""
+        return Decrypted(filename=name, key_fingerprints=tuple(_decryption_keys(result)))
+
+
+def _checked_fpr(fpr: str) -> str:
+    fpr = fpr.upper()
+    if not _FPR_RE.match(fpr):
+        raise ValueError(f"not a full OpenPGP fingerprint: {fpr!r}")
+    return fpr
+
+
+def _remove(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+
+
+def _last_error(result: Any) -> str:
+    """The most useful line of gpg's stderr, without status noise."""
+    lines = [ln for ln in (getattr(result, "stderr", "") or "").splitlines()
+             if ln and not ln.startswith("[GNUPG:]")]
+    status = getattr(result, "status", None)
+    tail = lines[-1] if lines else ""
+    return "; ".join(s for s in (str(status) if status else "", tail) if s) or "unknown error"
+
+
+def _decryption_keys(result: Any) -> Iterable[str]:
+    key_id = getattr(result, "key_id", None)
+    if key_id:
+        yield str(key_id)
+
+
+def _key_info(raw: dict[str, Any]) -> KeyInfo:
+    expires = int(raw["expires"]) if raw.get("expires") else None
+    subkeys = tuple(
+        info["keyid"] for info in (raw.get("subkey_info") or {}).values()
+        if "e" in (info.get("cap") or "") and (info.get("trust") or "") not in ("e", "r")
+    )
+    if "e" in (raw.get("cap") or "") and raw.get("keyid"):
+        subkeys = (str(raw["keyid"]), *subkeys)
+    return KeyInfo(
+        fingerprint=str(raw["fingerprint"]),
+        secret=raw.get("type") == "sec",
+        uids=tuple(raw.get("uids") or ()),
+        algorithm=int(raw.get("algo") or 0),
+        length=int(raw.get("length") or 0),
+        created=int(raw.get("date") or 0),
+        expires=expires,
+        capabilities=str(raw.get("cap") or ""),
+        validity=str(raw.get("trust") or ""),
+        encryption_subkeys=subkeys,
+    )
+
+
+__all__ = ["IO", "Decrypted", "GnuPG", "KeyInfo", "Readable"]

@@ -1,0 +1,148 @@
+"""The newsroom's public keys, read from the keys folder, and the start-up gate.
+
+The gate answers one question for the source interface: may a submission be accepted
+right now, and to which fingerprints is it encrypted? When the answer is no, the reason
+says exactly what is wrong and how to fix it, for the admin reading the log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tipbox.crypto.gpg import GnuPG, KeyInfo
+from tipbox.errors import KeyProblem
+
+log = logging.getLogger(__name__)
+
+KEY_SUFFIXES = (".asc", ".gpg", ".pgp", ".key")
+
+
+@dataclass(frozen=True)
+class Keyring:
+    """The usable newsroom keys and a GnuPG home holding exactly them."""
+
+    gpg: GnuPG | None
+    keys: tuple[KeyInfo, ...]
+    problem: str | None
+
+    @property
+    def accepting(self) -> bool:
+        return self.problem is None and bool(self.keys) and self.usable_at(time.time())
+
+    @property
+    def fingerprints(self) -> tuple[str, ...]:
+        return tuple(k.fingerprint for k in self.keys)
+
+    @property
+    def is_demo(self) -> bool:
+        return any(k.is_demo for k in self.keys)
+
+    def usable_at(self, now: float) -> bool:
+        """False once any key in use has expired while the server was running."""
+        return all(k.expires is None or k.expires > now for k in self.keys)
+
+    def require(self) -> GnuPG:
+        """The GnuPG home to encrypt with, or :class:`KeyProblem` if submissions are off."""
+        if not self.accepting or self.gpg is None:
+            raise KeyProblem(self.problem or "The newsroom key has expired.")
+        return self.gpg
+
+
+def load_keyring(keys_dir: Path, gnupg_root: Path, gpg_binary: str = "gpg") -> Keyring:
+    """Read every key file in ``keys_dir``; build a GnuPG home holding the usable ones.
+
+    Secret key material anywhere in the folder turns submissions off: a private key on
+    the server breaks the promise that a seized server holds nothing readable.
+    """
+    gnupg_root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    files = sorted(p for p in keys_dir.glob("*") if p.suffix.lower() in KEY_SUFFIXES
+                   and p.is_file()) if keys_dir.is_dir() else []
+    if not files:
+        return Keyring(None, (), (
+            f"No newsroom public key found in {keys_dir}. Put the newsroom's public key "
+            "there as an .asc file (see docs/admin-guide.md) and restart, or run "
+            "`tipbox demo` for a demonstration key."
+        ))
+    scanner = GnuPG(gnupg_root / "scan", gpg_binary)
+    usable: list[KeyInfo] = []
+    rejected: list[str] = []
+    for path in files:
+        try:
+            found = scanner.scan_key_file(path)
+        except Exception as exc:  # gpg choked on the file: say which one
+            rejected.append(f"{path.name}: gpg could not read it ({exc})")
+            continue
+        if any(k.secret for k in found) or _has_secret_block(path):
+            return Keyring(None, (), (
+                f"{path} holds SECRET key material. The private key must never be on the "
+                "server: delete that file here, keep the secret key on the air-gapped "
+                "machine only, export the public half (gpg --export --armor FPR) into "
+                f"{keys_dir}, and restart."
+            ))
+        if not found:
+            rejected.append(f"{path.name}: no OpenPGP key in it")
+        for key in found:
+            reason = unusable_reason(key)
+            if reason:
+                rejected.append(f"{path.name}: key {key.fingerprint} {reason}")
+            else:
+                usable.append(key)
+    for line in rejected:
+        log.warning("newsroom key skipped: %s", line)
+    if not usable:
+        return Keyring(None, (), (
+            "No usable newsroom public key: " + "; ".join(rejected)
+            + ". Add a current encryption-capable public key to "
+            f"{keys_dir} (see docs/admin-guide.md) and restart."
+        ))
+    home = _build_home(files, usable, gnupg_root, gpg_binary)
+    return Keyring(home, tuple(usable), None)
+
+
+def unusable_reason(key: KeyInfo) -> str | None:
+    if key.revoked:
+        return "is revoked"
+    if key.expired:
+        return "has expired"
+    if not key.can_encrypt:
+        return "has no valid encryption-capable key or subkey"
+    return None
+
+
+def _has_secret_block(path: Path) -> bool:
+    with path.open("rb") as fh:
+        head = fh.read(1024 * 1024)
+    return b"PRIVATE KEY BLOCK" in head
+
+
+def _build_home(files: list[Path], usable: list[KeyInfo], root: Path, binary: str) -> GnuPG:
+    """A home per distinct key set, built aside and renamed in, so workers can share it."""
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    home = root / f"home-{digest.hexdigest()[:20]}"
+    if not (home / "ready").exists():
+        staging = Path(tempfile.mkdtemp(prefix=".build-", dir=root))
+        try:
+            gpg = GnuPG(staging, binary)
+            wanted = {k.fingerprint for k in usable}
+            for path in files:
+                gpg.import_keys(path.read_bytes())
+            present = {k.fingerprint for k in gpg.list_keys()}
+            if not wanted <= present:
+                raise KeyProblem(f"gpg did not import {sorted(wanted - present)}")
+            (staging / "ready").write_text("ok\n")
+            try:
+                os.rename(staging, home)
+            except OSError:  # another worker won the race; its home is identical
+                pass
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return GnuPG(home, binary)

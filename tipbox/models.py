@@ -1,0 +1,85 @@
+"""SQLAlchemy 2.x typed models.
+
+What is here is what a seized database gives away, so it is kept to: a hash per source,
+a designation, days (never times), sizes and key fingerprints. No IP address, no user
+agent, no file name, no plaintext.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+
+from sqlalchemy import BigInteger, Date, DateTime, Enum, ForeignKey, Integer, MetaData, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# A fixed naming convention keeps constraint names, and so migrations, stable across backends.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class ItemKind(enum.StrEnum):
+    MESSAGE = "message"
+    FILE = "file"
+
+
+class Source(Base):
+    __tablename__ = "sources"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # scrypt(codename, pepper), hex. The codename itself is never stored.
+    codename_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    designation: Mapped[str] = mapped_column(String(80), unique=True)
+    created_on: Mapped[dt.date] = mapped_column(Date)
+    last_activity_on: Mapped[dt.date] = mapped_column(Date, index=True)
+
+    items: Mapped[list[Item]] = relationship(
+        back_populates="source", cascade="all, delete-orphan", order_by="Item.seq"
+    )
+
+
+class Item(Base):
+    """One message or one file, stored as one ciphertext file named by ``id``."""
+
+    __tablename__ = "items"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("sources.id", ondelete="CASCADE"),
+                                           index=True)
+    # Order within a source, so "message, then files" reads back as it was sent
+    # without storing a time of day.
+    seq: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[ItemKind] = mapped_column(
+        Enum(ItemKind, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e])
+    )
+    size: Mapped[int] = mapped_column(BigInteger)
+    # Space-separated full fingerprints of the keys this item was encrypted to.
+    key_fingerprints: Mapped[str] = mapped_column(Text)
+    submitted_on: Mapped[dt.date] = mapped_column(Date)
+
+    source: Mapped[Source] = relationship(back_populates="items")
+
+    @property
+    def fingerprints(self) -> list[str]:
+        return self.key_fingerprints.split()
+
+
+class WebSession(Base):
+    """Server-side session data. The browser holds only a random id; this row is keyed
+    by the id's SHA-256, so a database copy cannot be replayed as a cookie."""
+
+    __tablename__ = "web_sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    interface: Mapped[str] = mapped_column(String(16))
+    data: Mapped[str] = mapped_column(Text)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)

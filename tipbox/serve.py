@@ -1,0 +1,103 @@
+"""Running the interfaces under gunicorn, configured for many slow uploads over Tor.
+
+gthread workers: each upload holds a thread (and its gpg process) for as long as the
+source's connection needs, while the worker's heartbeat runs apart from it, so an
+upload taking hours is not killed. No access log is written, and the error log passes
+through a filter that removes anything shaped like an IP address.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+from gunicorn.glogging import Logger
+
+# Dotted quads and anything with three or more colon-separated hex groups (IPv6).
+_IP_RE = re.compile(
+    r"\b(?:\d{1,3}\.){3}\d{1,3}\b|\b(?:[0-9a-fA-F]{0,4}:){2,7}[0-9a-fA-F]{0,4}\b"
+)
+
+# Request metadata that no part of tipbox may see, let alone log.
+_SCRUBBED_ENVIRON = ("REMOTE_ADDR", "REMOTE_PORT", "HTTP_USER_AGENT", "HTTP_X_FORWARDED_FOR",
+                     "HTTP_X_REAL_IP", "HTTP_FORWARDED", "HTTP_REFERER", "HTTP_VIA")
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def redact(text: str) -> str:
+    return _IP_RE.sub("[address removed]", text)
+
+
+class _RedactingFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = redact(record.getMessage())
+        record.args = ()
+        return True
+
+
+class PrivateLogger(Logger):
+    """gunicorn's logger with the access log off and addresses removed from errors."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        for handler in self.error_log.handlers:
+            handler.addFilter(_RedactingFilter())
+
+    def access(self, resp: Any, req: Any, environ: Any, request_time: Any) -> None:
+        return None
+
+
+def scrub_environ(app: WSGIApp) -> WSGIApp:
+    """Drop the client's address and browser details before Flask sees the request."""
+
+    def middleware(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        for key in _SCRUBBED_ENVIRON:
+            environ.pop(key, None)
+        return app(environ, start_response)
+
+    return middleware
+
+
+def gunicorn_options(host: str, port: int, threads: int = 32) -> dict[str, Any]:
+    return {
+        "bind": f"{host}:{port}",
+        "worker_class": "gthread",
+        "workers": 1,
+        "threads": threads,
+        # Heartbeat timeout only: with gthread it does not cut off long request bodies.
+        "timeout": 120,
+        "graceful_timeout": 3600,
+        "keepalive": 75,
+        "accesslog": None,
+        "errorlog": "-",
+        "loglevel": "info",
+        "logger_class": PrivateLogger,
+        "forwarded_allow_ips": "",
+        "proxy_allow_ips": "",
+        "limit_request_line": 8190,
+        "limit_request_fields": 100,
+        "control_socket_disable": True,
+    }
+
+
+class TipboxServer(BaseApplication):  # type: ignore[misc]
+    def __init__(self, app: WSGIApp, options: dict[str, Any]) -> None:
+        self._app = app
+        self._options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self._options.items():
+            if key in self.cfg.settings and value is not None:
+                self.cfg.set(key, value)
+
+    def load(self) -> WSGIApp:
+        return self._app
+
+
+def serve(app: WSGIApp, host: str, port: int) -> None:
+    TipboxServer(scrub_environ(app), gunicorn_options(host, port)).run()

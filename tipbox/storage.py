@@ -1,0 +1,96 @@
+"""The ciphertext store: one file per item, named by a random id, written atomically.
+
+Writes go to a temporary name inside the store (same filesystem, so the final rename is
+atomic), are fsynced, then renamed into place. File times are rounded down to the day so
+the store keeps no finer timestamp than the database does.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import os
+import re
+import secrets
+from pathlib import Path
+
+from tipbox.errors import StoreError
+
+_ID_RE = re.compile(r"^[a-z2-7]{26}$")
+SUFFIX = ".gpg"
+
+
+def new_item_id() -> str:
+    """130 random bits in lower-case base32: unguessable, filesystem-safe, no ordering."""
+    return base64.b32encode(secrets.token_bytes(17)).decode().lower()[:26]
+
+
+class CiphertextStore:
+    """A folder of ``<item id>.gpg`` files plus a ``.tmp`` folder for writes in progress."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.tmp = root / ".tmp"
+        self.tmp.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(root, 0o700)
+
+    def temp_path(self) -> Path:
+        """A fresh name in the store for gpg to write into."""
+        return self.tmp / f"{secrets.token_hex(16)}.part"
+
+    def path_for(self, item_id: str) -> Path:
+        if not _ID_RE.match(item_id):
+            raise StoreError(f"not an item id: {item_id!r}")
+        path = (self.root / f"{item_id}{SUFFIX}").resolve()
+        # Belt and braces: an id can never name a file outside the store.
+        if os.path.commonpath([path, self.root.resolve()]) != str(self.root.resolve()):
+            raise StoreError("item path escapes the store")
+        return path
+
+    def commit(self, temp: Path, item_id: str, day: dt.date) -> Path:
+        """fsync ``temp`` and rename it to the item's final name; return that name."""
+        if temp.parent != self.tmp:
+            raise StoreError("only files written into the store's temp folder can be committed")
+        final = self.path_for(item_id)
+        if final.exists():
+            raise StoreError(f"item {item_id} already exists")
+        fd = os.open(temp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        stamp = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC).timestamp()
+        os.chmod(temp, 0o600)
+        os.utime(temp, (stamp, stamp))
+        os.rename(temp, final)
+        self._fsync_dir()
+        return final
+
+    def discard(self, path: Path) -> None:
+        """Remove a temp or committed file; missing is fine."""
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+
+    def delete(self, item_id: str) -> None:
+        self.discard(self.path_for(item_id))
+        self._fsync_dir()
+
+    def size(self, item_id: str) -> int:
+        return self.path_for(item_id).stat().st_size
+
+    def sweep_temp(self) -> int:
+        """Remove writes that a crash left behind; they were never committed."""
+        count = 0
+        for leftover in self.tmp.glob("*.part"):
+            self.discard(leftover)
+            count += 1
+        return count
+
+    def _fsync_dir(self) -> None:
+        fd = os.open(self.root, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

@@ -1,0 +1,189 @@
+"""Receiving a submission: encrypt each message and file as it arrives, keep all or nothing.
+
+A :class:`Draft` collects ciphertext in the store's temp folder while the body streams
+in. Only :meth:`Draft.commit` makes anything permanent: it renames every file into place
+and writes every row in one transaction. Leaving the ``with`` block any other way removes
+every trace of the attempt, so a cut-off upload never keeps half a submission.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import unicodedata
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from tipbox.crypto.gpg import GnuPG, Readable
+from tipbox.errors import SubmissionRejected, UploadTooLarge
+from tipbox.models import Item, ItemKind, Source
+from tipbox.storage import CiphertextStore, new_item_id
+
+# OpenPGP literal data packets hold at most 255 bytes of file name.
+MAX_FILENAME_BYTES = 255
+PROBE_BYTES = 64 * 1024
+
+
+def today() -> dt.date:
+    return dt.datetime.now(dt.UTC).date()
+
+
+@dataclass
+class _Pending:
+    temp: Path
+    kind: ItemKind
+    size: int
+
+
+@dataclass(frozen=True)
+class Receipt:
+    messages: int
+    files: int
+    skipped_empty_files: int
+
+
+@dataclass
+class Draft:
+    """Ciphertext in progress for one submission. Use as a context manager."""
+
+    gpg: GnuPG
+    recipients: tuple[str, ...]
+    store: CiphertextStore
+    sessions: sessionmaker[Session]
+    max_files: int
+    clock: Callable[[], dt.date] = today
+    pending: list[_Pending] = field(default_factory=list)
+    skipped_empty_files: int = 0
+    _committed: bool = False
+
+    def __enter__(self) -> Draft:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if not self._committed:
+            self.discard()
+
+    @property
+    def file_count(self) -> int:
+        return sum(1 for p in self.pending if p.kind is ItemKind.FILE)
+
+    def add_message(self, text: str) -> None:
+        temp = self.store.temp_path()
+        self.pending.append(_Pending(temp, ItemKind.MESSAGE, 0))
+        self.gpg.encrypt_bytes(text.encode("utf-8"), self.recipients, temp)
+        self.pending[-1].size = temp.stat().st_size
+
+    def add_file(self, data: Readable, raw_filename: str) -> bool:
+        """Encrypt one file as it streams in. Returns False for an empty file, which is
+        skipped (counted, not stored): it carries nothing but a name."""
+        first = data.read(PROBE_BYTES)
+        if not first:
+            self.skipped_empty_files += 1
+            return False
+        if self.file_count >= self.max_files:
+            raise UploadTooLarge(
+                "This submission has more files than the %(limit)s allowed at once. "
+                "Nothing from it was kept: send the files in several submissions.",
+                params={"limit": self.max_files},
+            )
+        temp = self.store.temp_path()
+        self.pending.append(_Pending(temp, ItemKind.FILE, 0))
+        self.gpg.encrypt_stream(
+            _Prefixed(first, data), self.recipients, temp,
+            filename=safe_filename(raw_filename, self.file_count),
+            compress=worth_compressing(first),
+        )
+        self.pending[-1].size = temp.stat().st_size
+        return True
+
+    def commit(self, source_id: int) -> Receipt:
+        """Make every item permanent at once: files renamed into place, rows written."""
+        if not self.pending:
+            raise SubmissionRejected(
+                "There was nothing to send: write a message or choose at least one "
+                "non-empty file, then press Submit again.")
+        day = self.clock()
+        finals: list[Path] = []
+        try:
+            with self.sessions.begin() as db:
+                source = db.get(Source, source_id)
+                if source is None:
+                    raise SubmissionRejected("Your session ended. Log in with your codename "
+                                             "and submit again.")
+                seq = db.scalar(select(func.coalesce(func.max(Item.seq), 0))
+                                .where(Item.source_id == source_id)) or 0
+                fprs = " ".join(self.recipients)
+                for offset, item in enumerate(self.pending, start=1):
+                    item_id = new_item_id()
+                    finals.append(self.store.commit(item.temp, item_id, day))
+                    db.add(Item(id=item_id, source_id=source_id, seq=seq + offset,
+                                kind=item.kind, size=item.size, key_fingerprints=fprs,
+                                submitted_on=day))
+                source.last_activity_on = day
+        except BaseException:
+            for path in finals:
+                self.store.discard(path)
+            raise
+        self._committed = True
+        messages = sum(1 for p in self.pending if p.kind is ItemKind.MESSAGE)
+        return Receipt(messages=messages, files=len(self.pending) - messages,
+                       skipped_empty_files=self.skipped_empty_files)
+
+    def discard(self) -> None:
+        for item in self.pending:
+            self.store.discard(item.temp)
+        self.pending.clear()
+
+
+class _Prefixed:
+    """A stream that first yields bytes already read from another stream."""
+
+    def __init__(self, head: bytes, rest: Readable) -> None:
+        self._head: bytes | None = head
+        self._rest = rest
+
+    def read(self, size: int = -1, /) -> bytes:
+        if self._head is not None:
+            head, self._head = self._head, None
+            return head
+        return self._rest.read(size)
+
+
+def worth_compressing(sample: bytes) -> bool:
+    """True when a fast zlib pass shrinks the first bytes by more than 10%.
+
+    Most leaked documents (PDF, JPEG, DOCX, ZIP, video) are compressed already;
+    compressing them again costs several times the CPU of encryption for nothing.
+    """
+    if len(sample) < 512:
+        return False
+    return len(zlib.compress(sample, 1)) < 0.9 * len(sample)
+
+
+def safe_filename(raw: str, index: int) -> str:
+    """The name that travels inside the ciphertext.
+
+    Directory parts are dropped (old browsers sent full paths, which can name the
+    source's account), so are control, format and bidi-override characters; the result
+    fits OpenPGP's 255-byte limit with its extension kept.
+    """
+    name = raw.replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(ch for ch in name
+                   if unicodedata.category(ch)[0] != "C" and ch not in "\u2028\u2029")
+    name = name.strip().strip(".").strip()
+    if not name:
+        return f"file-{index}"
+    if len(name.encode("utf-8")) > MAX_FILENAME_BYTES:
+        stem, dot, ext = name.rpartition(".")
+        ext = (dot + ext) if dot and 0 < len(ext.encode()) <= 16 else ""
+        stem = stem if ext else name
+        budget = MAX_FILENAME_BYTES - len(ext.encode())
+        stem = stem.encode("utf-8")[:budget].decode("utf-8", "ignore")
+        name = stem + ext
+    return name

@@ -1,0 +1,1 @@
+"""The web interfaces: one app factory per interface, sharing the plumbing in ``common``."""

@@ -1,0 +1,161 @@
+"""A pull-based multipart/form-data reader over the raw request body.
+
+Werkzeug's own form parser spools large file parts into temporary files on disk: exactly
+what tipbox must never do with plaintext. This reader drives Werkzeug's sans-IO
+:class:`MultipartDecoder` itself and hands out each part as a readable stream, so file
+data flows straight from the socket into ``gpg``'s stdin and nowhere else. Only plain
+form fields are held in memory, each up to a fixed limit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import IO
+
+from werkzeug.datastructures import Headers
+from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
+from werkzeug.sansio.multipart import (
+    Data,
+    Epilogue,
+    Field,
+    File,
+    MultipartDecoder,
+    NeedData,
+    Preamble,
+)
+
+from tipbox.errors import MalformedUpload, UploadTooLarge
+
+
+class Part:
+    """One part of the body. Read it to the end before asking for the next part."""
+
+    def __init__(self, reader: MultipartReader, name: str, filename: str | None,
+                 headers: Headers) -> None:
+        self._reader = reader
+        self.name = name
+        self.filename = filename
+        self.headers = headers
+        self.at_end = False  # the decoder has seen this part's closing boundary
+        self.finished = False  # ...and every byte of it has been handed out
+        self.bytes_read = 0
+
+    @property
+    def is_file(self) -> bool:
+        return self.filename is not None
+
+    def read(self, size: int = -1, /) -> bytes:
+        """Up to ``size`` bytes of this part (any amount if negative); b"" at its end."""
+        if self.finished:
+            return b""
+        data = self._reader._read_part_data(self, size)
+        self.bytes_read += len(data)
+        return data
+
+    def read_all(self, limit: int) -> bytes:
+        """The whole part, refusing more than ``limit`` bytes (for plain form fields)."""
+        chunks = []
+        total = 0
+        while chunk := self.read():
+            total += len(chunk)
+            if total > limit:
+                raise UploadTooLarge("A form field is larger than allowed.")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def drain(self) -> None:
+        while self.read():
+            pass
+
+
+class MultipartReader:
+    """Iterate over the parts of a multipart body read from ``stream`` in chunks."""
+
+    def __init__(self, stream: IO[bytes], boundary: bytes, *, chunk_size: int,
+                 max_parts: int, max_header_bytes: int = 64 * 1024) -> None:
+        if not boundary or len(boundary) > 200:
+            raise MalformedUpload("The upload was not a well-formed form submission.")
+        self._stream = stream
+        self._chunk_size = chunk_size
+        # max_form_memory_size bounds what the decoder buffers while looking for headers.
+        self._decoder = MultipartDecoder(boundary, max_form_memory_size=None,
+                                         max_parts=max_parts)
+        self._max_header_bytes = max_header_bytes
+        self._pending = bytearray()  # data of the current part not yet handed out
+        self._current: Part | None = None
+        self._done = False
+
+    def __iter__(self) -> Iterator[Part]:
+        while True:
+            part = self.next_part()
+            if part is None:
+                return
+            yield part
+
+    def next_part(self) -> Part | None:
+        if self._current is not None and not self._current.finished:
+            self._current.drain()
+        while not self._done:
+            event = self._next_event()
+            if isinstance(event, Field | File):
+                filename = event.filename if isinstance(event, File) else None
+                self._current = Part(self, event.name or "", filename, event.headers)
+                self._pending.clear()
+                return self._current
+            if isinstance(event, Epilogue):
+                self._done = True
+            elif isinstance(event, Data | Preamble):
+                continue  # stray data between parts is ignored, as browsers never send it
+        return None
+
+    # --- internals --------------------------------------------------------------------
+
+    def _read_part_data(self, part: Part, size: int) -> bytes:
+        if part is not self._current:
+            raise RuntimeError("read from a part after moving past it")
+        while not self._pending and not part.at_end:
+            event = self._next_event()
+            if not isinstance(event, Data):
+                raise MalformedUpload("The upload was cut off or malformed.")
+            self._pending += event.data
+            part.at_end = not event.more_data
+        if size < 0 or size >= len(self._pending):
+            data = bytes(self._pending)
+            self._pending.clear()
+        else:
+            data = bytes(self._pending[:size])
+            del self._pending[:size]
+        if not self._pending and part.at_end:
+            part.finished = True
+        return data
+
+    def _next_event(self) -> Data | Field | File | Epilogue | Preamble:
+        while True:
+            try:
+                event = self._decoder.next_event()
+            except RequestEntityTooLarge:
+                raise UploadTooLarge("There are more parts in this upload than allowed.") \
+                    from None
+            except (ValueError, UnicodeDecodeError, KeyError) as exc:
+                raise MalformedUpload("The upload was cut off or malformed.") from exc
+            if not isinstance(event, NeedData):
+                return event  # type: ignore[return-value]
+            if self._decoder.complete:
+                raise MalformedUpload("The upload was cut off or malformed.")
+            chunk = self._read_body()
+            if not chunk:
+                self._decoder.receive_data(None)
+            else:
+                if (self._decoder.state.name in ("PREAMBLE", "PART")
+                        and len(self._decoder.buffer) > self._max_header_bytes):
+                    raise MalformedUpload("The upload was cut off or malformed.")
+                self._decoder.receive_data(chunk)
+
+    def _read_body(self) -> bytes:
+        try:
+            return self._stream.read(self._chunk_size)
+        except RequestEntityTooLarge:
+            raise UploadTooLarge("The upload is larger than allowed.") from None
+        except (OSError, ClientDisconnected) as exc:
+            # The client went away or the connection broke mid-upload.
+            raise MalformedUpload("The upload was interrupted before it finished.") from exc

@@ -1,0 +1,47 @@
+"""The source interface: the only app reachable by the public."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+from tipbox.codenames import CodenameHasher, CodenameSigner
+from tipbox.config import Settings
+from tipbox.crypto.keys import Keyring, load_keyring
+from tipbox.sources import SourceService
+from tipbox.storage import CiphertextStore
+from tipbox.web.common import build_app
+from tipbox.web.source.views import SourceDeps, make_blueprint
+
+log = logging.getLogger(__name__)
+
+
+def create_source_app(settings: Settings | None = None, *, keyring: Keyring | None = None) -> Flask:
+    """Build the source app. ``keyring`` may be handed in by tests; otherwise it is read
+    from ``settings.keys_dir`` and checked once here (the start-up gate)."""
+    settings = settings or Settings.from_env()
+    app, plumbing = build_app("tipbox.web.source", settings, "source")
+    if keyring is None:
+        keyring = load_keyring(settings.keys_dir, settings.gnupg_dir, settings.gpg_binary)
+    if keyring.accepting:
+        log.info("accepting submissions, encrypted to %s", ", ".join(keyring.fingerprints))
+        if keyring.is_demo:
+            log.warning("the newsroom key is a DEMO key: do not use this instance for real "
+                        "sources")
+    else:
+        log.error("NOT accepting submissions: %s", keyring.problem)
+    store = CiphertextStore(settings.store_dir)
+    deps = SourceDeps(
+        settings=settings,
+        keyring=keyring,
+        store=store,
+        db=plumbing.sessions,
+        sources=SourceService(plumbing.sessions,
+                              CodenameHasher(plumbing.secrets.codename_pepper, settings.scrypt)),
+        signer=CodenameSigner(plumbing.secrets.codename_mac_key),
+    )
+    blueprint = make_blueprint(deps)
+    app.register_blueprint(blueprint)
+    plumbing.csrf.exempt("tipbox.web.source.views.submit")
+    return app

@@ -1,0 +1,215 @@
+"""Views of the source interface. Thin: forms in, domain calls, templates out."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from flask import Blueprint, redirect, render_template, request, session, url_for
+from flask_babel import gettext
+from flask_wtf.csrf import validate_csrf
+from sqlalchemy.orm import Session, sessionmaker
+from werkzeug.wrappers import Response
+from wtforms import ValidationError
+
+from tipbox.codenames import codename_bits, generate_codename, normalize_codename
+from tipbox.codenames import CodenameSigner
+from tipbox.config import Settings
+from tipbox.crypto.keys import Keyring
+from tipbox.errors import KeyProblem, MalformedUpload, SubmissionRejected
+from tipbox.sources import SourceService
+from tipbox.storage import CiphertextStore
+from tipbox.submissions import Draft
+from tipbox.web.common import error_page
+from tipbox.web.multipart import MultipartReader, Part
+from tipbox.web.source.forms import LoginForm, LogoutForm, NewCodenameForm
+from tipbox.web.sessions import ServerSession
+
+F = TypeVar("F", bound=Callable[..., Any])
+ViewResult = str | Response | tuple[str, int]
+
+
+@dataclass(frozen=True)
+class SourceDeps:
+    settings: Settings
+    keyring: Keyring
+    store: CiphertextStore
+    db: sessionmaker[Session]
+    sources: SourceService
+    signer: CodenameSigner
+
+
+def make_blueprint(deps: SourceDeps) -> Blueprint:
+    bp = Blueprint("source", __name__)
+
+    @bp.before_app_request
+    def gate() -> ViewResult | None:
+        if request.endpoint == "static":
+            return None
+        if not deps.keyring.accepting:
+            return error_page(503)
+        return None
+
+    @bp.app_context_processor
+    def page_context() -> dict[str, Any]:
+        return {"demo_key": deps.keyring.is_demo,
+                "logged_in": "source_id" in session,
+                "logout_form": LogoutForm()}
+
+    def login_required(view: F) -> F:
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            source_id = session.get("source_id")
+            if not isinstance(source_id, int) or not deps.sources.exists(source_id):
+                session.clear()
+                return redirect(url_for("source.login", expired=1))
+            return view(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    def log_in(source_id: int) -> None:
+        session.clear()
+        assert isinstance(session, ServerSession)  # noqa: S101
+        session.regenerate()
+        session["source_id"] = source_id
+
+    @bp.get("/")
+    def index() -> ViewResult:
+        return render_template("source/index.html")
+
+    @bp.get("/generate")
+    def generate() -> ViewResult:
+        codename = generate_codename()
+        form = NewCodenameForm(codename=codename, mac=deps.signer.sign(codename))
+        return render_template("source/generate.html", codename=codename, form=form,
+                               bits=int(codename_bits()))
+
+    @bp.post("/create")
+    def create() -> ViewResult:
+        form = NewCodenameForm()
+        codename = normalize_codename(form.codename.data or "")
+        if not form.validate_on_submit() or codename is None or \
+                not deps.signer.verify(codename, form.mac.data or ""):
+            return error_page(400, gettext(
+                "That codename was not one this site gave out. Start again to get a new one."))
+        log_in(deps.sources.create(codename))
+        return redirect(url_for("source.submit_form"))
+
+    @bp.route("/login", methods=["GET", "POST"])
+    def login() -> ViewResult:
+        form = LoginForm()
+        status = 200
+        if form.validate_on_submit():
+            source_id = deps.sources.find(form.codename.data or "")
+            if source_id is not None:
+                log_in(source_id)
+                return redirect(url_for("source.submit_form"))
+            form.codename.errors = [gettext(
+                "That codename was not recognised. Check the words and their order, and "
+                "try again. Capital letters and extra spaces do not matter.")]
+            status = 403
+        elif request.method == "POST":
+            status = 400
+        return render_template("source/login.html", form=form,
+                               expired=bool(request.args.get("expired"))), status
+
+    @bp.get("/submit")
+    @login_required
+    def submit_form() -> ViewResult:
+        receipt = session.pop("receipt", None)
+        return render_template(
+            "source/submit.html", receipt=receipt,
+            item_count=deps.sources.item_count(session["source_id"]),
+            settings=deps.settings, fingerprints=deps.keyring.fingerprints,
+        )
+
+    @bp.post("/submit")
+    @login_required
+    def submit() -> ViewResult:
+        try:
+            receipt = _receive(deps, session["source_id"])
+        except (SubmissionRejected, KeyProblem) as exc:
+            status = exc.status if isinstance(exc, SubmissionRejected) else 503
+            if not isinstance(exc, MalformedUpload) and status != 413:
+                _drain_body()  # lets the browser read our page instead of a reset
+            message = gettext(exc.message, **exc.params) \
+                if isinstance(exc, SubmissionRejected) else None
+            return render_template(
+                "source/submit_failed.html", message=message, status=status), status
+        session["receipt"] = {"messages": receipt.messages, "files": receipt.files,
+                              "skipped": receipt.skipped_empty_files}
+        return redirect(url_for("source.submit_form"), code=303)
+
+    @bp.post("/logout")
+    def logout() -> ViewResult:
+        form = LogoutForm()
+        if not form.validate_on_submit():
+            return error_page(400)
+        session.clear()
+        return render_template("source/logged_out.html")
+
+    return bp
+
+
+def _receive(deps: SourceDeps, source_id: int) -> Any:
+    """Stream the body: CSRF first, then the message and each file, encrypted as they come."""
+    gpg = deps.keyring.require()
+    if request.mimetype != "multipart/form-data" or "boundary" not in request.mimetype_params:
+        raise MalformedUpload("The upload was not a well-formed form submission.")
+    reader = MultipartReader(
+        request.stream, request.mimetype_params["boundary"].encode("latin-1", "replace"),
+        chunk_size=deps.settings.upload_chunk_bytes, max_parts=deps.settings.max_files + 16)
+    with Draft(gpg, deps.keyring.fingerprints, deps.store, deps.db,
+               deps.settings.max_files) as draft:
+        parts = iter(reader)
+        _check_csrf(next(parts, None))
+        for part in parts:
+            if part.is_file and part.name == "files":
+                draft.add_file(part, part.filename or "")
+            elif not part.is_file and part.name == "message":
+                text = _message_text(part, deps.settings)
+                if text.strip():
+                    draft.add_message(text)
+            else:
+                part.drain()  # unknown fields are ignored, never stored
+        return draft.commit(source_id)
+
+
+def _check_csrf(part: Part | None) -> None:
+    """The token is the form's first field, so a forged upload is refused before any byte
+    of it is encrypted or stored."""
+    if part is None or part.is_file or part.name != "csrf_token":
+        raise SubmissionRejected("This form had expired or was sent from somewhere else, so "
+                                 "nothing was kept. Reload the page and send it again.")
+    try:
+        validate_csrf(part.read_all(1024).decode("ascii"))
+    except (ValidationError, UnicodeDecodeError, SubmissionRejected):
+        raise SubmissionRejected("This form had expired or was sent from somewhere else, so "
+                                 "nothing was kept. Reload the page and send it again.") from None
+
+
+def _message_text(part: Part, settings: Settings) -> str:
+    raw = part.read_all(settings.max_form_field_bytes)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SubmissionRejected(
+            "The message could not be read as text, so nothing was kept. Type or paste it "
+            "again and send it.") from None
+    text = text.replace("\r\n", "\n")
+    if len(text) > settings.max_message_chars:
+        raise SubmissionRejected(
+            "The message is longer than %(limit)s characters, so nothing was kept. Shorten "
+            "it, or put the text in a file and attach it.",
+            params={"limit": settings.max_message_chars})
+    return text
+
+
+def _drain_body() -> None:
+    try:
+        while request.stream.read(1024 * 1024):
+            pass
+    except Exception:  # noqa: S110 - the page is sent either way
+        pass
