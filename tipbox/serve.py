@@ -84,7 +84,7 @@ def gunicorn_options(host: str, port: int, threads: int = 32) -> dict[str, Any]:
     }
 
 
-class TipboxServer(BaseApplication):  # type: ignore[misc]
+class TipboxServer(BaseApplication):
     def __init__(self, app: WSGIApp, options: dict[str, Any]) -> None:
         self._app = app
         self._options = options

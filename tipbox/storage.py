@@ -68,10 +68,7 @@ class CiphertextStore:
 
     def discard(self, path: Path) -> None:
         """Remove a temp or committed file; missing is fine."""
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            pass
+        path.unlink(missing_ok=True)
 
     def delete(self, item_id: str) -> None:
         self.discard(self.path_for(item_id))

@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import Any, Protocol
 
 import gnupg
 
@@ -237,10 +237,7 @@ def _checked_fpr(fpr: str) -> str:
 
 
 def _remove(path: Path) -> None:
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        pass
+    path.unlink(missing_ok=True)
 
 
 def _last_error(result: Any) -> str:
@@ -280,4 +277,4 @@ def _key_info(raw: dict[str, Any]) -> KeyInfo:
     )
 
 
-__all__ = ["IO", "Decrypted", "GnuPG", "KeyInfo", "Readable"]
+__all__ = ["Decrypted", "GnuPG", "KeyInfo", "Readable"]

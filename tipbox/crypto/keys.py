@@ -7,6 +7,7 @@ says exactly what is wrong and how to fix it, for the admin reading the log.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -139,10 +140,9 @@ def _build_home(files: list[Path], usable: list[KeyInfo], root: Path, binary: st
             if not wanted <= present:
                 raise KeyProblem(f"gpg did not import {sorted(wanted - present)}")
             (staging / "ready").write_text("ok\n")
-            try:
+            # If another worker won the race, its home is identical: keep that one.
+            with contextlib.suppress(OSError):
                 os.rename(staging, home)
-            except OSError:  # another worker won the race; its home is identical
-                pass
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return GnuPG(home, binary)

@@ -14,8 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.wrappers import Response
 from wtforms import ValidationError
 
-from tipbox.codenames import codename_bits, generate_codename, normalize_codename
-from tipbox.codenames import CodenameSigner
+from tipbox.codenames import CodenameSigner, codename_bits, generate_codename, normalize_codename
 from tipbox.config import Settings
 from tipbox.crypto.keys import Keyring
 from tipbox.errors import KeyProblem, MalformedUpload, SubmissionRejected
@@ -24,8 +23,8 @@ from tipbox.storage import CiphertextStore
 from tipbox.submissions import Draft
 from tipbox.web.common import error_page
 from tipbox.web.multipart import MultipartReader, Part
-from tipbox.web.source.forms import LoginForm, LogoutForm, NewCodenameForm
 from tipbox.web.sessions import ServerSession
+from tipbox.web.source.forms import LoginForm, LogoutForm, NewCodenameForm
 
 F = TypeVar("F", bound=Callable[..., Any])
 ViewResult = str | Response | tuple[str, int]

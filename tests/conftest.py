@@ -1,0 +1,104 @@
+"""One fixture set for the whole suite: real gpg, real files, cheap scrypt."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from tests.helpers import Newsroom, SourceBrowser, make_newsroom
+from tipbox.cli import initialise
+from tipbox.config import ScryptParams, Settings
+from tipbox.web.source import create_source_app
+
+# Tests use 2**4 scrypt rounds: the real cost (2**16) would make each login take 0.2 s.
+FAST_SCRYPT = ScryptParams(n=2**4, r=8, p=1)
+
+
+@pytest.fixture(scope="session")
+def newsroom(tmp_path_factory: pytest.TempPathFactory) -> Newsroom:
+    """A newsroom key pair: the public key in a keys folder, the secret key in a separate
+    GnuPG home that stands for the air-gapped machine."""
+    return make_newsroom(tmp_path_factory.mktemp("newsroom"), "Test Newsroom")
+
+
+@pytest.fixture(scope="session")
+def second_newsroom_key(tmp_path_factory: pytest.TempPathFactory) -> Newsroom:
+    return make_newsroom(tmp_path_factory.mktemp("newsroom2"), "Second Station")
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def database_url(data_dir: Path) -> str:
+    return f"sqlite:///{data_dir / 'tipbox.db'}"
+
+
+@pytest.fixture
+def settings(data_dir: Path, newsroom: Newsroom, database_url: str) -> Settings:
+    s = Settings(data_dir=data_dir, keys_dir=newsroom.keys_dir, database_url=database_url,
+                 scrypt=FAST_SCRYPT)
+    initialise(s)
+    return s
+
+
+@pytest.fixture
+def app(settings: Settings) -> Flask:
+    app = create_source_app(settings)
+    app.config["TESTING"] = True
+    return app
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def browser(client: FlaskClient) -> SourceBrowser:
+    """A source's browser with JavaScript off: it only follows links and submits forms."""
+    return SourceBrowser(client)
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh database on the real PostgreSQL named by TIPBOX_TEST_DATABASE_URL.
+
+    CI always sets it (.ci/run starts PostgreSQL); without it on a developer's machine
+    the test is skipped and the summary says so.
+    """
+    base = os.environ.get("TIPBOX_TEST_DATABASE_URL")
+    if not base:
+        if os.environ.get("CI"):
+            pytest.fail("CI must set TIPBOX_TEST_DATABASE_URL (see .ci/run)")
+        pytest.skip("no PostgreSQL: set TIPBOX_TEST_DATABASE_URL to run this test")
+    import secrets
+
+    from sqlalchemy import create_engine, text
+
+    name = f"tipbox_test_{secrets.token_hex(6)}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = base.rsplit("/", 1)[0] + "/" + name
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def pytest_report_header() -> list[str]:
+    lines = [f"gpg: {shutil.which('gpg')}", f"sq: {shutil.which('sq') or 'not installed'}"]
+    lines.append("postgres: " + ("TIPBOX_TEST_DATABASE_URL set"
+                                 if os.environ.get("TIPBOX_TEST_DATABASE_URL") else "not set"))
+    return lines

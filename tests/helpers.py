@@ -1,0 +1,127 @@
+"""Plain helpers shared by the tests: key pairs, the gpg command line, a no-JS browser."""
+
+from __future__ import annotations
+
+import io
+import re
+import subprocess
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
+
+from tipbox.crypto.gpg import GnuPG
+
+
+@dataclass(frozen=True)
+class Newsroom:
+    keys_dir: Path
+    secret_home: Path  # stands for the air-gapped machine
+    fingerprint: str
+    public_key_file: Path
+
+
+def make_newsroom(root: Path, name: str, expire: str = "1y") -> Newsroom:
+    secret_home = root / "offline-gnupg"
+    gpg = GnuPG(secret_home)
+    fpr = gpg.generate_key(name, "newsroom@example.invalid", passphrase=None, expire=expire)
+    keys_dir = root / "keys"
+    keys_dir.mkdir()
+    pub = keys_dir / "newsroom.asc"
+    pub.write_text(str(gpg.export_public(fpr)))
+    return Newsroom(keys_dir, secret_home, fpr, pub)
+
+
+@dataclass(frozen=True)
+class Plaintext:
+    data: bytes
+    filename: str
+    recipients: tuple[str, ...]  # key ids of the PKESK packets
+
+
+def gpg_decrypt(path: Path, secret_home: Path) -> Plaintext:
+    """Decrypt with the gpg COMMAND LINE (not our wrapper), as a journalist would."""
+    proc = subprocess.run(
+        ["gpg", "--homedir", str(secret_home), "--batch", "--no-tty", "--status-fd", "2",
+         "--decrypt", str(path)],
+        capture_output=True, check=False,
+    )
+    status = proc.stderr.decode("utf-8", "replace")
+    assert proc.returncode == 0, f"gpg --decrypt failed: {status}"
+    assert "[GNUPG:] DECRYPTION_OKAY" in status
+    # Integrity protection must have been checked: MDC for SEIPDv1.
+    assert "[GNUPG:] GOODMDC" in status or "[GNUPG:] DECRYPTION_INFO 2" in status
+    match = re.search(r"^\[GNUPG:\] PLAINTEXT \S+ \S+ ?(.*)$", status, re.MULTILINE)
+    assert match, status
+    name = urllib.parse.unquote(match.group(1).strip())
+    recipients = tuple(re.findall(r"^\[GNUPG:\] ENC_TO (\S+)", status, re.MULTILINE))
+    return Plaintext(proc.stdout, name, recipients)
+
+
+def store_files(data_dir: Path) -> list[Path]:
+    """Committed ciphertext files, oldest name order irrelevant."""
+    store = data_dir / "store"
+    return sorted(p for p in store.glob("*.gpg")) if store.exists() else []
+
+
+def temp_files(data_dir: Path) -> list[Path]:
+    tmp = data_dir / "store" / ".tmp"
+    return sorted(tmp.iterdir()) if tmp.exists() else []
+
+
+_TOKEN_RE = re.compile(r'name="csrf_token"(?: type="hidden")? value="([^"]+)"')
+
+
+def csrf_from(html: str) -> str:
+    match = _TOKEN_RE.search(html)
+    assert match, "page has no CSRF token"
+    return match.group(1)
+
+
+def hidden(html: str, name: str) -> str:
+    match = re.search(rf'name="{name}" type="hidden" value="([^"]+)"', html)
+    assert match, f"page has no hidden field {name}"
+    return match.group(1)
+
+
+class SourceBrowser:
+    """What a source with JavaScript disabled can do: follow links, post the forms."""
+
+    def __init__(self, client: FlaskClient) -> None:
+        self.client = client
+
+    def new_codename(self) -> str:
+        """'First time here': get a codename and continue to the submission page."""
+        page = self.client.get("/generate")
+        assert page.status_code == 200
+        html = page.get_data(as_text=True)
+        codename = hidden(html, "codename")
+        resp = self.client.post("/create", data={
+            "csrf_token": csrf_from(html), "codename": codename, "mac": hidden(html, "mac")})
+        assert resp.status_code == 302, resp.get_data(as_text=True)
+        return codename
+
+    def login(self, codename: str) -> TestResponse:
+        html = self.client.get("/login").get_data(as_text=True)
+        return self.client.post("/login", data={"csrf_token": csrf_from(html),
+                                                "codename": codename})
+
+    def logout(self) -> TestResponse:
+        html = self.client.get("/submit").get_data(as_text=True)
+        return self.client.post("/logout", data={"csrf_token": csrf_from(html)})
+
+    def submit_token(self) -> str:
+        return csrf_from(self.client.get("/submit").get_data(as_text=True))
+
+    def submit(self, message: str = "", files: list[tuple[bytes, str]] | None = None,
+               token: str | None = None, **extra: Any) -> TestResponse:
+        """Post the submission form the way a browser does: token first, then fields."""
+        data: dict[str, Any] = {"csrf_token": token if token is not None else self.submit_token(),
+                                "message": message}
+        data["files"] = [(io.BytesIO(content), name) for content, name in (files or [])] or \
+            [(io.BytesIO(b""), "")]
+        data.update(extra)
+        return self.client.post("/submit", data=data, content_type="multipart/form-data")

@@ -1,0 +1,35 @@
+"""A source with JavaScript off: codename, message, files, come back, log out."""
+
+from __future__ import annotations
+
+from tests.helpers import SourceBrowser, gpg_decrypt, store_files
+from tests.conftest import Newsroom
+from tipbox.config import Settings
+
+
+def test_source_with_js_disabled_submits_a_message_and_two_files(
+        browser: SourceBrowser, settings: Settings, newsroom: Newsroom) -> None:
+    browser.new_codename()
+    files = [(b"%PDF-1.7 fake pdf " * 5000, "report.pdf"), (bytes(range(256)) * 10, "data.bin")]
+    resp = browser.submit("The minister knew.", files)
+    assert resp.status_code == 303
+    page = browser.client.get("/submit").get_data(as_text=True)
+    assert "Your submission was received" in page
+    assert "We have received 3 items from you so far." in page
+
+    stored = [gpg_decrypt(p, newsroom.secret_home) for p in store_files(settings.data_dir)]
+    got = sorted((p.filename, p.data) for p in stored)
+    assert got == sorted([("", b"The minister knew."), ("report.pdf", files[0][0]),
+                          ("data.bin", files[1][0])])
+
+
+def test_returning_source_logs_in_with_codename_in_any_case_and_spacing(
+        browser: SourceBrowser) -> None:
+    codename = browser.new_codename()
+    assert browser.submit("first").status_code == 303
+    browser.logout()
+    messy = "  " + "   ".join(w.upper() for w in codename.split()) + " "
+    resp = browser.login(messy)
+    assert resp.status_code == 302
+    page = browser.client.get("/submit").get_data(as_text=True)
+    assert "We have received 1 item from you so far." in page
