@@ -28,10 +28,10 @@ logging.getLogger("gnupg").setLevel(logging.WARNING)
 
 _FPR_RE = re.compile(r"^[0-9A-F]{40}$|^[0-9A-F]{64}$")
 
-# gpg.conf for every home we build: no network look-ups, no trust database questions.
+# gpg.conf for every home we build: no network look-ups. (Trust is set per call with
+# --trust-model always: in gpg.conf it breaks `--import --dry-run`, used to scan files.)
 _GPG_CONF = """\
 # Written by tipbox. Encryption only ever targets fingerprints imported from keys/.
-trust-model always
 no-auto-key-retrieve
 auto-key-locate local
 no-emit-version

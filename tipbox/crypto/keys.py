@@ -33,26 +33,31 @@ class Keyring:
     keys: tuple[KeyInfo, ...]
     problem: str | None
 
+    def current(self, now: float | None = None) -> tuple[KeyInfo, ...]:
+        """The keys not expired at ``now``: a key can expire while the server runs."""
+        moment = time.time() if now is None else now
+        return tuple(k for k in self.keys if k.expires is None or k.expires > moment)
+
     @property
     def accepting(self) -> bool:
-        return self.problem is None and bool(self.keys) and self.usable_at(time.time())
+        return self.problem is None and self.gpg is not None and bool(self.current())
 
     @property
     def fingerprints(self) -> tuple[str, ...]:
-        return tuple(k.fingerprint for k in self.keys)
+        """Every current key: each item is encrypted to all of them."""
+        return tuple(k.fingerprint for k in self.current())
 
     @property
     def is_demo(self) -> bool:
         return any(k.is_demo for k in self.keys)
 
-    def usable_at(self, now: float) -> bool:
-        """False once any key in use has expired while the server was running."""
-        return all(k.expires is None or k.expires > now for k in self.keys)
-
     def require(self) -> GnuPG:
         """The GnuPG home to encrypt with, or :class:`KeyProblem` if submissions are off."""
-        if not self.accepting or self.gpg is None:
-            raise KeyProblem(self.problem or "The newsroom key has expired.")
+        if self.problem is not None or self.gpg is None:
+            raise KeyProblem(self.problem or "No newsroom key is configured.")
+        if not self.current():
+            raise KeyProblem("Every newsroom key has expired. Add a current public key to "
+                             "the keys folder (see docs/admin-guide.md) and restart.")
         return self.gpg
 
 
@@ -73,6 +78,7 @@ def load_keyring(keys_dir: Path, gnupg_root: Path, gpg_binary: str = "gpg") -> K
         ))
     scanner = GnuPG(gnupg_root / "scan", gpg_binary)
     usable: list[KeyInfo] = []
+    usable_files: list[Path] = []
     rejected: list[str] = []
     for path in files:
         try:
@@ -95,6 +101,8 @@ def load_keyring(keys_dir: Path, gnupg_root: Path, gpg_binary: str = "gpg") -> K
                 rejected.append(f"{path.name}: key {key.fingerprint} {reason}")
             else:
                 usable.append(key)
+                if path not in usable_files:
+                    usable_files.append(path)
     for line in rejected:
         log.warning("newsroom key skipped: %s", line)
     if not usable:
@@ -103,7 +111,7 @@ def load_keyring(keys_dir: Path, gnupg_root: Path, gpg_binary: str = "gpg") -> K
             + ". Add a current encryption-capable public key to "
             f"{keys_dir} (see docs/admin-guide.md) and restart."
         ))
-    home = _build_home(files, usable, gnupg_root, gpg_binary)
+    home = _build_home(usable_files, usable, gnupg_root, gpg_binary)
     return Keyring(home, tuple(usable), None)
 
 

@@ -1,0 +1,152 @@
+"""Receiving a submission without HTTP: all or nothing, names sanitised.
+
+Runs on SQLite and on a real PostgreSQL."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from tests.conftest import FAST_SCRYPT
+from tests.helpers import Newsroom, gpg_decrypt, store_files, temp_files
+from tipbox.cli import initialise
+from tipbox.codenames import CodenameHasher, generate_codename
+from tipbox.config import Settings
+from tipbox.crypto.keys import Keyring, load_keyring
+from tipbox.db import make_engine, make_session_factory
+from tipbox.errors import SubmissionRejected, UploadTooLarge
+from tipbox.models import Item, ItemKind, Source
+from tipbox.sources import SourceService
+from tipbox.storage import CiphertextStore
+from tipbox.submissions import Draft, safe_filename, worth_compressing
+
+
+@dataclass
+class World:
+    settings: Settings
+    db: sessionmaker[Session]
+    ring: Keyring
+    store: CiphertextStore
+    sources: SourceService
+
+    def draft(self, max_files: int = 10) -> Draft:
+        return Draft(self.ring.require(), self.ring.fingerprints, self.store, self.db, max_files)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def world(request: pytest.FixtureRequest, tmp_path: Path,
+          newsroom: Newsroom) -> Iterator[World]:
+    url = (f"sqlite:///{tmp_path / 'data' / 'tipbox.db'}" if request.param == "sqlite"
+           else request.getfixturevalue("postgres_url"))
+    settings = Settings(data_dir=tmp_path / "data", keys_dir=newsroom.keys_dir,
+                        database_url=url, scrypt=FAST_SCRYPT)
+    initialise(settings)
+    engine = make_engine(url)
+    db = make_session_factory(engine)
+    yield World(settings, db, load_keyring(newsroom.keys_dir, settings.gnupg_dir),
+                CiphertextStore(settings.store_dir),
+                SourceService(db, CodenameHasher(b"p" * 32, FAST_SCRYPT)))
+    engine.dispose()
+
+
+def test_a_submission_commits_files_and_rows_together(world: World, newsroom: Newsroom) -> None:
+    settings, db, sources = world.settings, world.db, world.sources
+    source_id = sources.create(generate_codename())
+    with world.draft() as draft:
+        draft.add_message("hello")
+        draft.add_file(io.BytesIO(b"abc" * 1000), "C:\\Users\\jdoe\\Desktop\\memo.txt")
+        receipt = draft.commit(source_id)
+    assert (receipt.messages, receipt.files) == (1, 1)
+    with db() as s:
+        items = s.scalars(select(Item).order_by(Item.seq)).all()
+        assert [i.kind for i in items] == [ItemKind.MESSAGE, ItemKind.FILE]
+        assert all(i.fingerprints == [newsroom.fingerprint] for i in items)
+        sizes = {i.id: i.size for i in items}
+    files = store_files(settings.data_dir)
+    assert {p.stem: p.stat().st_size for p in files} == sizes
+    names = sorted(gpg_decrypt(p, newsroom.secret_home).filename for p in files)
+    assert names == ["", "memo.txt"]  # the account name in the path never left the browser's side
+
+
+def test_leaving_the_draft_without_commit_keeps_nothing(world: World) -> None:
+    settings, db = world.settings, world.db
+    with pytest.raises(RuntimeError), world.draft() as draft:
+        draft.add_message("hello")
+        draft.add_file(io.BytesIO(b"x" * 100_000), "a.bin")
+        raise RuntimeError("connection dropped")
+    assert store_files(settings.data_dir) == []
+    assert temp_files(settings.data_dir) == []
+    with db() as s:
+        assert s.scalar(select(func.count(Item.id))) == 0
+
+
+def test_more_files_than_allowed_is_refused_whole(world: World) -> None:
+    settings = world.settings
+    source_id = world.sources.create(generate_codename())
+    with pytest.raises(UploadTooLarge), world.draft(max_files=2) as draft:
+        for n in range(3):
+            draft.add_file(io.BytesIO(b"data"), f"{n}.txt")
+        draft.commit(source_id)
+    assert store_files(settings.data_dir) == [] and temp_files(settings.data_dir) == []
+
+
+def test_an_empty_draft_cannot_be_committed(world: World) -> None:
+    source_id = world.sources.create(generate_codename())
+    with pytest.raises(SubmissionRejected, match="nothing to send"), world.draft() as draft:
+        assert draft.add_file(io.BytesIO(b""), "empty.txt") is False
+        draft.commit(source_id)
+
+
+def test_a_failed_database_commit_removes_the_renamed_files(world: World) -> None:
+    settings = world.settings
+    with pytest.raises(SubmissionRejected, match="session ended"), world.draft() as draft:
+        draft.add_message("for a source that does not exist")
+        draft.commit(source_id=999_999)
+    assert store_files(settings.data_dir) == [] and temp_files(settings.data_dir) == []
+
+
+def test_sources_are_found_by_codename_only(world: World) -> None:
+    db, sources = world.db, world.sources
+    codename = generate_codename()
+    source_id = sources.create(codename)
+    assert sources.create(codename) == source_id  # a re-sent form does not make a second one
+    assert sources.find(codename.upper()) == source_id
+    assert sources.find(generate_codename()) is None
+    with db() as s:
+        row = s.get(Source, source_id)
+        assert row is not None
+        assert codename not in row.codename_hash and len(row.designation.split()) == 2
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    ("report.pdf", "report.pdf"),
+    ("../../etc/passwd", "passwd"),
+    ("/etc/passwd", "passwd"),
+    ("C:\\Users\\x\\a.pdf", "a.pdf"),
+    ("a\x00b\x1b[31m.txt", "ab[31m.txt"),
+    ("evil\u202etxt.exe", "eviltxt.exe"),
+    ("", "file-3"),
+    ("..", "file-3"),
+    ("   ", "file-3"),
+])
+def test_file_names_are_sanitised_for_the_literal_packet(raw: str, expected: str) -> None:
+    assert safe_filename(raw, 3) == expected
+
+
+def test_long_names_fit_255_bytes_and_keep_their_extension() -> None:
+    name = safe_filename("ü" * 1000 + ".docx", 1)
+    assert len(name.encode()) <= 255 and name.endswith(".docx")
+
+
+def test_only_compressible_data_is_compressed() -> None:
+    import os
+
+    assert worth_compressing(b"plain text, again and again. " * 3000)
+    assert not worth_compressing(os.urandom(65536))
+    assert not worth_compressing(b"tiny")
