@@ -91,8 +91,10 @@ def _register_error_pages(app: Flask) -> None:
             "Reload the page and send it again."))
 
     @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException) -> tuple[str, int]:
-        return error_page(exc.code or 500)
+    def http_error(exc: HTTPException) -> tuple[str, int, dict[str, str]]:
+        # Keep the headers a status requires, such as Allow on a 405 (RFC 9110).
+        headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
+        return (*error_page(exc.code or 500), headers)
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> tuple[str, int]:

@@ -9,11 +9,13 @@ form fields are held in memory, each up to a fixed limit.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import IO
 
 from werkzeug.datastructures import Headers
 from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
+from werkzeug.http import parse_options_header
 from werkzeug.sansio.multipart import (
     Data,
     Epilogue,
@@ -22,9 +24,12 @@ from werkzeug.sansio.multipart import (
     MultipartDecoder,
     NeedData,
     Preamble,
+    State,
 )
 
 from tipbox.errors import MalformedUpload, UploadTooLarge
+
+_LINE_BREAK = re.compile(rb"[\r\n]")
 
 
 class Part:
@@ -68,6 +73,24 @@ class Part:
             pass
 
 
+_BACKSLASH_NOT_BEFORE_QUOTE = re.compile(r'\\(?!")')
+
+
+def _filename_as_sent(event: File) -> str:
+    """The part's file name with every backslash kept as a path separator.
+
+    Werkzeug reads a backslash in a quoted value as an escape, so the full path an old
+    browser sends ("C:\\Users\\jdoe\\a.pdf") would lose its separators and keep the
+    account name. Browsers never escape a backslash (they percent-encode quotes), so
+    here each one, bar an escaped quote, is read as "/" for ``safe_filename`` to cut at.
+    """
+    disposition = event.headers.get("content-disposition", "")
+    if "\\" not in disposition:
+        return event.filename
+    _, options = parse_options_header(_BACKSLASH_NOT_BEFORE_QUOTE.sub("/", disposition))
+    return options.get("filename", event.filename)
+
+
 class MultipartReader:
     """Iterate over the parts of a multipart body read from ``stream`` in chunks."""
 
@@ -83,6 +106,9 @@ class MultipartReader:
         self._max_header_bytes = max_header_bytes
         self._pending = bytearray()  # data of the current part not yet handed out
         self._current: Part | None = None
+        self._held = b""  # end of the last chunk, kept back (see _feed)
+        # CRLF, "--", the boundary, then "--" or CRLF.
+        self._delimiter_len = len(boundary) + 6
         self._done = False
 
     def __iter__(self) -> Iterator[Part]:
@@ -98,7 +124,7 @@ class MultipartReader:
         while not self._done:
             event = self._next_event()
             if isinstance(event, Field | File):
-                filename = event.filename if isinstance(event, File) else None
+                filename = _filename_as_sent(event) if isinstance(event, File) else None
                 self._current = Part(self, event.name or "", filename, event.headers)
                 self._pending.clear()
                 return self._current
@@ -130,9 +156,10 @@ class MultipartReader:
         return data
 
     def _next_event(self) -> Data | Field | File | Epilogue | Preamble:
+        decoder = self._decoder
         while True:
             try:
-                event = self._decoder.next_event()
+                event = decoder.next_event()
             except RequestEntityTooLarge:
                 raise UploadTooLarge("There are more parts in this upload than allowed.") \
                     from None
@@ -140,16 +167,38 @@ class MultipartReader:
                 raise MalformedUpload("The upload was cut off or malformed.") from exc
             if not isinstance(event, NeedData):
                 return event  # type: ignore[return-value]
-            if self._decoder.complete:
+            if decoder.complete:
                 raise MalformedUpload("The upload was cut off or malformed.")
-            chunk = self._read_body()
-            if not chunk:
-                self._decoder.receive_data(None)
-            else:
-                if (self._decoder.state.name in ("PREAMBLE", "PART")
-                        and len(self._decoder.buffer) > self._max_header_bytes):
-                    raise MalformedUpload("The upload was cut off or malformed.")
-                self._decoder.receive_data(chunk)
+            self._feed()
+
+    def _feed(self) -> None:
+        """Hand the decoder the next chunk of the body.
+
+        Werkzeug's decoder (3.1) can misplace a line break when a chunk ends inside a
+        delimiter (CRLF, dashes, boundary, and the two bytes after it): the part gains a
+        stray b"\r". So the tail of each chunk from its first CR or LF within one
+        delimiter's length of the end is held back and sent with the next chunk.
+        """
+        decoder = self._decoder
+        if decoder.state in (State.PREAMBLE, State.PART) and \
+                len(decoder.buffer) > self._max_header_bytes:
+            raise MalformedUpload("The upload was cut off or malformed.")
+        data = self._read_body()
+        if not data:
+            if self._held:
+                decoder.receive_data(self._held)
+                self._held = b""
+            decoder.receive_data(None)
+            return
+        chunk = self._held + data if self._held else data
+        tail = max(0, len(chunk) - self._delimiter_len)
+        match = _LINE_BREAK.search(chunk, tail)
+        if match is None:
+            self._held = b""
+        else:
+            chunk, self._held = chunk[:match.start()], chunk[match.start():]
+        if chunk:
+            decoder.receive_data(chunk)
 
     def _read_body(self) -> bytes:
         try:

@@ -55,7 +55,9 @@ def make_blueprint(deps: SourceDeps) -> Blueprint:
     def page_context() -> dict[str, Any]:
         return {"demo_key": deps.keyring.is_demo,
                 "logged_in": "source_id" in session,
-                "logout_form": LogoutForm()}
+                # formdata=None: this form only renders the nav's token. Reading the
+                # request here would parse an upload body again on every error page.
+                "logout_form": LogoutForm(formdata=None)}
 
     def login_required(view: F) -> F:
         @functools.wraps(view)
