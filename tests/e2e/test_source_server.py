@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -113,3 +115,18 @@ def test_no_plaintext_marker_reaches_the_data_folder_temp_folder_or_log(
             assert marker not in str(path)
     assert scanned >= 4  # the database, secrets and three ciphertexts at least
     assert marker not in server.log()
+
+
+def test_the_server_log_never_holds_the_client_address(server: RunningServer) -> None:
+    # A malformed request line makes gunicorn log "Invalid request from ip=...". The client
+    # connects from 127.0.0.2 so its address differs from the server's own 127.0.0.1.
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5,
+                                  source_address=("127.0.0.2", 0)) as conn:
+        conn.sendall(b"NOT-HTTP \x01\x02\r\n\r\n")
+        conn.recv(1024)
+    deadline = time.monotonic() + 10
+    while "Invalid request" not in server.log() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    log = server.log()
+    assert "Invalid request" in log
+    assert "127.0.0.2" not in log

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from tests.helpers import SourceBrowser, gpg_decrypt, store_files
-from tests.conftest import Newsroom
+import logging
+import secrets
+
+import pytest
+
+from tests.helpers import Newsroom, SourceBrowser, gpg_decrypt, store_files
 from tipbox.config import Settings
 
 
@@ -33,3 +37,17 @@ def test_returning_source_logs_in_with_codename_in_any_case_and_spacing(
     assert resp.status_code == 302
     page = browser.client.get("/submit").get_data(as_text=True)
     assert "We have received 1 item from you so far." in page
+
+
+def test_nothing_a_source_types_or_sends_reaches_any_log(
+        browser: SourceBrowser, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)  # the root logger at its most talkative
+    marker = "LOGMARKER" + secrets.token_hex(8)
+    codename = browser.new_codename()
+    browser.submit(f"message {marker}", [(f"file {marker}".encode() * 100, f"{marker}.txt")])
+    browser.logout()
+    browser.login(codename)
+    browser.login(codename + " wrong")
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert marker not in text
+    assert all(word not in text.split() for word in codename.split())

@@ -1,0 +1,66 @@
+"""The `tipbox` command: init is repeatable, demo makes a clearly labelled key, serve checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from tipbox.cli import DEMO_KEY_FILE, main
+from tipbox.crypto.keys import load_keyring
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return {"TIPBOX_DATA_DIR": str(tmp_path / "data"), "TIPBOX_KEYS_DIR": str(tmp_path / "keys"),
+            "TIPBOX_SCRYPT_N": "16"}
+
+
+def test_init_creates_the_data_folder_and_can_run_again(env: dict[str, str]) -> None:
+    runner = CliRunner()
+    for _ in range(2):
+        result = runner.invoke(main, ["init"], env=env)
+        assert result.exit_code == 0, result.output
+    data = Path(env["TIPBOX_DATA_DIR"])
+    assert (data / "tipbox.db").exists() and (data / "store").is_dir()
+    secrets_file = data / "instance-secrets.json"
+    assert secrets_file.stat().st_mode & 0o777 == 0o600
+    assert data.stat().st_mode & 0o777 == 0o700
+
+
+def test_demo_makes_a_labelled_key_pair_with_the_secret_half_kept_apart(
+        env: dict[str, str], tmp_path: Path) -> None:
+    offline = tmp_path / "offline"
+    result = CliRunner().invoke(main, ["demo", "--no-serve", "--offline-dir", str(offline)],
+                                env=env)
+    assert result.exit_code == 0, result.output
+    assert "DEMO KEY CREATED - FOR DEMONSTRATION ONLY" in result.output
+    public = Path(env["TIPBOX_KEYS_DIR"]) / DEMO_KEY_FILE
+    assert "PUBLIC KEY BLOCK" in public.read_text()
+    assert "PRIVATE" not in public.read_text()
+    ring = load_keyring(public.parent, tmp_path / "gnupg")
+    assert ring.accepting and ring.is_demo
+    assert any((offline / "gnupg" / "private-keys-v1.d").iterdir())
+
+
+def test_demo_keeps_a_key_that_is_already_there(env: dict[str, str], tmp_path: Path) -> None:
+    runner = CliRunner()
+    args = ["demo", "--no-serve", "--offline-dir", str(tmp_path / "offline")]
+    runner.invoke(main, args, env=env)
+    first = (Path(env["TIPBOX_KEYS_DIR"]) / DEMO_KEY_FILE).read_text()
+    result = runner.invoke(main, args, env=env)
+    assert result.exit_code == 0 and "Using the key(s) already in" in result.output
+    assert (Path(env["TIPBOX_KEYS_DIR"]) / DEMO_KEY_FILE).read_text() == first
+
+
+def test_serve_refuses_an_uninitialised_data_folder(env: dict[str, str]) -> None:
+    result = CliRunner().invoke(main, ["serve", "source", "--port", "1"], env=env)
+    assert result.exit_code != 0
+    assert "run `tipbox init`" in result.output
+
+
+def test_a_malformed_setting_is_reported_by_name(env: dict[str, str]) -> None:
+    result = CliRunner().invoke(main, ["init"], env={**env, "TIPBOX_MAX_FILES": "many"})
+    assert result.exit_code != 0
+    assert "TIPBOX_MAX_FILES must be a whole number" in result.output

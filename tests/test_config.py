@@ -1,0 +1,59 @@
+"""Settings come from TIPBOX_* variables, are frozen, and fail fast with the variable's name."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from tipbox.config import GIB, ScryptParams, Settings
+from tipbox.errors import ConfigError
+
+
+def test_defaults_put_everything_in_the_data_folder(tmp_path: Path) -> None:
+    s = Settings.from_env({"TIPBOX_DATA_DIR": str(tmp_path)})
+    assert s.data_dir == tmp_path
+    assert s.database_url == f"sqlite:///{tmp_path / 'tipbox.db'}"
+    assert s.store_dir == tmp_path / "store"
+    assert s.max_submission_bytes == 2 * GIB
+    assert s.max_message_chars == 100_000
+    assert s.session_idle_minutes == 120
+    assert s.csrf_time_limit_seconds == 24 * 3600
+
+
+def test_every_variable_is_read(tmp_path: Path) -> None:
+    s = Settings.from_env({
+        "TIPBOX_DATA_DIR": str(tmp_path), "TIPBOX_KEYS_DIR": str(tmp_path / "k"),
+        "TIPBOX_DATABASE_URL": "postgresql+psycopg://u@h/db",
+        "TIPBOX_MAX_MESSAGE_CHARS": "500", "TIPBOX_MAX_SUBMISSION_BYTES": "1_000_000",
+        "TIPBOX_MAX_FILES": "7", "TIPBOX_SESSION_IDLE_MINUTES": "5",
+        "TIPBOX_SCRYPT_N": "1024", "TIPBOX_GPG_BINARY": "/opt/gpg",
+    })
+    assert (s.keys_dir, s.database_url) == (tmp_path / "k", "postgresql+psycopg://u@h/db")
+    assert (s.max_message_chars, s.max_submission_bytes, s.max_files) == (500, 1_000_000, 7)
+    assert (s.session_idle_minutes, s.scrypt.n, s.gpg_binary) == (5, 1024, "/opt/gpg")
+
+
+@pytest.mark.parametrize(("var", "value", "message"), [
+    ("TIPBOX_MAX_FILES", "lots", "TIPBOX_MAX_FILES must be a whole number"),
+    ("TIPBOX_MAX_SUBMISSION_BYTES", "0", "max_submission_bytes must be a positive"),
+    ("TIPBOX_SCRYPT_N", "1000", "power of two"),
+])
+def test_malformed_values_stop_start_up_with_a_clear_message(
+        tmp_path: Path, var: str, value: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Settings.from_env({"TIPBOX_DATA_DIR": str(tmp_path), var: value})
+
+
+def test_settings_are_frozen(tmp_path: Path) -> None:
+    s = Settings(data_dir=tmp_path)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.max_files = 1  # type: ignore[misc]
+    assert s.with_overrides(max_files=3).max_files == 3
+    assert s.max_files == 1000
+
+
+def test_scrypt_parameters_are_checked() -> None:
+    with pytest.raises(ConfigError):
+        ScryptParams(n=3)
