@@ -10,7 +10,20 @@ from __future__ import annotations
 import datetime as dt
 import enum
 
-from sqlalchemy import BigInteger, Date, DateTime, Enum, ForeignKey, Integer, MetaData, String, Text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 # A fixed naming convention keeps constraint names, and so migrations, stable across backends.
@@ -41,9 +54,18 @@ class Source(Base):
     designation: Mapped[str] = mapped_column(String(80), unique=True)
     created_on: Mapped[dt.date] = mapped_column(Date)
     last_activity_on: Mapped[dt.date] = mapped_column(Date, index=True)
+    starred: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Public half of the key pair derived from the codename; replies are encrypted to it.
+    # The private half exists only while the source is logged in, in server memory.
+    reply_public_key: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
 
     items: Mapped[list[Item]] = relationship(
-        back_populates="source", cascade="all, delete-orphan", order_by="Item.seq"
+        back_populates="source", cascade="all, delete-orphan", order_by="Item.seq",
+        passive_deletes=True,
+    )
+    replies: Mapped[list[Reply]] = relationship(
+        back_populates="source", cascade="all, delete-orphan", order_by="Reply.seq",
+        passive_deletes=True,
     )
 
 
@@ -67,6 +89,63 @@ class Item(Base):
     submitted_on: Mapped[dt.date] = mapped_column(Date)
 
     source: Mapped[Source] = relationship(back_populates="items")
+
+    @property
+    def fingerprints(self) -> list[str]:
+        return self.key_fingerprints.split()
+
+
+class Journalist(Base):
+    """A newsroom account: Argon2id passphrase hash plus a TOTP secret."""
+
+    __tablename__ = "journalists"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    passphrase_hash: Mapped[str] = mapped_column(String(255))
+    totp_secret: Mapped[str] = mapped_column(String(64))
+    # The time step of the last TOTP code accepted: a code can never be used twice.
+    last_totp_step: Mapped[int] = mapped_column(BigInteger, default=0)
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True),
+                                                             default=None)
+    created_on: Mapped[dt.date] = mapped_column(Date)
+
+
+class ItemRead(Base):
+    """Journalist ``journalist_id`` has opened (downloaded) item ``item_id``."""
+
+    __tablename__ = "item_reads"
+
+    item_id: Mapped[str] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"),
+                                         primary_key=True)
+    journalist_id: Mapped[int] = mapped_column(
+        ForeignKey("journalists.id", ondelete="CASCADE"), primary_key=True, index=True)
+
+
+class Reply(Base):
+    """A journalist's reply: one ciphertext for the newsroom (a file in the store, like an
+    item) and one for the source (HPKE to the source's reply key, kept in this row)."""
+
+    __tablename__ = "replies"
+    __table_args__ = (UniqueConstraint("source_id", "seq"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("sources.id", ondelete="CASCADE"),
+                                           index=True)
+    journalist_id: Mapped[int | None] = mapped_column(
+        ForeignKey("journalists.id", ondelete="SET NULL"), default=None)
+    seq: Mapped[int] = mapped_column(Integer)
+    size: Mapped[int] = mapped_column(BigInteger)
+    key_fingerprints: Mapped[str] = mapped_column(Text)
+    for_source: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+    sent_on: Mapped[dt.date] = mapped_column(Date)
+    read_by_source: Mapped[bool] = mapped_column(Boolean, default=False)
+    deleted_by_source: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    source: Mapped[Source] = relationship(back_populates="replies")
 
     @property
     def fingerprints(self) -> list[str]:
