@@ -1,0 +1,219 @@
+"""What journalists see and do: the inbox, a source's items and replies, read state,
+stars, deletion and the entries of export bundles. No Flask here."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, delete, exists, func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from tipbox.bundles import BundleEntry
+from tipbox.models import Item, ItemRead, Reply, Source
+from tipbox.storage import CiphertextStore
+
+PAGE_SIZE = 50
+
+
+@dataclass(frozen=True)
+class InboxRow:
+    id: int
+    designation: str
+    starred: bool
+    last_activity_on: dt.date
+    items: int
+    unread: int
+    replies: int
+
+
+@dataclass(frozen=True)
+class InboxPage:
+    rows: list[InboxRow]
+    page: int
+    pages: int
+    total: int
+
+
+@dataclass(frozen=True)
+class ItemView:
+    id: str
+    kind: str
+    size: int
+    day: dt.date
+    fingerprints: tuple[str, ...]
+    read: bool
+
+    @property
+    def short_fingerprints(self) -> list[str]:
+        return [f[-16:] for f in self.fingerprints]
+
+
+@dataclass(frozen=True)
+class ReplyView:
+    id: str
+    size: int
+    day: dt.date
+    journalist_id: int | None
+    read_by_source: bool
+    deleted_by_source: bool
+
+
+@dataclass(frozen=True)
+class SourceView:
+    id: int
+    designation: str
+    starred: bool
+    created_on: dt.date
+    last_activity_on: dt.date
+    items: list[ItemView]
+    replies: list[ReplyView]
+    can_receive_replies: bool
+
+
+@dataclass(frozen=True)
+class NewsroomService:
+    sessions: sessionmaker[Session]
+    store: CiphertextStore
+
+    # --- reading -------------------------------------------------------------------
+
+    def inbox(self, journalist_id: int, page: int = 1, *, starred_first: bool = False,
+              page_size: int = PAGE_SIZE) -> InboxPage:
+        """Sources that sent something, latest activity first, one page at a time.
+
+        The page of sources is chosen first, then counted: counting every source's items
+        on each view would not stay fast at 100,000 items.
+        """
+        has_items = exists().where(Item.source_id == Source.id)
+        order: list[ColumnElement[Any]] = [Source.last_activity_on.desc(), Source.id.desc()]
+        if starred_first:
+            order.insert(0, Source.starred.desc())
+        with self.sessions() as db:
+            total = db.scalar(select(func.count(Source.id)).where(has_items)) or 0
+            pages = max(1, -(-total // page_size))
+            page = min(max(1, page), pages)
+            sources = db.execute(
+                select(Source.id, Source.designation, Source.starred, Source.last_activity_on)
+                .where(has_items).order_by(*order)
+                .limit(page_size).offset((page - 1) * page_size)
+            ).all()
+            ids = [s.id for s in sources]
+            counts = self._counts(db, journalist_id, ids)
+            replies = dict(db.execute(
+                select(Reply.source_id, func.count(Reply.id))
+                .where(Reply.source_id.in_(ids)).group_by(Reply.source_id)).all())
+        rows = [InboxRow(s.id, s.designation, s.starred, s.last_activity_on,
+                         counts.get(s.id, (0, 0))[0], counts.get(s.id, (0, 0))[1],
+                         replies.get(s.id, 0)) for s in sources]
+        return InboxPage(rows, page, pages, total)
+
+    @staticmethod
+    def _counts(db: Session, journalist_id: int, ids: Sequence[int]) -> dict[int, tuple[int, int]]:
+        if not ids:
+            return {}
+        result = db.execute(
+            select(Item.source_id, func.count(Item.id), func.count(ItemRead.item_id))
+            .outerjoin(ItemRead, (ItemRead.item_id == Item.id)
+                       & (ItemRead.journalist_id == journalist_id))
+            .where(Item.source_id.in_(ids)).group_by(Item.source_id)
+        ).all()
+        return {sid: (total, total - read) for sid, total, read in result}
+
+    def source(self, journalist_id: int, source_id: int) -> SourceView | None:
+        with self.sessions() as db:
+            src = db.get(Source, source_id)
+            if src is None:
+                return None
+            read = set(db.scalars(select(ItemRead.item_id).join(Item)
+                                  .where(Item.source_id == source_id,
+                                         ItemRead.journalist_id == journalist_id)).all())
+            items = [ItemView(i.id, i.kind.value, i.size, i.submitted_on,
+                              tuple(i.fingerprints), i.id in read) for i in src.items]
+            replies = [ReplyView(r.id, r.size, r.sent_on, r.journalist_id, r.read_by_source,
+                                 r.deleted_by_source) for r in src.replies]
+            return SourceView(src.id, src.designation, src.starred, src.created_on,
+                              src.last_activity_on, items, replies,
+                              src.reply_public_key is not None)
+
+    def bundle_entries(self, journalist_id: int, *, source_ids: Sequence[int] = (),
+                       item_ids: Sequence[str] = (), unread_only: bool = False,
+                       include_replies: bool = True) -> list[BundleEntry]:
+        """What an export of these sources (or items) contains, in a stable order."""
+        with self.sessions() as db:
+            query = select(Item, Source.designation).join(Source)
+            if source_ids:
+                query = query.where(Item.source_id.in_(source_ids))
+            if item_ids:
+                query = query.where(Item.id.in_(item_ids))
+            if unread_only:
+                query = query.where(~exists().where((ItemRead.item_id == Item.id)
+                                                    & (ItemRead.journalist_id == journalist_id)))
+            entries = [BundleEntry(i.id, self.store.path_for(i.id), name, i.kind.value, i.seq,
+                                   i.submitted_on, tuple(i.fingerprints))
+                       for i, name in db.execute(query.order_by(Item.source_id, Item.seq))]
+            if include_replies and source_ids and not item_ids:
+                replies = db.execute(select(Reply, Source.designation).join(Source)
+                                     .where(Reply.source_id.in_(source_ids))
+                                     .order_by(Reply.source_id, Reply.seq))
+                entries += [BundleEntry(r.id, self.store.path_for(r.id), name, "reply", r.seq,
+                                        r.sent_on, tuple(r.fingerprints)) for r, name in replies]
+        return entries
+
+    def item_entry(self, item_id: str) -> BundleEntry | None:
+        entries = self.bundle_entries(0, item_ids=[item_id])
+        return entries[0] if entries else None
+
+    # --- changing ------------------------------------------------------------------
+
+    def mark_read(self, journalist_id: int, item_ids: Sequence[str], read: bool = True) -> None:
+        with self.sessions.begin() as db:
+            existing = set(db.scalars(select(ItemRead.item_id).where(
+                ItemRead.journalist_id == journalist_id, ItemRead.item_id.in_(item_ids))).all())
+            if read:
+                valid = set(db.scalars(select(Item.id).where(Item.id.in_(item_ids))).all())
+                db.add_all(ItemRead(item_id=i, journalist_id=journalist_id)
+                           for i in valid - existing)
+            else:
+                db.execute(delete(ItemRead).where(ItemRead.journalist_id == journalist_id,
+                                                  ItemRead.item_id.in_(item_ids)))
+
+    def mark_source_read(self, journalist_id: int, source_id: int, read: bool = True) -> None:
+        with self.sessions() as db:
+            ids = list(db.scalars(select(Item.id).where(Item.source_id == source_id)).all())
+        self.mark_read(journalist_id, ids, read)
+
+    def set_star(self, source_id: int, starred: bool) -> None:
+        with self.sessions.begin() as db:
+            src = db.get(Source, source_id)
+            if src is not None:
+                src.starred = starred
+
+    def delete_items(self, source_id: int, item_ids: Sequence[str]) -> int:
+        """Remove items' rows and ciphertext files. Rows go first: a file whose row is
+        gone is unreachable, while a row whose file is gone would break exports."""
+        with self.sessions.begin() as db:
+            rows = db.scalars(select(Item).where(Item.source_id == source_id,
+                                                 Item.id.in_(item_ids))).all()
+            doomed = [r.id for r in rows]
+            for row in rows:
+                db.delete(row)
+        for item_id in doomed:
+            self.store.delete(item_id)
+        return len(doomed)
+
+    def delete_sources(self, source_ids: Sequence[int]) -> int:
+        """Delete sources with every item and reply they have."""
+        with self.sessions.begin() as db:
+            item_ids = list(db.scalars(select(Item.id).where(Item.source_id.in_(source_ids))))
+            reply_ids = list(db.scalars(select(Reply.id).where(Reply.source_id.in_(source_ids))))
+            db.execute(delete(ItemRead).where(ItemRead.item_id.in_(item_ids)))
+            db.execute(delete(Item).where(Item.source_id.in_(source_ids)))
+            db.execute(delete(Reply).where(Reply.source_id.in_(source_ids)))
+            found = list(db.scalars(select(Source.id).where(Source.id.in_(source_ids))))
+            db.execute(delete(Source).where(Source.id.in_(found)))
+        for file_id in item_ids + reply_ids:
+            self.store.delete(file_id)
+        return len(found)
