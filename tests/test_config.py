@@ -37,7 +37,7 @@ def test_every_variable_is_read(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("var", "value", "message"), [
     ("TIPBOX_MAX_FILES", "lots", "TIPBOX_MAX_FILES must be a whole number"),
-    ("TIPBOX_MAX_SUBMISSION_BYTES", "0", "max_submission_bytes must be a positive"),
+    ("TIPBOX_MAX_SUBMISSION_BYTES", "0", "TIPBOX_MAX_SUBMISSION_BYTES must be a positive"),
     ("TIPBOX_SCRYPT_N", "1000", "power of two"),
 ])
 def test_malformed_values_stop_start_up_with_a_clear_message(

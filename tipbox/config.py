@@ -58,7 +58,8 @@ class Settings:
         for name in ("max_message_chars", "max_submission_bytes", "max_files",
                      "session_idle_minutes", "csrf_time_limit_seconds", "upload_chunk_bytes"):
             if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be a positive number, got {getattr(self, name)!r}")
+                raise ConfigError(f"TIPBOX_{name.upper()} must be a positive number, "
+                                  f"got {getattr(self, name)!r}")
 
     @property
     def store_dir(self) -> Path:

@@ -53,6 +53,13 @@ class SourceService:
         with self.sessions() as db:
             return db.scalar(select(Source.id).where(Source.codename_hash == digest))
 
+    def set_reply_key(self, source_id: int, public_key: bytes) -> None:
+        """Record the reply public key the first time the source logs in with it."""
+        with self.sessions.begin() as db:
+            source = db.get(Source, source_id)
+            if source is not None and source.reply_public_key != public_key:
+                source.reply_public_key = public_key
+
     def item_count(self, source_id: int) -> int:
         with self.sessions() as db:
             return db.scalar(select(func.count(Item.id)).where(Item.source_id == source_id)) or 0

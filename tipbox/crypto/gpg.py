@@ -58,10 +58,17 @@ class KeyInfo:
     capabilities: str
     validity: str
     encryption_subkeys: tuple[str, ...] = field(default=())
+    # When the last valid encryption subkey expires (None: never). A primary key can
+    # outlive its encryption subkeys, and then nothing can be encrypted to it.
+    encryption_expires: int | None = None
 
     @property
     def expired(self) -> bool:
         return self.validity == "e" or (self.expires is not None and self.expires <= time.time())
+
+    def usable_at(self, now: float) -> bool:
+        """Can anything be encrypted to this key at ``now``?"""
+        return all(t is None or t > now for t in (self.expires, self.encryption_expires))
 
     @property
     def revoked(self) -> bool:
@@ -92,12 +99,15 @@ class Decrypted:
 class GnuPG:
     """A GnuPG home of our own (mode 0700), driven through python-gnupg."""
 
-    def __init__(self, home: Path, binary: str = "gpg", buffer_size: int = 1024 * 1024) -> None:
+    def __init__(self, home: Path, binary: str = "gpg", buffer_size: int = 1024 * 1024,
+                 *, agent: bool = True) -> None:
+        """``agent=False`` for homes that hold public keys only (the server's): gpg then
+        never starts a gpg-agent, which would outlive the request and the home."""
         home.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(home, 0o700)
         conf = home / "gpg.conf"
         if not conf.exists():
-            conf.write_text(_GPG_CONF)
+            conf.write_text(_GPG_CONF + ("" if agent else "no-autostart\n"))
         self.home = home
         try:
             self._gpg = gnupg.GPG(gpgbinary=binary, gnupghome=str(home))
@@ -228,6 +238,69 @@ class GnuPG:
         name = getattr(result, "data_filename", None) or ""
         return Decrypted(filename=name, key_fingerprints=tuple(_decryption_keys(result)))
 
+    # --- the offline tool (tipbox.offline) --------------------------------------------
+
+    @classmethod
+    def existing_home(cls, home: Path, binary: str = "gpg") -> GnuPG:
+        """Use a GnuPG home that belongs to the journalist (the offline keyring) as it is.
+
+        Unlike the constructor this creates nothing and writes no gpg.conf: the offline
+        machine's own settings stay as their owner made them.
+        """
+        if not home.is_dir():
+            raise KeyProblem(f"There is no GnuPG home at {home}.")
+        gpg = cls.__new__(cls)
+        gpg.home = home
+        try:
+            gpg._gpg = gnupg.GPG(gpgbinary=binary, gnupghome=str(home))
+        except (OSError, ValueError) as exc:
+            raise KeyProblem(
+                f"Could not run {binary!r}: {exc}. Install GnuPG 2.2 or later "
+                "(Debian: apt-get install gnupg)."
+            ) from exc
+        gpg._gpg.buffer_size = 1024 * 1024
+        return gpg
+
+    def decrypt_file_status(
+        self, path: Path, output: Path, *, passphrase: str | None = None,
+        extra_args: Sequence[str] = (),
+    ) -> tuple[bool, tuple[bytes, ...]]:
+        """Decrypt ``path`` into ``output``; return (ok, gpg's status lines as bytes).
+
+        This reports instead of raising because the offline tool must say *why* an item
+        failed (NO_SECKEY names the key it lacks; NEED_PASSPHRASE or PINENTRY_LAUNCHED
+        mean a prompt may help) and must read the original file name from PLAINTEXT.
+        ``ok`` is strict: gpg exited 0 (it says DECRYPTION_OKAY even when --max-output
+        cut the plaintext short), said DECRYPTION_OKAY, and checked integrity (MDC or
+        AEAD). ``output`` never survives a failure. gpg reads ``path`` itself, so a gpg
+        that stops early (no secret key) cannot break a pipe mid-item.
+        """
+        import io
+
+        args = ["--no-tty", *extra_args, "--", str(path)]
+        try:
+            # The empty stdin carries only the passphrase, when there is one.
+            result = self._gpg.decrypt_file(
+                io.BytesIO(b""), output=str(output), passphrase=passphrase,
+                always_trust=True, extra_args=args,
+            )
+        except BaseException:
+            _remove(output)
+            raise
+        lines = tuple(
+            line[len("[GNUPG:] "):].encode(self._gpg.encoding, "replace")
+            for line in (result.stderr or "").splitlines() if line.startswith("[GNUPG:] ")
+        )
+        words = {line.split(b" ", 1)[0] for line in lines}
+        aead = any(line.startswith(b"DECRYPTION_INFO ") and line.split()[3:4] not in ([], [b"0"])
+                   for line in lines)
+        ok = (result.returncode == 0 and b"DECRYPTION_OKAY" in words
+              and (b"GOODMDC" in words or aead)
+              and not words & {b"BADMDC", b"DECRYPTION_FAILED"})
+        if not ok:
+            _remove(output)
+        return ok, lines
+
 
 def _checked_fpr(fpr: str) -> str:
     fpr = fpr.upper()
@@ -257,12 +330,14 @@ def _decryption_keys(result: Any) -> Iterable[str]:
 
 def _key_info(raw: dict[str, Any]) -> KeyInfo:
     expires = int(raw["expires"]) if raw.get("expires") else None
-    subkeys = tuple(
-        info["keyid"] for info in (raw.get("subkey_info") or {}).values()
-        if "e" in (info.get("cap") or "") and (info.get("trust") or "") not in ("e", "r")
-    )
+    encrypting = [info for info in (raw.get("subkey_info") or {}).values()
+                  if "e" in (info.get("cap") or "") and (info.get("trust") or "") not in ("e", "r")]
+    subkeys = tuple(str(info["keyid"]) for info in encrypting)
     if "e" in (raw.get("cap") or "") and raw.get("keyid"):
         subkeys = (str(raw["keyid"]), *subkeys)
+    subkey_expiries = [int(i["expires"]) if i.get("expires") else None for i in encrypting]
+    encryption_expires = None if not subkey_expiries or None in subkey_expiries else \
+        max(e for e in subkey_expiries if e is not None)
     return KeyInfo(
         fingerprint=str(raw["fingerprint"]),
         secret=raw.get("type") == "sec",
@@ -274,6 +349,7 @@ def _key_info(raw: dict[str, Any]) -> KeyInfo:
         capabilities=str(raw.get("cap") or ""),
         validity=str(raw.get("trust") or ""),
         encryption_subkeys=subkeys,
+        encryption_expires=encryption_expires,
     )
 
 

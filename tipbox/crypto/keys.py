@@ -36,7 +36,7 @@ class Keyring:
     def current(self, now: float | None = None) -> tuple[KeyInfo, ...]:
         """The keys not expired at ``now``: a key can expire while the server runs."""
         moment = time.time() if now is None else now
-        return tuple(k for k in self.keys if k.expires is None or k.expires > moment)
+        return tuple(k for k in self.keys if k.usable_at(moment))
 
     @property
     def accepting(self) -> bool:
@@ -76,7 +76,7 @@ def load_keyring(keys_dir: Path, gnupg_root: Path, gpg_binary: str = "gpg") -> K
             "there as an .asc file (see docs/admin-guide.md) and restart, or run "
             "`tipbox demo` for a demonstration key."
         ))
-    scanner = GnuPG(gnupg_root / "scan", gpg_binary)
+    scanner = GnuPG(gnupg_root / "scan", gpg_binary, agent=False)
     usable: list[KeyInfo] = []
     usable_files: list[Path] = []
     rejected: list[str] = []
@@ -120,6 +120,8 @@ def unusable_reason(key: KeyInfo) -> str | None:
         return "is revoked"
     if key.expired:
         return "has expired"
+    if not key.usable_at(time.time()):
+        return "has no encryption subkey that is still valid (they expired)"
     if not key.can_encrypt:
         return "has no valid encryption-capable key or subkey"
     return None
@@ -140,7 +142,7 @@ def _build_home(files: list[Path], usable: list[KeyInfo], root: Path, binary: st
     if not (home / "ready").exists():
         staging = Path(tempfile.mkdtemp(prefix=".build-", dir=root))
         try:
-            gpg = GnuPG(staging, binary)
+            gpg = GnuPG(staging, binary, agent=False)
             wanted = {k.fingerprint for k in usable}
             for path in files:
                 gpg.import_keys(path.read_bytes())
@@ -153,4 +155,4 @@ def _build_home(files: list[Path], usable: list[KeyInfo], root: Path, binary: st
                 os.rename(staging, home)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-    return GnuPG(home, binary)
+    return GnuPG(home, binary, agent=False)

@@ -9,6 +9,8 @@ from flask import Flask
 from tipbox.codenames import CodenameHasher, CodenameSigner
 from tipbox.config import Settings
 from tipbox.crypto.keys import Keyring, load_keyring
+from tipbox.crypto.replies import ReplyKeyDeriver
+from tipbox.replies import ReplyKeyCache, ReplyService
 from tipbox.sources import SourceService
 from tipbox.storage import CiphertextStore
 from tipbox.web.common import build_app
@@ -40,6 +42,9 @@ def create_source_app(settings: Settings | None = None, *, keyring: Keyring | No
         sources=SourceService(plumbing.sessions,
                               CodenameHasher(plumbing.secrets.codename_pepper, settings.scrypt)),
         signer=CodenameSigner(plumbing.secrets.codename_mac_key),
+        replies=ReplyService(plumbing.sessions, store, keyring),
+        reply_keys=ReplyKeyCache(ttl_seconds=settings.session_idle_minutes * 60),
+        reply_deriver=ReplyKeyDeriver(plumbing.secrets.codename_pepper, settings.scrypt),
     )
     blueprint = make_blueprint(deps)
     app.register_blueprint(blueprint)

@@ -17,7 +17,9 @@ from wtforms import ValidationError
 from tipbox.codenames import CodenameSigner, codename_bits, generate_codename, normalize_codename
 from tipbox.config import Settings
 from tipbox.crypto.keys import Keyring
+from tipbox.crypto.replies import ReplyKeyDeriver
 from tipbox.errors import KeyProblem, MalformedUpload, SubmissionRejected
+from tipbox.replies import ReplyKeyCache, ReplyService
 from tipbox.sources import SourceService
 from tipbox.storage import CiphertextStore
 from tipbox.submissions import Draft
@@ -38,12 +40,14 @@ class SourceDeps:
     db: sessionmaker[Session]
     sources: SourceService
     signer: CodenameSigner
+    replies: ReplyService
+    reply_keys: ReplyKeyCache
+    reply_deriver: ReplyKeyDeriver
 
 
 def make_blueprint(deps: SourceDeps) -> Blueprint:
     bp = Blueprint("source", __name__)
 
-    @bp.before_app_request
     def gate() -> ViewResult | None:
         if request.endpoint == "static":
             return None
@@ -51,13 +55,21 @@ def make_blueprint(deps: SourceDeps) -> Blueprint:
             return error_page(503)
         return None
 
+    # First of all before-request checks: while offline, even a form without a CSRF
+    # token gets the 503 page, not advice to reload and send it again.
+    bp.record_once(lambda state: state.app.before_request_funcs.setdefault(None, [])
+                   .insert(0, gate))
+
     @bp.app_context_processor
     def page_context() -> dict[str, Any]:
+        logged_in = "source_id" in session
         return {"demo_key": deps.keyring.is_demo,
-                "logged_in": "source_id" in session,
+                "logged_in": logged_in,
+                # Only for a logged-in source: making a token for an anonymous visitor
+                # would create a server-side session on every page view.
                 # formdata=None: this form only renders the nav's token. Reading the
                 # request here would parse an upload body again on every error page.
-                "logout_form": LogoutForm(formdata=None)}
+                "logout_form": LogoutForm(formdata=None) if logged_in else None}
 
     def login_required(view: F) -> F:
         @functools.wraps(view)
@@ -70,11 +82,16 @@ def make_blueprint(deps: SourceDeps) -> Blueprint:
 
         return wrapper  # type: ignore[return-value]
 
-    def log_in(source_id: int) -> None:
+    def log_in(source_id: int, codename: str) -> None:
+        """Start a fresh session; the codename unlocks the reply key, kept in memory."""
+        deps.reply_keys.drop(session.get("reply_key"))
         session.clear()
         assert isinstance(session, ServerSession)  # noqa: S101
         session.regenerate()
         session["source_id"] = source_id
+        key = deps.reply_deriver.derive(codename)
+        deps.sources.set_reply_key(source_id, key.public_bytes)
+        session["reply_key"] = deps.reply_keys.put(key)
 
     @bp.get("/")
     def index() -> ViewResult:
@@ -95,7 +112,7 @@ def make_blueprint(deps: SourceDeps) -> Blueprint:
                 not deps.signer.verify(codename, form.mac.data or ""):
             return error_page(400, gettext(
                 "That codename was not one this site gave out. Start again to get a new one."))
-        log_in(deps.sources.create(codename))
+        log_in(deps.sources.create(codename), codename)
         return redirect(url_for("source.submit_form"))
 
     @bp.route("/login", methods=["GET", "POST"])
@@ -103,9 +120,10 @@ def make_blueprint(deps: SourceDeps) -> Blueprint:
         form = LoginForm()
         status = 200
         if form.validate_on_submit():
-            source_id = deps.sources.find(form.codename.data or "")
-            if source_id is not None:
-                log_in(source_id)
+            codename = normalize_codename(form.codename.data or "")
+            source_id = deps.sources.find(codename) if codename else None
+            if codename and source_id is not None:
+                log_in(source_id, codename)
                 return redirect(url_for("source.submit_form"))
             form.codename.errors = [gettext(
                 "That codename was not recognised. Check the words and their order, and "
@@ -120,11 +138,22 @@ def make_blueprint(deps: SourceDeps) -> Blueprint:
     @login_required
     def submit_form() -> ViewResult:
         receipt = session.pop("receipt", None)
+        key = deps.reply_keys.get(session.get("reply_key"))
+        replies = deps.replies.read_by_source(session["source_id"], key) if key else None
         return render_template(
             "source/submit.html", receipt=receipt,
             item_count=deps.sources.item_count(session["source_id"]),
             settings=deps.settings, fingerprints=deps.keyring.fingerprints,
+            replies=replies, reply_form=LogoutForm(formdata=None),
         )
+
+    @bp.post("/replies/<reply_id>/delete")
+    @login_required
+    def delete_reply(reply_id: str) -> ViewResult:
+        if not LogoutForm().validate_on_submit():
+            return error_page(400)
+        deps.replies.delete_by_source(session["source_id"], reply_id)
+        return redirect(url_for("source.submit_form"))
 
     @bp.post("/submit")
     @login_required
@@ -148,6 +177,7 @@ def make_blueprint(deps: SourceDeps) -> Blueprint:
         form = LogoutForm()
         if not form.validate_on_submit():
             return error_page(400)
+        deps.reply_keys.drop(session.get("reply_key"))
         session.clear()
         return render_template("source/logged_out.html")
 

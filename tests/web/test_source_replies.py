@@ -1,0 +1,81 @@
+"""A source reads a journalist's reply after logging in with the codename, and deletes it."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from tests.helpers import SourceBrowser, csrf_from
+from tipbox.config import Settings
+from tipbox.crypto.keys import load_keyring
+from tipbox.db import make_engine, make_session_factory
+from tipbox.models import Reply, Source
+from tipbox.replies import ReplyService
+from tipbox.storage import CiphertextStore
+
+
+def _reply_service(settings: Settings) -> ReplyService:
+    db = make_session_factory(make_engine(settings.database_url))
+    return ReplyService(db, CiphertextStore(settings.store_dir),
+                        load_keyring(settings.keys_dir, settings.gnupg_dir))
+
+
+def test_a_reply_is_shown_after_login_and_the_source_can_delete_it(
+        app: Flask, browser: SourceBrowser, settings: Settings) -> None:
+    codename = browser.new_codename()
+    browser.submit("hello newsroom")
+    replies = _reply_service(settings)
+    with replies.sessions() as db:
+        source = db.query(Source).one()
+        assert source.reply_public_key is not None  # set at the first log-in
+        source_id = source.id
+    reply_id = replies.send(source_id, None, "We got it. Is page 3 the latest version?")
+
+    page = browser.client.get("/submit").get_data(as_text=True)
+    assert "Is page 3 the latest version?" in page
+
+    browser.logout()
+    assert "Is page 3" not in browser.client.get("/").get_data(as_text=True)
+    browser.login(codename)
+    page = browser.client.get("/submit").get_data(as_text=True)
+    assert "Is page 3 the latest version?" in page
+    resp = browser.client.post(f"/replies/{reply_id}/delete",
+                               data={"csrf_token": csrf_from(page)})
+    assert resp.status_code == 302
+    assert "Is page 3" not in browser.client.get("/submit").get_data(as_text=True)
+    with replies.sessions() as db:
+        row = db.get(Reply, reply_id)
+        assert row is not None and row.deleted_by_source and row.for_source is None
+
+
+def test_after_a_restart_the_source_is_asked_to_log_in_again_to_read_replies(
+        app: Flask, browser: SourceBrowser, settings: Settings) -> None:
+    browser.new_codename()
+    browser.submit("hello")
+    # A new app stands for a restarted server: the in-memory reply keys are gone.
+    from tipbox.web.source import create_source_app
+
+    restarted = create_source_app(settings).test_client()
+    cookie = browser.client.get_cookie("tipbox_source")
+    assert cookie is not None
+    restarted.set_cookie("tipbox_source", cookie.value)
+    page = restarted.get("/submit").get_data(as_text=True)
+    assert "log in again with your codename" in page
+
+
+def test_a_source_cannot_delete_another_sources_reply(
+        app: Flask, settings: Settings) -> None:
+    first, second = SourceBrowser(app.test_client()), SourceBrowser(app.test_client())
+    first.new_codename()
+    first.submit("one")
+    second.new_codename()
+    second.submit("two")
+    replies = _reply_service(settings)
+    with replies.sessions() as db:
+        first_id = min(s.id for s in db.query(Source).all())
+    reply_id = replies.send(first_id, None, "for the first source only")
+    page = second.client.get("/submit").get_data(as_text=True)
+    second.client.post(f"/replies/{reply_id}/delete", data={"csrf_token": csrf_from(page)})
+    with replies.sessions() as db:
+        row = db.get(Reply, reply_id)
+        assert row is not None and not row.deleted_by_source
+    assert "for the first source only" in first.client.get("/submit").get_data(as_text=True)
