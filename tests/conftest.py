@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,15 +22,25 @@ FAST_SCRYPT = ScryptParams(n=2**4, r=8, p=1)
 
 
 @pytest.fixture(scope="session")
-def newsroom(tmp_path_factory: pytest.TempPathFactory) -> Newsroom:
+def newsroom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Newsroom]:
     """A newsroom key pair: the public key in a keys folder, the secret key in a separate
     GnuPG home that stands for the air-gapped machine."""
-    return make_newsroom(tmp_path_factory.mktemp("newsroom"), "Test Newsroom")
+    room = make_newsroom(tmp_path_factory.mktemp("newsroom"), "Test Newsroom")
+    yield room
+    stop_agent(room.secret_home)
 
 
 @pytest.fixture(scope="session")
-def second_newsroom_key(tmp_path_factory: pytest.TempPathFactory) -> Newsroom:
-    return make_newsroom(tmp_path_factory.mktemp("newsroom2"), "Second Station")
+def second_newsroom_key(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Newsroom]:
+    room = make_newsroom(tmp_path_factory.mktemp("newsroom2"), "Second Station")
+    yield room
+    stop_agent(room.secret_home)
+
+
+def stop_agent(home: Path) -> None:
+    """gpg starts an agent for a home with secret keys; it would outlive the test run."""
+    subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"],
+                   capture_output=True, check=False)
 
 
 @pytest.fixture
