@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import IO
 
 from flask import Request
+from werkzeug.exceptions import BadRequest
 
 
 class NoSpoolRequest(Request):
@@ -16,4 +17,5 @@ class NoSpoolRequest(Request):
         self, total_content_length: int | None, content_type: str | None,
         filename: str | None = None, content_length: int | None = None,
     ) -> IO[bytes]:
-        raise RuntimeError("file uploads must go through tipbox.web.multipart")
+        # Only the submission view takes files, and it reads them itself.
+        raise BadRequest("Files can only be sent with the submission form.")

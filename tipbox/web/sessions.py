@@ -46,6 +46,12 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def _coarse(moment: dt.datetime, step: int = 600) -> dt.datetime:
+    """Round up to 10 minutes: the row then says little about when a request came."""
+    seconds = moment.timestamp()
+    return dt.datetime.fromtimestamp(seconds + (-seconds % step), tz=dt.UTC)
+
+
 class DatabaseSessionInterface(SessionInterface):
     def __init__(self, sessions: sessionmaker[Session], interface: str,
                  idle: dt.timedelta) -> None:
@@ -81,7 +87,7 @@ class DatabaseSessionInterface(SessionInterface):
             self._delete(session.sid)
             session.sid = None
         sid = session.sid or secrets.token_urlsafe(32)
-        expires = _now() + self._idle
+        expires = _coarse(_now() + self._idle)
         with self._sessions.begin() as db:
             db.merge(WebSession(id_hash=_hash(sid), interface=self._interface,
                                 data=json.dumps(dict(session)), expires_at=expires))

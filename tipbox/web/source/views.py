@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -18,7 +19,7 @@ from tipbox.codenames import CodenameSigner, codename_bits, generate_codename, n
 from tipbox.config import Settings
 from tipbox.crypto.keys import Keyring
 from tipbox.crypto.replies import ReplyKeyDeriver
-from tipbox.errors import KeyProblem, MalformedUpload, SubmissionRejected
+from tipbox.errors import EncryptionError, KeyProblem, MalformedUpload, SubmissionRejected
 from tipbox.replies import ReplyKeyCache, ReplyService
 from tipbox.sources import SourceService
 from tipbox.storage import CiphertextStore
@@ -27,6 +28,8 @@ from tipbox.web.common import error_page
 from tipbox.web.multipart import MultipartReader, Part
 from tipbox.web.sessions import ServerSession
 from tipbox.web.source.forms import LoginForm, LogoutForm, NewCodenameForm
+
+log = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
 ViewResult = str | Response | tuple[str, int]
@@ -160,7 +163,10 @@ def make_blueprint(deps: SourceDeps) -> Blueprint:
     def submit() -> ViewResult:
         try:
             receipt = _receive(deps, session["source_id"])
-        except (SubmissionRejected, KeyProblem) as exc:
+        except (SubmissionRejected, KeyProblem, EncryptionError) as exc:
+            # gpg refusing the key mid-run (a subkey expired, say) is "not accepting".
+            if isinstance(exc, EncryptionError):
+                log.error("submission refused: %s", exc)
             status = exc.status if isinstance(exc, SubmissionRejected) else 503
             if not isinstance(exc, MalformedUpload) and status != 413:
                 _drain_body()  # lets the browser read our page instead of a reset
