@@ -1,15 +1,21 @@
-"""The ``tipbox`` command: init, serve, demo."""
+"""The ``tipbox`` command: init, serve, demo, users."""
 
 from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from tipbox.config import REPO_ROOT, Settings
-from tipbox.errors import ConfigError, TipboxError
+from tipbox.errors import ConfigError, NoSuchAccount, TipboxError, UsernameTaken
+
+if TYPE_CHECKING:
+    from tipbox.accounts import AccountService, NewCredentials
 
 DEMO_OFFLINE_DIR = REPO_ROOT / "demo-offline"
 DEMO_KEY_NAME = "tipbox DEMO newsroom key - NOT SECRET, NOT FOR REAL SOURCES"
@@ -28,13 +34,18 @@ def main() -> None:
     """tipbox: anonymous, encrypted tip submission for newsrooms."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
                         "%(message)s", datefmt="%Y-%m-%d %H:%M")
+    # Alembic narrates its plug-ins and contexts at INFO on every start.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
 
 @main.command()
 def init() -> None:
     """Create the data folder, the instance secrets and the database (safe to re-run)."""
     settings = _settings()
-    initialise(settings)
+    try:
+        initialise(settings)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(f"Data folder ready: {settings.data_dir}")
 
 
@@ -44,23 +55,46 @@ def initialise(settings: Settings) -> None:
     from tipbox.storage import CiphertextStore
 
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not settings.secrets_file.exists() and _has_sources(settings.database_url):
+        raise ConfigError(
+            f"{settings.secrets_file} is missing but the database already has sources. A new "
+            "file would lock every source out for good: restore it from your backup, then "
+            "run `tipbox init` again.")
     InstanceSecrets.load_or_create(settings.secrets_file)
     CiphertextStore(settings.store_dir).sweep_temp()
     upgrade(settings.database_url)
 
 
+def _has_sources(url: str) -> bool:
+    from sqlalchemy import inspect, select
+
+    from tipbox.db import make_engine
+    from tipbox.models import Source
+
+    engine = make_engine(url)
+    try:
+        if not inspect(engine).has_table(Source.__tablename__):
+            return False
+        with engine.connect() as conn:
+            return conn.execute(select(Source.id).limit(1)).first() is not None
+    finally:
+        engine.dispose()
+
+
 @main.command()
-@click.argument("interface", type=click.Choice(["source"]))
+@click.argument("interface", type=click.Choice(["source", "newsroom"]))
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8080, show_default=True, type=int)
-def serve(interface: str, host: str, port: int) -> None:
-    """Serve an interface with gunicorn."""
-    _serve(_settings(), interface, host, port)
+@click.option("--port", type=int, help="Default: 8080 for source, 8081 for newsroom.")
+def serve(interface: str, host: str, port: int | None) -> None:
+    """Serve one interface with gunicorn. Run the two on separate ports; only the source
+    interface may be published (as an onion service)."""
+    _serve(_settings(), interface, host, port or DEFAULT_PORTS[interface])
 
 
 def _serve(settings: Settings, interface: str, host: str, port: int) -> None:
     from tipbox.db import is_current, make_engine
     from tipbox.serve import serve as run_server
+    from tipbox.web.newsroom import create_newsroom_app
     from tipbox.web.source import create_source_app
 
     if not settings.secrets_file.exists():
@@ -68,7 +102,8 @@ def _serve(settings: Settings, interface: str, host: str, port: int) -> None:
     if not is_current(make_engine(settings.database_url)):
         raise click.ClickException("The database schema is out of date: run `tipbox init`.")
     try:
-        app = create_source_app(settings)
+        app = create_source_app(settings) if interface == "source" else \
+            create_newsroom_app(settings)
     except TipboxError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"tipbox {interface} interface: http://{host}:{port}/", err=True)
@@ -77,17 +112,90 @@ def _serve(settings: Settings, interface: str, host: str, port: int) -> None:
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8080, show_default=True, type=int)
-@click.option("--no-serve", is_flag=True, help="Set up only; do not start the server.")
+@click.option("--port", default=8080, show_default=True, type=int,
+              help="Source interface port; the newsroom interface gets the next one.")
+@click.option("--no-serve", is_flag=True, help="Set up only; do not start the servers.")
 @click.option("--offline-dir", type=click.Path(path_type=Path), default=DEMO_OFFLINE_DIR,
               show_default=True, help="Stands for the air-gapped machine: gets the secret key.")
 def demo(host: str, port: int, no_serve: bool, offline_dir: Path) -> None:
-    """Set up a DEMONSTRATION instance with a throwaway key pair, then serve it."""
+    """Set up a DEMONSTRATION instance (throwaway key pair, a demo journalist), then serve
+    both interfaces."""
     settings = _settings()
     ensure_demo_key(settings.keys_dir, offline_dir)
-    initialise(settings)
+    try:
+        initialise(settings)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    _print_demo_journalist(settings)
     if not no_serve:
-        _serve(settings, "source", host, port)
+        _serve_both(host, port, port + 1, offline_dir)
+
+
+DEMO_JOURNALIST = "demo-journalist"
+DEFAULT_PORTS = {"source": 8080, "newsroom": 8081}
+
+
+def _print_demo_journalist(settings: Settings) -> None:
+    """The demo journalist gets fresh credentials at every start: only their hashes are
+    stored, so this is the only way to show them again."""
+    from tipbox.accounts import AccountService
+    from tipbox.db import make_engine, make_session_factory
+    from tipbox.errors import NoSuchAccount
+
+    engine = make_engine(settings.database_url)
+    accounts = AccountService(make_session_factory(engine))
+    try:
+        creds = accounts.reset_credentials(DEMO_JOURNALIST)
+    except NoSuchAccount:
+        creds = accounts.create(DEMO_JOURNALIST, admin=True)
+    finally:
+        engine.dispose()
+    click.echo("\n".join([
+        "",
+        "DEMO newsroom log-in (for this demonstration only; new credentials at every start):",
+        f"  username:    {creds.username}",
+        f"  passphrase:  {creds.passphrase}",
+        f"  TOTP secret: {creds.totp_secret}",
+        f"  enrol URI:   {creds.otpauth_uri}",
+        "  Scan this with an authenticator app (or compute codes with `oathtool --totp -b`):",
+        creds.qr_for_terminal(),
+    ]), err=True)
+
+
+def _serve_both(host: str, source_port: int, newsroom_port: int, offline_dir: Path) -> None:
+    """Two servers, two ports, as in production; Ctrl-C stops both."""
+    import subprocess
+
+    base = [sys.executable, "-m", "tipbox.cli", "serve"]
+    procs = [subprocess.Popen([*base, "source", "--host", host, "--port", str(source_port)]),
+             subprocess.Popen([*base, "newsroom", "--host", host, "--port",
+                               str(newsroom_port)])]
+    click.echo("\n".join([
+        "",
+        f"  Source interface:   http://{host}:{source_port}/   (what the public would see)",
+        f"  Newsroom interface: http://{host}:{newsroom_port}/login   (journalists only)",
+        f"  Decrypt on the 'air-gapped machine': tipbox-open BUNDLE.tar --out DIR "
+        f"--gnupghome {offline_dir / 'gnupg'}",
+        "  Press Ctrl-C to stop both.",
+        "",
+    ]), err=True)
+    try:
+        while all(p.poll() is None for p in procs):
+            try:
+                procs[0].wait(timeout=1)
+            except subprocess.TimeoutExpired:
+                continue
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in procs:
+            proc.wait()
+    failed = [p.returncode for p in procs if p.returncode not in (0, -15, None)]
+    if failed:
+        raise click.ClickException("A server stopped with an error; see the messages above.")
 
 
 def ensure_demo_key(keys_dir: Path, offline_dir: Path) -> None:
@@ -114,6 +222,144 @@ def ensure_demo_key(keys_dir: Path, offline_dir: Path) -> None:
         "  use an instance that encrypts to it. See docs/admin-guide.md for real keys.",
         banner,
     ]), err=True)
+
+
+@main.group()
+def users() -> None:
+    """Newsroom accounts: add, reset, deactivate, reactivate, list."""
+
+
+@users.command("add")
+@click.argument("name")
+@click.option("--admin", is_flag=True, help="May manage other accounts.")
+def users_add(name: str, admin: bool) -> None:
+    """Create an account and print its credentials.
+
+    The passphrase, TOTP secret, otpauth:// URI and QR code are printed this once only.
+    """
+    with _accounts() as accounts:
+        try:
+            creds = accounts.create(name, admin=admin)
+        except UsernameTaken as exc:
+            raise click.ClickException(
+                f"{exc} To give {exc.existing} new credentials instead, run "
+                f"`tipbox users reset {exc.existing}`.") from None
+    role = "admin" if admin else "journalist"
+    _show_credentials(creds, f"Account created: {creds.username} ({role}).")
+
+
+@users.command("reset")
+@click.argument("name")
+def users_reset(name: str) -> None:
+    """New passphrase and TOTP secret for an account.
+
+    Both are replaced; the old passphrase and authenticator stop working at once, and
+    any login lock is lifted. The new ones are printed once, as for `add`.
+    """
+    with _accounts() as accounts:
+        creds = accounts.reset_credentials(name)
+    _show_credentials(creds, f"New credentials for {creds.username}; the old passphrase and "
+                             "authenticator no longer work, and any login lock is lifted.")
+
+
+@users.command("deactivate")
+@click.argument("name")
+def users_deactivate(name: str) -> None:
+    """Refuse every login to an account.
+
+    Nothing is deleted; `tipbox users reactivate NAME` undoes it.
+    """
+    with _accounts() as accounts:
+        accounts.deactivate(name)
+    click.echo(f"{name} is deactivated: every login is refused. "
+               f"Undo with `tipbox users reactivate {name}`.")
+
+
+@users.command("reactivate")
+@click.argument("name")
+def users_reactivate(name: str) -> None:
+    """Allow logins again; also lifts a login lock.
+
+    The account keeps its current passphrase and authenticator.
+    """
+    with _accounts() as accounts:
+        accounts.reactivate(name)
+    click.echo(f"{name} can log in again with the same passphrase and authenticator. If "
+               f"those are lost, run `tipbox users reset {name}`.")
+
+
+@users.command("list")
+def users_list() -> None:
+    """Show every account with its role and status."""
+    with _accounts() as accounts:
+        summaries = accounts.list()
+    if not summaries:
+        click.echo("No accounts yet: create one with `tipbox users add NAME [--admin]`.")
+        return
+    rows = [("USERNAME", "ROLE", "STATUS", "CREATED")]
+    for a in summaries:
+        status = "active" if a.is_active else "deactivated"
+        if a.locked_until is not None:
+            status += f", locked until {a.locked_until:%Y-%m-%d %H:%M} UTC"
+        rows.append((a.username, "admin" if a.is_admin else "journalist", status,
+                     a.created_on.isoformat()))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for row in rows:
+        padded = [cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True)]
+        click.echo("  ".join([*padded, row[3]]))
+
+
+@contextmanager
+def _accounts() -> Iterator[AccountService]:
+    """The account service on the configured database, with errors told as next steps."""
+    from sqlalchemy.exc import OperationalError
+
+    from tipbox.accounts import AccountService
+    from tipbox.db import is_current, make_engine, make_session_factory
+
+    # Alembic's start-up chatter (INFO) would bury the output an admin needs to read.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    settings = _settings()
+    # Checked first: opening a SQLite URL in a missing data folder would create a stray file.
+    if not settings.secrets_file.exists():
+        raise click.ClickException(f"{settings.data_dir} is not initialised: run `tipbox init` "
+                                   "first.")
+    engine = make_engine(settings.database_url)
+    try:
+        if not is_current(engine):
+            raise click.ClickException("The database is not initialised or its schema is out "
+                                       "of date: run `tipbox init` first.")
+        yield AccountService(make_session_factory(engine))
+    except OperationalError as exc:
+        # The message, not the URL: the URL may hold the database password.
+        raise click.ClickException(
+            f"Cannot use the database ({type(exc.orig).__name__}). Check that it is running "
+            "and that TIPBOX_DATABASE_URL is right, then try again.") from None
+    except NoSuchAccount:
+        raise click.ClickException("There is no account with that name: "
+                                   "`tipbox users list` shows them all.") from None
+    except TipboxError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        engine.dispose()
+
+
+def _show_credentials(creds: NewCredentials, heading: str) -> None:
+    handover = (f"Hand these to {creds.username} in person, never by e-mail or chat. They are "
+                "shown only this once and cannot be shown again.")
+    click.echo("\n".join([
+        heading,
+        handover,
+        "",
+        f"  Username:     {creds.username}",
+        f"  Passphrase:   {creds.passphrase}",
+        f"  TOTP secret:  {creds.totp_secret}",
+        f"  otpauth URI:  {creds.otpauth_uri}",
+        "",
+        "Scan this QR code with the journalist's authenticator app, or type in the TOTP secret:",
+    ]))
+    click.echo(creds.qr_for_terminal(), nl=False)
+    click.echo(f"If they are lost, run `tipbox users reset {creds.username}` for new ones.")
 
 
 if __name__ == "__main__":  # pragma: no cover

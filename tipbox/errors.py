@@ -53,3 +53,52 @@ class MalformedUpload(SubmissionRejected):
 
 class UnknownCodename(TipboxError):
     """No source has this codename (or it was mistyped)."""
+
+
+class AccountError(TipboxError):
+    """A newsroom account operation was refused. The message never holds a passphrase,
+    a TOTP secret or a code."""
+
+
+class InvalidUsername(AccountError):
+    pass
+
+
+class UsernameTaken(AccountError):
+    """``existing`` is the account's name as stored, which may differ in case."""
+
+    def __init__(self, message: str, existing: str) -> None:
+        super().__init__(message)
+        self.existing = existing
+
+
+class NoSuchAccount(AccountError):
+    pass
+
+
+class LoginFailed(AccountError):
+    """Username, passphrase or code was wrong, or the account is deactivated.
+
+    One message for every cause, so a guess learns nothing about which factor failed.
+    """
+
+    def __init__(self, message: str = "The username, passphrase or two-factor code is "
+                 "wrong. Check all three and try again with a fresh code.") -> None:
+        super().__init__(message)
+
+
+class LoginThrottled(LoginFailed):
+    """Too many failed logins: the account refuses every attempt for ``seconds`` more."""
+
+    def __init__(self, seconds: int) -> None:
+        self.seconds = seconds
+        super().__init__(f"Too many failed logins for this account. Wait {_duration(seconds)} "
+                         "and try again; an admin can also lift the lock.")
+
+
+def _duration(seconds: int) -> str:
+    # Rounded up, so following the message never means trying again too early.
+    if seconds < 60:
+        return f"{seconds} second{'s' if seconds != 1 else ''}"
+    minutes = -(-seconds // 60)
+    return f"{minutes} minute{'s' if minutes != 1 else ''}"

@@ -1,0 +1,213 @@
+"""The newsroom interface: TOTP log-in, inbox, source page, downloads, replies, deletion,
+and that neither app serves the other's routes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import re
+import tarfile
+
+import pyotp
+import pytest
+from argon2 import PasswordHasher
+from flask import Flask
+from flask.testing import FlaskClient
+
+from tests.helpers import Newsroom, SourceBrowser, csrf_from, gpg_decrypt
+from tipbox.accounts import AccountService, NewCredentials
+from tipbox.bundles import read_manifest
+from tipbox.config import Settings
+from tipbox.db import make_engine, make_session_factory
+from tipbox.web.newsroom import create_newsroom_app
+
+
+class Clock:
+    """Wall time that tests move on by hand, 30 s (one TOTP step) at a time."""
+
+    def __init__(self) -> None:
+        self.now = dt.datetime(2026, 11, 30, 9, 0, tzinfo=dt.UTC)
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def tick(self, seconds: int = 30) -> None:
+        self.now += dt.timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def accounts(settings: Settings, clock: Clock) -> AccountService:
+    db = make_session_factory(make_engine(settings.database_url))
+    return AccountService(db, clock=clock,
+                          hasher=PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
+
+
+@pytest.fixture
+def newsroom_app(settings: Settings, accounts: AccountService) -> Flask:
+    app = create_newsroom_app(settings, accounts=accounts)
+    app.config["TESTING"] = True
+    return app
+
+
+@pytest.fixture
+def ada(accounts: AccountService) -> NewCredentials:
+    return accounts.create("ada")
+
+
+def log_in(client: FlaskClient, creds: NewCredentials, clock: Clock,
+           code: str | None = None) -> tuple[int, str]:
+    clock.tick()
+    page = client.get("/login").get_data(as_text=True)
+    resp = client.post("/login", data={
+        "csrf_token": csrf_from(page), "username": creds.username,
+        "passphrase": creds.passphrase,
+        "code": code or pyotp.TOTP(creds.totp_secret).at(clock.now)})
+    return resp.status_code, resp.get_data(as_text=True)
+
+
+@pytest.fixture
+def journalist(newsroom_app: Flask, ada: NewCredentials, clock: Clock) -> FlaskClient:
+    client = newsroom_app.test_client()
+    status, _ = log_in(client, ada, clock)
+    assert status == 302
+    return client
+
+
+def _source_ids(html: str) -> list[int]:
+    return [int(x) for x in re.findall(r'name="source" value="(\d+)"', html)]
+
+
+def test_journalist_logs_in_with_passphrase_and_totp_and_sees_the_inbox(
+        browser: SourceBrowser, journalist: FlaskClient) -> None:
+    browser.new_codename()
+    browser.submit("hello", [(b"doc", "a.txt")])
+    inbox = journalist.get("/").get_data(as_text=True)
+    assert len(_source_ids(inbox)) == 1
+    assert ">2</td><td>2</td>" in inbox.replace("\n", "")  # two unread, two items
+
+
+def test_a_wrong_code_a_replayed_code_and_throttling(
+        newsroom_app: Flask, ada: NewCredentials, clock: Clock) -> None:
+    client = newsroom_app.test_client()
+    status, page = log_in(client, ada, clock, code="000000")
+    assert status == 403 and "do not match" in page
+    clock.tick()
+    code = pyotp.TOTP(ada.totp_secret).at(clock.now)
+    assert log_in(client, ada, clock, code=code)[0] == 302
+    other = newsroom_app.test_client()
+    status, page = log_in(other, ada, clock, code=code)  # same code, used already
+    assert status == 403
+    for _ in range(6):
+        status, page = log_in(other, ada, clock, code="123456")
+    assert status == 429 and "Wait" in page and "minute" in page
+
+
+def test_pages_need_a_log_in_and_log_out_ends_the_session(
+        newsroom_app: Flask, journalist: FlaskClient) -> None:
+    assert newsroom_app.test_client().get("/").status_code == 302
+    page = journalist.get("/").get_data(as_text=True)
+    journalist.post("/logout", data={"csrf_token": csrf_from(page)})
+    resp = journalist.get("/")
+    assert resp.status_code == 302 and resp.headers["Location"].endswith("/login")
+
+
+def test_a_single_item_downloads_as_ciphertext_and_is_then_read(
+        browser: SourceBrowser, journalist: FlaskClient, newsroom: Newsroom,
+        tmp_path) -> None:
+    browser.new_codename()
+    browser.submit("", [(b"%PDF secret", "leak.pdf")])
+    inbox = journalist.get("/").get_data(as_text=True)
+    source_page = journalist.get(f"/sources/{_source_ids(inbox)[0]}").get_data(as_text=True)
+    link = re.search(r'href="(/items/[a-z2-7]{26}\.gpg)"', source_page)
+    assert link
+    resp = journalist.get(link.group(1))
+    assert resp.status_code == 200 and resp.mimetype == "application/pgp-encrypted"
+    out = tmp_path / "item.gpg"
+    out.write_bytes(resp.data)
+    plain = gpg_decrypt(out, newsroom.secret_home)
+    assert (plain.data, plain.filename) == (b"%PDF secret", "leak.pdf")
+    assert "new</strong>" not in journalist.get(f"/sources/{_source_ids(inbox)[0]}").get_data(
+        as_text=True)
+
+
+def test_unread_of_selected_sources_download_as_one_bundle(
+        app: Flask, journalist: FlaskClient) -> None:
+    for text in ("first source", "second source"):
+        b = SourceBrowser(app.test_client())
+        b.new_codename()
+        b.submit(text)
+    inbox = journalist.get("/").get_data(as_text=True)
+    ids = _source_ids(inbox)
+    resp = journalist.post("/bulk", data={"csrf_token": csrf_from(inbox), "source": ids,
+                                          "action": "download_unread"})
+    assert resp.status_code == 200 and resp.mimetype == "application/x-tar"
+    data = resp.get_data()
+    manifest = read_manifest(data)
+    assert len(manifest["items"]) == 2  # type: ignore[arg-type]
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        assert all(m.isfile() for m in tar.getmembers())
+    # Everything is read now: the same request has nothing left to give.
+    again = journalist.post("/bulk", data={"csrf_token": csrf_from(inbox), "source": ids,
+                                           "action": "download_unread"})
+    assert again.status_code == 302
+
+
+def test_a_reply_is_encrypted_and_shown_to_the_source(
+        browser: SourceBrowser, journalist: FlaskClient) -> None:
+    browser.new_codename()
+    browser.submit("hi")
+    inbox = journalist.get("/").get_data(as_text=True)
+    sid = _source_ids(inbox)[0]
+    page = journalist.get(f"/sources/{sid}").get_data(as_text=True)
+    resp = journalist.post(f"/sources/{sid}/reply", data={
+        "csrf_token": csrf_from(page), "text": "Thank you, we are looking into it."})
+    assert resp.status_code == 302
+    page = journalist.get(f"/sources/{sid}").get_data(as_text=True)
+    assert "Reply encrypted and sent" in page and "not read yet" in page
+    assert "Thank you, we are looking into it." not in page  # never shown back in plaintext
+    assert "Thank you, we are looking into it." in browser.client.get("/submit").get_data(
+        as_text=True)
+    assert "read" in journalist.get(f"/sources/{sid}").get_data(as_text=True)
+
+
+def test_deleting_a_source_needs_confirmation(
+        browser: SourceBrowser, journalist: FlaskClient) -> None:
+    browser.new_codename()
+    browser.submit("to be deleted")
+    sid = _source_ids(journalist.get("/").get_data(as_text=True))[0]
+    page = journalist.get(f"/sources/{sid}").get_data(as_text=True)
+    journalist.post(f"/sources/{sid}/delete", data={"csrf_token": csrf_from(page)})
+    assert journalist.get(f"/sources/{sid}").status_code == 200  # not confirmed: kept
+    journalist.post(f"/sources/{sid}/delete", data={"csrf_token": csrf_from(page),
+                                                    "confirm": "y"})
+    assert journalist.get(f"/sources/{sid}").status_code == 404
+
+
+NEWSROOM_PATHS = ["/login", "/sources/1", "/items/aaaaaaaaaaaaaaaaaaaaaaaaaa.gpg",
+                  "/download/unread", "/bulk", "/logout"]
+SOURCE_PATHS = ["/generate", "/create", "/submit", "/replies/x/delete"]
+
+
+def test_no_newsroom_route_is_reachable_through_the_source_app(app: Flask) -> None:
+    newsroom_rules = {r.rule for r in create_newsroom_app(
+        app.config["TIPBOX_SETTINGS"]).url_map.iter_rules() if r.endpoint != "static"}
+    source_rules = {r.rule for r in app.url_map.iter_rules()}
+    assert not (newsroom_rules - {"/", "/login", "/logout"}) & source_rules
+    assert all(not r.endpoint.startswith("newsroom.") for r in app.url_map.iter_rules())
+    client = app.test_client()
+    for path in NEWSROOM_PATHS:
+        if path in ("/login", "/logout"):
+            continue  # the source app has its own /login and /logout
+        assert client.get(path).status_code == 404, path
+
+
+def test_no_source_route_is_reachable_through_the_newsroom_app(newsroom_app: Flask) -> None:
+    assert all(not r.endpoint.startswith("source.") for r in newsroom_app.url_map.iter_rules())
+    client = newsroom_app.test_client()
+    for path in SOURCE_PATHS:
+        assert client.get(path).status_code == 404, path
