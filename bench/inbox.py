@@ -22,18 +22,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import pyotp  # noqa: E402
-from argon2 import PasswordHasher  # noqa: E402
-from sqlalchemy import insert  # noqa: E402
+import pyotp
+from argon2 import PasswordHasher
+from sqlalchemy import insert
 
-from tests.helpers import csrf_from, make_newsroom  # noqa: E402
-from tipbox.accounts import AccountService  # noqa: E402
-from tipbox.cli import initialise  # noqa: E402
-from tipbox.config import ScryptParams, Settings  # noqa: E402
-from tipbox.db import make_engine, make_session_factory  # noqa: E402
-from tipbox.models import Item, ItemKind, ItemRead, Source  # noqa: E402
-from tipbox.storage import new_item_id  # noqa: E402
-from tipbox.web.newsroom import create_newsroom_app  # noqa: E402
+from tests.helpers import csrf_from, make_newsroom
+from tipbox.accounts import AccountService
+from tipbox.cli import initialise
+from tipbox.config import ScryptParams, Settings
+from tipbox.db import make_engine, make_session_factory
+from tipbox.models import Item, ItemKind, ItemRead, Source
+from tipbox.storage import new_item_id
+from tipbox.web.newsroom import create_newsroom_app
 
 
 def seed(url: str, n_sources: int, n_items: int, journalist_id: int) -> None:
@@ -60,7 +60,7 @@ def seed(url: str, n_sources: int, n_items: int, journalist_id: int) -> None:
     engine.dispose()
 
 
-def timed(client, path: str, runs: int) -> float:  # noqa: ANN001
+def timed(client, path: str, runs: int) -> float:
     samples = []
     for _ in range(runs):
         t0 = time.perf_counter()
