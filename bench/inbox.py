@@ -82,7 +82,7 @@ def main() -> None:
         url = os.environ.get("TIPBOX_DATABASE_URL", f"sqlite:///{root / 'data' / 'tipbox.db'}")
         settings = Settings(data_dir=root / "data", keys_dir=room.keys_dir, database_url=url,
                             scrypt=ScryptParams(n=2**4))
-        initialise(settings)
+        initialise(settings, trust_keys_folder=True)
         accounts = AccountService(make_session_factory(make_engine(url)),
                                   hasher=PasswordHasher(time_cost=1, memory_cost=8,
                                                         parallelism=1))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -57,7 +58,7 @@ def database_url(data_dir: Path) -> str:
 def settings(data_dir: Path, newsroom: Newsroom, database_url: str) -> Settings:
     s = Settings(data_dir=data_dir, keys_dir=newsroom.keys_dir, database_url=database_url,
                  scrypt=FAST_SCRYPT)
-    initialise(s)
+    initialise(s, trust_keys_folder=True)  # the fixture made the key pair itself
     return s
 
 
@@ -110,6 +111,6 @@ def postgres_url() -> Iterator[str]:
 
 def pytest_report_header() -> list[str]:
     lines = [f"gpg: {shutil.which('gpg')}", f"sq: {shutil.which('sq') or 'not installed'}"]
-    lines.append("postgres: " + ("TIPBOX_TEST_DATABASE_URL set"
-                                 if os.environ.get("TIPBOX_TEST_DATABASE_URL") else "not set"))
+    url = os.environ.get("TIPBOX_TEST_DATABASE_URL")
+    lines.append("postgres: " + (re.sub(r":[^:@/]+@", ":***@", url) if url else "not set"))
     return lines

@@ -25,6 +25,7 @@ from tipbox.config import Settings
 from tipbox.crypto.keys import Keyring, load_keyring
 from tipbox.crypto.replies import ReplyKeyDeriver
 from tipbox.db import make_engine, make_session_factory
+from tipbox.keys import StaticKeyring
 from tipbox.models import Item, ItemRead, Reply, Source
 from tipbox.newsroom import NewsroomService
 from tipbox.replies import ReplyService
@@ -54,7 +55,7 @@ def desk(request: pytest.FixtureRequest, tmp_path: Path, newsroom: Newsroom) -> 
            else request.getfixturevalue("postgres_url"))
     settings = Settings(data_dir=tmp_path / "data", keys_dir=newsroom.keys_dir,
                         database_url=url, scrypt=FAST_SCRYPT)
-    initialise(settings)
+    initialise(settings, trust_keys_folder=True)
     engine = make_engine(url)
     db = make_session_factory(engine)
     store = CiphertextStore(settings.store_dir)
@@ -179,7 +180,7 @@ def test_a_reply_is_kept_for_the_newsroom_and_for_the_source_only(
         src = s.get(Source, source_id)
         assert src is not None
         src.reply_public_key = key.public_bytes
-    replies = ReplyService(desk.db, desk.store, desk.ring)
+    replies = ReplyService(desk.db, desk.store, StaticKeyring(desk.ring))
     reply_id = replies.send(source_id, jid, "Thanks — can we talk?")
     newsroom_copy = gpg_decrypt(desk.store.path_for(reply_id), newsroom.secret_home)
     assert newsroom_copy.data.decode() == "Thanks — can we talk?"

@@ -46,7 +46,7 @@ def world(request: pytest.FixtureRequest, tmp_path: Path,
            else request.getfixturevalue("postgres_url"))
     settings = Settings(data_dir=tmp_path / "data", keys_dir=newsroom.keys_dir,
                         database_url=url, scrypt=FAST_SCRYPT)
-    initialise(settings)
+    initialise(settings, trust_keys_folder=True)
     engine = make_engine(url)
     db = make_session_factory(engine)
     yield World(settings, db, load_keyring(newsroom.keys_dir, settings.gnupg_dir),

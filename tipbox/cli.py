@@ -39,17 +39,21 @@ def main() -> None:
 
 
 @main.command()
-def init() -> None:
-    """Create the data folder, the instance secrets and the database (safe to re-run)."""
+@click.option("--trust-keys-folder", is_flag=True,
+              help="DANGEROUS outside demos and tests: activate the keys folder's keys "
+                   "without proof that anyone holds their secret halves.")
+def init(trust_keys_folder: bool) -> None:
+    """Create the data folder, the instance secrets and the database, and import the keys
+    folder's public keys (safe to re-run)."""
     settings = _settings()
     try:
-        initialise(settings)
+        initialise(settings, trust_keys_folder=trust_keys_folder)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"Data folder ready: {settings.data_dir}")
 
 
-def initialise(settings: Settings) -> None:
+def initialise(settings: Settings, *, trust_keys_folder: bool = False) -> None:
     from tipbox.db import upgrade
     from tipbox.instance import InstanceSecrets
     from tipbox.storage import CiphertextStore
@@ -63,6 +67,53 @@ def initialise(settings: Settings) -> None:
     InstanceSecrets.load_or_create(settings.secrets_file)
     CiphertextStore(settings.store_dir).sweep_temp()
     upgrade(settings.database_url)
+    import_keys_folder(settings, trust=trust_keys_folder)
+
+
+def import_keys_folder(settings: Settings, *, trust: bool) -> None:
+    """Bring public keys placed in the keys folder into the registry, as pending (or, for
+    demonstrations and tests that hold the secret key themselves, active at once)."""
+    from tipbox.audit import AuditLog
+    from tipbox.crypto.keys import KEY_SUFFIXES
+    from tipbox.db import make_engine, make_session_factory
+    from tipbox.errors import KeyRefused
+    from tipbox.keys import KeyService
+    from tipbox.models import KeyState
+
+    if not settings.keys_dir.is_dir():
+        return
+    engine = make_engine(settings.database_url)
+    try:
+        db = make_session_factory(engine)
+        service = KeyService(db, settings.gnupg_dir, AuditLog(db), settings.gpg_binary)
+        known = {k.fingerprint: k.state for k in service.records()}
+        for path in sorted(settings.keys_dir.iterdir()):
+            if path.suffix.lower() not in KEY_SUFFIXES or not path.is_file():
+                continue
+            try:
+                found = service.inspect(path.read_bytes())
+            except KeyRefused as exc:
+                click.echo(f"Not imported: {path.name}: {exc}", err=True)
+                continue
+            fpr = found.info.fingerprint
+            if fpr not in known:
+                service.add(path.read_bytes(), actor="tipbox init")
+                known[fpr] = KeyState.PENDING
+                click.echo(f"Key {fpr} from {path.name} added as pending.", err=True)
+            if known[fpr] is KeyState.PENDING:
+                if trust:
+                    service.activate_without_proof(fpr, "tipbox init",
+                                                   "keys folder trusted (--trust-keys-folder)")
+                    click.echo(f"Key {fpr} ACTIVATED WITHOUT PROOF of possession "
+                               "(--trust-keys-folder).", err=True)
+                else:
+                    click.echo(f"Key {fpr} is pending. Prove possession, then activate it:\n"
+                               f"  tipbox keys challenge {fpr} --out challenge.gpg\n"
+                               "  (on the offline machine) tipbox-open keys prove "
+                               "challenge.gpg\n"
+                               f"  tipbox keys activate {fpr} --proof CODE", err=True)
+    finally:
+        engine.dispose()
 
 
 def _has_sources(url: str) -> bool:
@@ -123,7 +174,8 @@ def demo(host: str, port: int, no_serve: bool, offline_dir: Path) -> None:
     settings = _settings()
     ensure_demo_key(settings.keys_dir, offline_dir)
     try:
-        initialise(settings)
+        # The demo made its key pair itself, so possession needs no proof here.
+        initialise(settings, trust_keys_folder=True)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     _print_demo_journalist(settings)

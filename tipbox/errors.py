@@ -102,3 +102,8 @@ def _duration(seconds: int) -> str:
         return f"{seconds} second{'s' if seconds != 1 else ''}"
     minutes = -(-seconds // 60)
     return f"{minutes} minute{'s' if minutes != 1 else ''}"
+
+
+class KeyRefused(TipboxError):
+    """A newsroom key was refused or a key operation is not allowed. The message says why
+    and what to do instead."""

@@ -162,3 +162,42 @@ class WebSession(Base):
     interface: Mapped[str] = mapped_column(String(16))
     data: Mapped[str] = mapped_column(Text)
     expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class KeyState(enum.StrEnum):
+    PENDING = "pending"  # imported, possession not yet proven: nothing is encrypted to it
+    ACTIVE = "active"  # every new item is encrypted to each active key
+    RETIRED = "retired"  # kept on record; nothing new is encrypted to it
+
+
+class NewsroomKey(Base):
+    """A newsroom public key and where it is in its life."""
+
+    __tablename__ = "newsroom_keys"
+
+    fingerprint: Mapped[str] = mapped_column(String(64), primary_key=True)
+    public_key: Mapped[str] = mapped_column(Text)  # armored
+    state: Mapped[KeyState] = mapped_column(
+        Enum(KeyState, native_enum=False, length=16,
+             values_callable=lambda e: [m.value for m in e]), index=True)
+    algorithm: Mapped[str] = mapped_column(String(32))
+    uids: Mapped[str] = mapped_column(Text)
+    key_created_on: Mapped[dt.date] = mapped_column(Date)
+    expires_on: Mapped[dt.date | None] = mapped_column(Date, default=None)
+    # SHA-256 of the code in the last challenge; the code itself is never stored.
+    challenge_hash: Mapped[str | None] = mapped_column(String(64), default=None)
+    added_on: Mapped[dt.date] = mapped_column(Date)
+    activated_on: Mapped[dt.date | None] = mapped_column(Date, default=None)
+    retired_on: Mapped[dt.date | None] = mapped_column(Date, default=None)
+
+
+class AuditEntry(Base):
+    """Who changed a key or an account, and when. Never anything about sources."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
+    actor: Mapped[str] = mapped_column(String(80))
+    action: Mapped[str] = mapped_column(String(64))
+    detail: Mapped[str] = mapped_column(Text, default="")

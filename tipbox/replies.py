@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from tipbox.crypto.keys import Keyring
+from tipbox.crypto.keys import KeyringSource
 from tipbox.crypto.replies import (
     ReplyDecryptionError,
     ReplyPrivateKey,
@@ -44,7 +44,7 @@ class ShownReply:
 class ReplyService:
     sessions: sessionmaker[Session]
     store: CiphertextStore
-    keyring: Keyring
+    keys: KeyringSource
     clock: Callable[[], dt.date] = today
 
     def send(self, source_id: int, journalist_id: int | None, text: str) -> str:
@@ -55,8 +55,9 @@ class ReplyService:
         if len(text) > MAX_REPLY_CHARS:
             raise SubmissionRejected("The reply is longer than %(limit)s characters.",
                                      params={"limit": MAX_REPLY_CHARS})
-        gpg = self.keyring.require()
-        recipients = self.keyring.fingerprints
+        keyring = self.keys.current()
+        gpg = keyring.require()
+        recipients = keyring.fingerprints
         temp = self.store.temp_path()
         reply_id = new_item_id()
         day = self.clock()

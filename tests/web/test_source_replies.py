@@ -8,6 +8,7 @@ from tests.helpers import SourceBrowser, csrf_from
 from tipbox.config import Settings
 from tipbox.crypto.keys import load_keyring
 from tipbox.db import make_engine, make_session_factory
+from tipbox.keys import StaticKeyring
 from tipbox.models import Reply, Source
 from tipbox.replies import ReplyService
 from tipbox.storage import CiphertextStore
@@ -16,7 +17,7 @@ from tipbox.storage import CiphertextStore
 def _reply_service(settings: Settings) -> ReplyService:
     db = make_session_factory(make_engine(settings.database_url))
     return ReplyService(db, CiphertextStore(settings.store_dir),
-                        load_keyring(settings.keys_dir, settings.gnupg_dir))
+                        StaticKeyring(load_keyring(settings.keys_dir, settings.gnupg_dir)))
 
 
 def test_a_reply_is_shown_after_login_and_the_source_can_delete_it(

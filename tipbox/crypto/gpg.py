@@ -61,6 +61,8 @@ class KeyInfo:
     # When the last valid encryption subkey expires (None: never). A primary key can
     # outlive its encryption subkeys, and then nothing can be encrypted to it.
     encryption_expires: int | None = None
+    # (algorithm id, bits) of each valid encryption-capable (sub)key.
+    encryption_algorithms: tuple[tuple[int, int], ...] = field(default=())
 
     @property
     def expired(self) -> bool:
@@ -350,6 +352,8 @@ def _key_info(raw: dict[str, Any]) -> KeyInfo:
         validity=str(raw.get("trust") or ""),
         encryption_subkeys=subkeys,
         encryption_expires=encryption_expires,
+        encryption_algorithms=tuple((int(i.get("algo") or 0), int(i.get("length") or 0))
+                                    for i in encrypting),
     )
 
 

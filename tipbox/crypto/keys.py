@@ -14,10 +14,13 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from tipbox.crypto.gpg import GnuPG, KeyInfo
+from tipbox.crypto.packets import has_secret_material
 from tipbox.errors import KeyProblem
 
 log = logging.getLogger(__name__)
@@ -33,19 +36,19 @@ class Keyring:
     keys: tuple[KeyInfo, ...]
     problem: str | None
 
-    def current(self, now: float | None = None) -> tuple[KeyInfo, ...]:
+    def valid_keys(self, now: float | None = None) -> tuple[KeyInfo, ...]:
         """The keys not expired at ``now``: a key can expire while the server runs."""
         moment = time.time() if now is None else now
         return tuple(k for k in self.keys if k.usable_at(moment))
 
     @property
     def accepting(self) -> bool:
-        return self.problem is None and self.gpg is not None and bool(self.current())
+        return self.problem is None and self.gpg is not None and bool(self.valid_keys())
 
     @property
     def fingerprints(self) -> tuple[str, ...]:
         """Every current key: each item is encrypted to all of them."""
-        return tuple(k.fingerprint for k in self.current())
+        return tuple(k.fingerprint for k in self.valid_keys())
 
     @property
     def is_demo(self) -> bool:
@@ -55,10 +58,16 @@ class Keyring:
         """The GnuPG home to encrypt with, or :class:`KeyProblem` if submissions are off."""
         if self.problem is not None or self.gpg is None:
             raise KeyProblem(self.problem or "No newsroom key is configured.")
-        if not self.current():
+        if not self.valid_keys():
             raise KeyProblem("Every newsroom key has expired. Add a current public key to "
                              "the keys folder (see docs/admin-guide.md) and restart.")
         return self.gpg
+
+
+class KeyringSource(Protocol):
+    """Where an app gets the keyring to use for the request at hand."""
+
+    def current(self) -> Keyring: ...
 
 
 def load_keyring(keys_dir: Path, gnupg_root: Path, gpg_binary: str = "gpg") -> Keyring:
@@ -86,7 +95,7 @@ def load_keyring(keys_dir: Path, gnupg_root: Path, gpg_binary: str = "gpg") -> K
         except Exception as exc:  # gpg choked on the file: say which one
             rejected.append(f"{path.name}: gpg could not read it ({exc})")
             continue
-        if any(k.secret for k in found) or _has_secret_block(path):
+        if any(k.secret for k in found) or has_secret_material(path.read_bytes()):
             return Keyring(None, (), (
                 f"{path} holds SECRET key material. The private key must never be on the "
                 "server: delete that file here, keep the secret key on the air-gapped "
@@ -111,7 +120,7 @@ def load_keyring(keys_dir: Path, gnupg_root: Path, gpg_binary: str = "gpg") -> K
             + ". Add a current encryption-capable public key to "
             f"{keys_dir} (see docs/admin-guide.md) and restart."
         ))
-    home = _build_home(usable_files, usable, gnupg_root, gpg_binary)
+    home = build_home([p.read_bytes() for p in usable_files], usable, gnupg_root, gpg_binary)
     return Keyring(home, tuple(usable), None)
 
 
@@ -127,25 +136,53 @@ def unusable_reason(key: KeyInfo) -> str | None:
     return None
 
 
-def _has_secret_block(path: Path) -> bool:
-    with path.open("rb") as fh:
-        head = fh.read(1024 * 1024)
-    return b"PRIVATE KEY BLOCK" in head
+def secret_material_problem(keys_dir: Path) -> str | None:
+    """Why submissions must stop if the keys folder holds secret key material, else None."""
+    if not keys_dir.is_dir():
+        return None
+    for path in sorted(keys_dir.iterdir()):
+        if path.suffix.lower() in KEY_SUFFIXES and path.is_file() and \
+                has_secret_material(path.read_bytes()[:4 * 1024 * 1024]):
+            return (f"{path} holds SECRET key material. The private key must never be on the "
+                    "server: delete that file here, keep the secret key on the air-gapped "
+                    "machine only, and restart.")
+    return None
 
 
-def _build_home(files: list[Path], usable: list[KeyInfo], root: Path, binary: str) -> GnuPG:
+def keyring_for(public_keys: Sequence[bytes], gnupg_root: Path, gpg_binary: str = "gpg",
+                *, problem: str | None = None) -> Keyring:
+    """A keyring holding exactly these public keys (the registry's active ones)."""
+    if problem:
+        return Keyring(None, (), problem)
+    if not public_keys:
+        return Keyring(None, (), (
+            "No active newsroom key. An admin must add the newsroom's public key, prove "
+            "possession and activate it: see the key ceremony in docs/admin-guide.md."))
+    gnupg_root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    scanner = GnuPG(gnupg_root / "scan", gpg_binary, agent=False)
+    infos = [k for blob in public_keys for k in scanner.scan_key_data(blob)]
+    usable = [k for k in infos if unusable_reason(k) is None]
+    if not usable:
+        return Keyring(None, (), (
+            "Every active newsroom key has expired or was revoked. Rotate to a new key: see "
+            "docs/admin-guide.md, or run `tipbox doctor`."))
+    return Keyring(build_home(list(public_keys), usable, gnupg_root, gpg_binary),
+                   tuple(usable), None)
+
+
+def build_home(blobs: list[bytes], usable: list[KeyInfo], root: Path, binary: str) -> GnuPG:
     """A home per distinct key set, built aside and renamed in, so workers can share it."""
     digest = hashlib.sha256()
-    for path in files:
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    for blob in blobs:
+        digest.update(hashlib.sha256(blob).digest())
     home = root / f"home-{digest.hexdigest()[:20]}"
     if not (home / "ready").exists():
         staging = Path(tempfile.mkdtemp(prefix=".build-", dir=root))
         try:
             gpg = GnuPG(staging, binary, agent=False)
             wanted = {k.fingerprint for k in usable}
-            for path in files:
-                gpg.import_keys(path.read_bytes())
+            for blob in blobs:
+                gpg.import_keys(blob)
             present = {k.fingerprint for k in gpg.list_keys()}
             if not wanted <= present:
                 raise KeyProblem(f"gpg did not import {sorted(wanted - present)}")

@@ -7,7 +7,8 @@ from flask import Flask
 
 from tipbox.accounts import AccountService
 from tipbox.config import Settings
-from tipbox.crypto.keys import Keyring, load_keyring
+from tipbox.crypto.keys import Keyring, KeyringSource
+from tipbox.keys import KeyringProvider, StaticKeyring
 from tipbox.newsroom import NewsroomService
 from tipbox.replies import ReplyService
 from tipbox.storage import CiphertextStore
@@ -19,15 +20,15 @@ def create_newsroom_app(settings: Settings | None = None, *, keyring: Keyring | 
                         accounts: AccountService | None = None) -> Flask:
     settings = settings or Settings.from_env()
     app, plumbing = build_app("tipbox.web.newsroom", settings, "newsroom")
-    if keyring is None:
-        keyring = load_keyring(settings.keys_dir, settings.gnupg_dir, settings.gpg_binary)
+    keys: KeyringSource = StaticKeyring(keyring) if keyring is not None else KeyringProvider(
+        plumbing.sessions, settings.gnupg_dir, settings.gpg_binary, settings.keys_dir)
     store = CiphertextStore(settings.store_dir)
     deps = NewsroomDeps(
         settings=settings,
         accounts=accounts or AccountService(plumbing.sessions),
         newsroom=NewsroomService(plumbing.sessions, store),
-        replies=ReplyService(plumbing.sessions, store, keyring),
-        keyring=keyring,
+        replies=ReplyService(plumbing.sessions, store, keys),
+        keys=keys,
     )
     app.register_blueprint(make_blueprint(deps))
     return app

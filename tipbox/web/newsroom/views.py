@@ -26,7 +26,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from tipbox.accounts import AccountService, LoginFailed, LoginThrottled
 from tipbox.bundles import BundleEntry, new_bundle, stream_bundle
 from tipbox.config import Settings
-from tipbox.crypto.keys import Keyring
+from tipbox.crypto.keys import KeyringSource
 from tipbox.errors import KeyProblem, SubmissionRejected
 from tipbox.newsroom import NewsroomService
 from tipbox.replies import ReplyService
@@ -45,7 +45,7 @@ class NewsroomDeps:
     accounts: AccountService
     newsroom: NewsroomService
     replies: ReplyService
-    keyring: Keyring
+    keys: KeyringSource
 
 
 def make_blueprint(deps: NewsroomDeps) -> Blueprint:
@@ -54,7 +54,7 @@ def make_blueprint(deps: NewsroomDeps) -> Blueprint:
     @bp.app_context_processor
     def page_context() -> dict[str, Any]:
         return {"journalist": g.get("journalist"), "action_form": ActionForm(formdata=None),
-                "demo_key": deps.keyring.is_demo}
+                "demo_key": deps.keys.current().is_demo}
 
     def login_required(view: F) -> F:
         @functools.wraps(view)

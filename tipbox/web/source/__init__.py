@@ -8,8 +8,9 @@ from flask import Flask
 
 from tipbox.codenames import CodenameHasher, CodenameSigner
 from tipbox.config import Settings
-from tipbox.crypto.keys import Keyring, load_keyring
+from tipbox.crypto.keys import Keyring, KeyringSource
 from tipbox.crypto.replies import ReplyKeyDeriver
+from tipbox.keys import KeyringProvider, StaticKeyring
 from tipbox.replies import ReplyKeyCache, ReplyService
 from tipbox.sources import SourceService
 from tipbox.storage import CiphertextStore
@@ -19,13 +20,35 @@ from tipbox.web.source.views import SourceDeps, make_blueprint
 log = logging.getLogger(__name__)
 
 
-def create_source_app(settings: Settings | None = None, *, keyring: Keyring | None = None) -> Flask:
-    """Build the source app. ``keyring`` may be handed in by tests; otherwise it is read
-    from ``settings.keys_dir`` and checked once here (the start-up gate)."""
+def create_source_app(settings: Settings | None = None, *,
+                      keyring: Keyring | None = None) -> Flask:
+    """Build the source app. Keys come from the registry's active keys (see tipbox.keys);
+    tests may hand in a fixed ``keyring`` instead."""
     settings = settings or Settings.from_env()
     app, plumbing = build_app("tipbox.web.source", settings, "source")
-    if keyring is None:
-        keyring = load_keyring(settings.keys_dir, settings.gnupg_dir, settings.gpg_binary)
+    keys: KeyringSource = StaticKeyring(keyring) if keyring is not None else KeyringProvider(
+        plumbing.sessions, settings.gnupg_dir, settings.gpg_binary, settings.keys_dir)
+    _log_gate(keys.current())
+    store = CiphertextStore(settings.store_dir)
+    deps = SourceDeps(
+        settings=settings,
+        keys=keys,
+        store=store,
+        db=plumbing.sessions,
+        sources=SourceService(plumbing.sessions,
+                              CodenameHasher(plumbing.secrets.codename_pepper, settings.scrypt)),
+        signer=CodenameSigner(plumbing.secrets.codename_mac_key),
+        replies=ReplyService(plumbing.sessions, store, keys),
+        reply_keys=ReplyKeyCache(ttl_seconds=settings.session_idle_minutes * 60),
+        reply_deriver=ReplyKeyDeriver(plumbing.secrets.codename_pepper, settings.scrypt),
+    )
+    app.register_blueprint(make_blueprint(deps))
+    plumbing.csrf.exempt("tipbox.web.source.views.submit")
+    return app
+
+
+def _log_gate(keyring: Keyring) -> None:
+    """Say at start-up, for the admin reading the log, whether submissions are on."""
     if keyring.accepting:
         log.info("accepting submissions, encrypted to %s", ", ".join(keyring.fingerprints))
         if keyring.is_demo:
@@ -33,20 +56,3 @@ def create_source_app(settings: Settings | None = None, *, keyring: Keyring | No
                         "sources")
     else:
         log.error("NOT accepting submissions: %s", keyring.problem)
-    store = CiphertextStore(settings.store_dir)
-    deps = SourceDeps(
-        settings=settings,
-        keyring=keyring,
-        store=store,
-        db=plumbing.sessions,
-        sources=SourceService(plumbing.sessions,
-                              CodenameHasher(plumbing.secrets.codename_pepper, settings.scrypt)),
-        signer=CodenameSigner(plumbing.secrets.codename_mac_key),
-        replies=ReplyService(plumbing.sessions, store, keyring),
-        reply_keys=ReplyKeyCache(ttl_seconds=settings.session_idle_minutes * 60),
-        reply_deriver=ReplyKeyDeriver(plumbing.secrets.codename_pepper, settings.scrypt),
-    )
-    blueprint = make_blueprint(deps)
-    app.register_blueprint(blueprint)
-    plumbing.csrf.exempt("tipbox.web.source.views.submit")
-    return app

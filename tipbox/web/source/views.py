@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from flask import Blueprint, redirect, render_template, request, session, url_for
+from flask import Blueprint, g, redirect, render_template, request, session, url_for
 from flask_babel import gettext
 from flask_wtf.csrf import validate_csrf
 from sqlalchemy.orm import Session, sessionmaker
@@ -17,7 +17,7 @@ from wtforms import ValidationError
 
 from tipbox.codenames import CodenameSigner, codename_bits, generate_codename, normalize_codename
 from tipbox.config import Settings
-from tipbox.crypto.keys import Keyring
+from tipbox.crypto.keys import Keyring, KeyringSource
 from tipbox.crypto.replies import ReplyKeyDeriver
 from tipbox.errors import EncryptionError, KeyProblem, MalformedUpload, SubmissionRejected
 from tipbox.replies import ReplyKeyCache, ReplyService
@@ -38,7 +38,7 @@ ViewResult = str | Response | tuple[str, int]
 @dataclass(frozen=True)
 class SourceDeps:
     settings: Settings
-    keyring: Keyring
+    keys: KeyringSource
     store: CiphertextStore
     db: sessionmaker[Session]
     sources: SourceService
@@ -52,9 +52,11 @@ def make_blueprint(deps: SourceDeps) -> Blueprint:
     bp = Blueprint("source", __name__)
 
     def gate() -> ViewResult | None:
+        # One look at the registry per request; views then use g.keyring.
+        g.keyring = deps.keys.current()
         if request.endpoint == "static":
             return None
-        if not deps.keyring.accepting:
+        if not g.keyring.accepting:
             return error_page(503)
         return None
 
@@ -66,7 +68,7 @@ def make_blueprint(deps: SourceDeps) -> Blueprint:
     @bp.app_context_processor
     def page_context() -> dict[str, Any]:
         logged_in = "source_id" in session
-        return {"demo_key": deps.keyring.is_demo,
+        return {"demo_key": g.keyring.is_demo if "keyring" in g else False,
                 "logged_in": logged_in,
                 # Only for a logged-in source: making a token for an anonymous visitor
                 # would create a server-side session on every page view.
@@ -146,7 +148,7 @@ def make_blueprint(deps: SourceDeps) -> Blueprint:
         return render_template(
             "source/submit.html", receipt=receipt,
             item_count=deps.sources.item_count(session["source_id"]),
-            settings=deps.settings, fingerprints=deps.keyring.fingerprints,
+            settings=deps.settings, fingerprints=g.keyring.fingerprints,
             replies=replies, reply_form=LogoutForm(formdata=None),
         )
 
@@ -192,13 +194,14 @@ def make_blueprint(deps: SourceDeps) -> Blueprint:
 
 def _receive(deps: SourceDeps, source_id: int) -> Any:
     """Stream the body: CSRF first, then the message and each file, encrypted as they come."""
-    gpg = deps.keyring.require()
+    keyring: Keyring = g.keyring
+    gpg = keyring.require()
     if request.mimetype != "multipart/form-data" or "boundary" not in request.mimetype_params:
         raise MalformedUpload("The upload was not a well-formed form submission.")
     reader = MultipartReader(
         request.stream, request.mimetype_params["boundary"].encode("latin-1", "replace"),
         chunk_size=deps.settings.upload_chunk_bytes, max_parts=deps.settings.max_files + 16)
-    with Draft(gpg, deps.keyring.fingerprints, deps.store, deps.db,
+    with Draft(gpg, keyring.fingerprints, deps.store, deps.db,
                deps.settings.max_files) as draft:
         parts = iter(reader)
         _check_csrf(next(parts, None))

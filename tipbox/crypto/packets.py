@@ -1,0 +1,164 @@
+"""Just enough of OpenPGP's packet framing (RFC 9580 section 4) to judge what a file is
+before gpg is asked anything: secret key material, the hashes of a key's
+self-signatures. Bounded: it reads only the input it is given, never recurses.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+TAG_PKESK = 1
+TAG_SIGNATURE = 2
+TAG_SECRET_KEY = 5
+TAG_PUBLIC_KEY = 6
+TAG_SECRET_SUBKEY = 7
+TAG_SEIPD = 18
+TAG_PUBLIC_SUBKEY = 14
+SECRET_TAGS = frozenset({TAG_SECRET_KEY, TAG_SECRET_SUBKEY})
+
+# Signature types that bind a key's own parts together (self-signatures in practice).
+BINDING_SIG_TYPES = frozenset({0x13, 0x18, 0x19, 0x1F})
+WEAK_HASHES = {1: "MD5", 2: "SHA-1", 3: "RIPEMD-160"}
+
+_ARMOR_RE = re.compile(
+    rb"-----BEGIN PGP ([A-Z ]+)-----\r?\n(.*?)-----END PGP \1-----", re.DOTALL)
+
+
+class PacketError(ValueError):
+    """The bytes are not well-formed OpenPGP."""
+
+
+@dataclass(frozen=True)
+class Packet:
+    tag: int
+    body: bytes
+
+
+def dearmor(data: bytes) -> bytes:
+    """Binary OpenPGP from armored text (every block, concatenated), or ``data`` as is."""
+    blocks = _ARMOR_RE.findall(data)
+    if not blocks:
+        if data.lstrip().startswith(b"-----BEGIN"):
+            raise PacketError("unterminated armor")
+        return data
+    out = bytearray()
+    for _kind, text in blocks:
+        lines = text.replace(b"\r", b"").split(b"\n")
+        # Armor headers end at the first empty line, when there are any.
+        if b"" in lines and any(b":" in ln for ln in lines[:lines.index(b"")]):
+            lines = lines[lines.index(b"") + 1:]
+        body = b"".join(ln for ln in lines if ln and not ln.startswith(b"="))
+        try:
+            out += base64.b64decode(body, validate=True)
+        except binascii.Error as exc:
+            raise PacketError("bad armor") from exc
+    return bytes(out)
+
+
+def armor_kinds(data: bytes) -> list[str]:
+    """The armor labels in ``data``, e.g. ["PUBLIC KEY BLOCK"]."""
+    return [kind.decode() for kind, _ in _ARMOR_RE.findall(data)]
+
+
+def iter_packets(data: bytes) -> Iterator[Packet]:
+    """Every packet of a binary OpenPGP blob held in memory (keys are small)."""
+    pos = 0
+    while pos < len(data):
+        tag, body, pos = _read_packet(data, pos)
+        yield Packet(tag, body)
+
+
+def _read_packet(data: bytes, pos: int) -> tuple[int, bytes, int]:
+    ctb = data[pos]
+    if not ctb & 0x80:
+        raise PacketError(f"not an OpenPGP packet at byte {pos}")
+    pos += 1
+    if ctb & 0x40:  # new format
+        tag = ctb & 0x3F
+        body = bytearray()
+        while True:
+            length, partial, pos = _new_length(data, pos)
+            if pos + length > len(data):
+                raise PacketError("packet runs past the end")
+            body += data[pos:pos + length]
+            pos += length
+            if not partial:
+                return tag, bytes(body), pos
+    tag = (ctb >> 2) & 0x0F
+    kind = ctb & 0x03
+    if kind == 3:
+        raise PacketError("indeterminate-length packets are not accepted here")
+    size = (1, 2, 4)[kind]
+    if pos + size > len(data):
+        raise PacketError("truncated packet header")
+    length = int.from_bytes(data[pos:pos + size], "big")
+    pos += size
+    if pos + length > len(data):
+        raise PacketError("packet runs past the end")
+    return tag, data[pos:pos + length], pos + length
+
+
+def _new_length(data: bytes, pos: int) -> tuple[int, bool, int]:
+    """(length, is_partial, new position) of a new-format length (RFC 9580 4.2.1)."""
+    if pos >= len(data):
+        raise PacketError("truncated packet length")
+    first = data[pos]
+    if first < 192:
+        return first, False, pos + 1
+    if first < 224:
+        if pos + 1 >= len(data):
+            raise PacketError("truncated packet length")
+        return ((first - 192) << 8) + data[pos + 1] + 192, False, pos + 2
+    if first == 255:
+        if pos + 5 > len(data):
+            raise PacketError("truncated packet length")
+        return int.from_bytes(data[pos + 1:pos + 5], "big"), False, pos + 5
+    return 1 << (first & 0x1F), True, pos + 1
+
+
+def new_length_header(first: int) -> tuple[int | None, bool]:
+    """Decode a one-octet start of a new-format length: (length or None if more octets
+    follow, partial). For streaming parsers that read the octets themselves."""
+    if first < 192:
+        return first, False
+    if 224 <= first < 255:
+        return 1 << (first & 0x1F), True
+    return None, False
+
+
+def signature_hash(body: bytes) -> tuple[int, int] | None:
+    """(signature type, hash algorithm) of a signature packet body, or None if unknown."""
+    if not body:
+        return None
+    version = body[0]
+    if version in (4, 5, 6) and len(body) >= 4:
+        return body[1], body[3]
+    if version == 3 and len(body) >= 17:
+        return body[2], body[16]
+    return None
+
+
+def has_secret_material(data: bytes) -> bool:
+    """True for armored PRIVATE KEY blocks and for any secret-key packet."""
+    if any("PRIVATE KEY" in kind for kind in armor_kinds(data)):
+        return True
+    try:
+        return any(p.tag in SECRET_TAGS for p in iter_packets(dearmor(data)))
+    except PacketError:
+        return False
+
+
+def weak_binding_hashes(data: bytes) -> list[str]:
+    """Names of weak hashes (SHA-1, MD5, RIPEMD-160) used by a key's binding signatures."""
+    found = []
+    for packet in iter_packets(dearmor(data)):
+        if packet.tag != TAG_SIGNATURE:
+            continue
+        parsed = signature_hash(packet.body)
+        if parsed and parsed[0] in BINDING_SIG_TYPES and parsed[1] in WEAK_HASHES:
+            found.append(WEAK_HASHES[parsed[1]])
+    return sorted(set(found))
