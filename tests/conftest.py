@@ -10,12 +10,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from argon2 import PasswordHasher
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.helpers import Newsroom, SourceBrowser, make_newsroom
+from tests.helpers import Clock, Newsroom, SourceBrowser, log_in, make_newsroom
+from tipbox.accounts import AccountService, NewCredentials
 from tipbox.cli import initialise
 from tipbox.config import ScryptParams, Settings
+from tipbox.db import make_engine, make_session_factory
+from tipbox.web.newsroom import create_newsroom_app
 from tipbox.web.source import create_source_app
 
 # Tests use 2**4 scrypt rounds: the real cost (2**16) would make each login take 0.2 s.
@@ -114,3 +118,37 @@ def pytest_report_header() -> list[str]:
     url = os.environ.get("TIPBOX_TEST_DATABASE_URL")
     lines.append("postgres: " + (re.sub(r":[^:@/]+@", ":***@", url) if url else "not set"))
     return lines
+
+
+# --- the newsroom interface -------------------------------------------------------
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def accounts(settings: Settings, clock: Clock) -> AccountService:
+    db = make_session_factory(make_engine(settings.database_url))
+    return AccountService(db, clock=clock,
+                          hasher=PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
+
+
+@pytest.fixture
+def newsroom_app(settings: Settings, accounts: AccountService) -> Flask:
+    app = create_newsroom_app(settings, accounts=accounts)
+    app.config["TESTING"] = True
+    return app
+
+
+@pytest.fixture
+def ada(accounts: AccountService) -> NewCredentials:
+    return accounts.create("ada")
+
+
+@pytest.fixture
+def journalist(newsroom_app: Flask, ada: NewCredentials, clock: Clock) -> FlaskClient:
+    client = newsroom_app.test_client()
+    status, _ = log_in(client, ada, clock)
+    assert status == 302
+    return client

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import re
 import subprocess
@@ -10,9 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pyotp
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+from tipbox.accounts import NewCredentials
 from tipbox.crypto.gpg import GnuPG
 
 
@@ -125,3 +128,27 @@ class SourceBrowser:
             [(io.BytesIO(b""), "")]
         data.update(extra)
         return self.client.post("/submit", data=data, content_type="multipart/form-data")
+
+
+class Clock:
+    """Wall time that tests move on by hand, 30 s (one TOTP step) at a time."""
+
+    def __init__(self) -> None:
+        self.now = dt.datetime(2026, 11, 30, 9, 0, tzinfo=dt.UTC)
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def tick(self, seconds: int = 30) -> None:
+        self.now += dt.timedelta(seconds=seconds)
+
+
+def log_in(client: FlaskClient, creds: NewCredentials, clock: Clock,
+           code: str | None = None) -> tuple[int, str]:
+    clock.tick()
+    page = client.get("/login").get_data(as_text=True)
+    resp = client.post("/login", data={
+        "csrf_token": csrf_from(page), "username": creds.username,
+        "passphrase": creds.passphrase,
+        "code": code or pyotp.TOTP(creds.totp_secret).at(clock.now)})
+    return resp.status_code, resp.get_data(as_text=True)

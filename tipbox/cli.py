@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -296,7 +297,8 @@ def users_add(name: str, admin: bool) -> None:
             raise click.ClickException(
                 f"{exc} To give {exc.existing} new credentials instead, run "
                 f"`tipbox users reset {exc.existing}`.") from None
-    role = "admin" if admin else "journalist"
+        role = "admin" if admin else "journalist"
+        _audit(accounts, "account created", f"{creds.username} ({role})")
     _show_credentials(creds, f"Account created: {creds.username} ({role}).")
 
 
@@ -310,6 +312,7 @@ def users_reset(name: str) -> None:
     """
     with _accounts() as accounts:
         creds = accounts.reset_credentials(name)
+        _audit(accounts, "account credentials reset", creds.username)
     _show_credentials(creds, f"New credentials for {creds.username}; the old passphrase and "
                              "authenticator no longer work, and any login lock is lifted.")
 
@@ -323,6 +326,7 @@ def users_deactivate(name: str) -> None:
     """
     with _accounts() as accounts:
         accounts.deactivate(name)
+        _audit(accounts, "account deactivated", name)
     click.echo(f"{name} is deactivated: every login is refused. "
                f"Undo with `tipbox users reactivate {name}`.")
 
@@ -336,6 +340,7 @@ def users_reactivate(name: str) -> None:
     """
     with _accounts() as accounts:
         accounts.reactivate(name)
+        _audit(accounts, "account reactivated", name)
     click.echo(f"{name} can log in again with the same passphrase and authenticator. If "
                f"those are lost, run `tipbox users reset {name}`.")
 
@@ -359,6 +364,12 @@ def users_list() -> None:
     for row in rows:
         padded = [cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True)]
         click.echo("  ".join([*padded, row[3]]))
+
+
+def _audit(accounts: AccountService, action: str, detail: str) -> None:
+    from tipbox.audit import AuditLog
+
+    AuditLog(accounts.sessions).record(_actor(), action, detail)
 
 
 @contextmanager
@@ -416,3 +427,167 @@ def _show_credentials(creds: NewCredentials, heading: str) -> None:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
+
+
+# --- newsroom keys ---------------------------------------------------------------------
+
+
+def _key_service(settings: Settings) -> tuple[Any, Any]:
+    from tipbox.audit import AuditLog
+    from tipbox.db import make_engine, make_session_factory
+    from tipbox.keys import KeyService
+
+    if not settings.secrets_file.exists():
+        raise click.ClickException(f"{settings.data_dir} is not initialised: run `tipbox init`.")
+    engine = make_engine(settings.database_url)
+    db = make_session_factory(engine)
+    return KeyService(db, settings.gnupg_dir, AuditLog(db), settings.gpg_binary), engine
+
+
+def _actor() -> str:
+    return f"cli:{os.environ.get('USER') or os.environ.get('LOGNAME') or 'unknown'}"
+
+
+@main.group()
+def keys() -> None:
+    """Newsroom keys: list, add, challenge, activate, retire (see docs/admin-guide.md)."""
+
+
+@keys.command("list")
+def keys_list() -> None:
+    """Every key with its state, algorithm, dates and how many items are encrypted to it."""
+    service, engine = _key_service(_settings())
+    try:
+        records = service.records()
+        if not records:
+            click.echo("No keys yet. Add the newsroom's public key: tipbox keys add FILE")
+        for rec in records:
+            click.echo(f"{rec.fingerprint}  {rec.state.value.upper():8}  {rec.algorithm}")
+            click.echo(f"    {'; '.join(rec.uids)}")
+            click.echo(f"    created {rec.created_on}, expires "
+                       f"{rec.expires_on or 'never'}, added {rec.added_on}"
+                       + (f", activated {rec.activated_on}" if rec.activated_on else "")
+                       + (f", retired {rec.retired_on}" if rec.retired_on else "")
+                       + f"; {rec.items} item(s) encrypted to it"
+                       + ("; challenge issued" if rec.pending_challenge else ""))
+        for warning in service.expiry_warnings():
+            click.echo(f"WARNING: {warning}", err=True)
+    finally:
+        engine.dispose()
+
+
+def _key_command(action: Callable[[Any], None]) -> None:
+    from tipbox.errors import KeyRefused
+
+    service, engine = _key_service(_settings())
+    try:
+        action(service)
+    except KeyRefused as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        engine.dispose()
+
+
+@keys.command("add")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def keys_add(file: Path) -> None:
+    """Import a public key (armored or binary) as PENDING."""
+    def run(service: Any) -> None:
+        found = service.add(file.read_bytes(), _actor())
+        info = found.info
+        expiry = _fmt_day(info.expires)
+        click.echo(f"Added {info.fingerprint} ({found.algorithm}) as PENDING.")
+        for uid in info.uids:
+            click.echo(f"  user id: {uid}")
+        click.echo(f"  expires: {expiry}")
+        click.echo(f"Next: tipbox keys challenge {info.fingerprint} --out challenge.gpg")
+    _key_command(run)
+
+
+@keys.command("challenge")
+@click.argument("fingerprint")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("challenge.gpg"), show_default=True)
+def keys_challenge(fingerprint: str, out: Path) -> None:
+    """Write a file, encrypted to the pending key, holding a random code."""
+    def run(service: Any) -> None:
+        out.write_bytes(service.challenge(fingerprint, _actor()))
+        click.echo(f"Wrote {out}. Carry it to the offline machine and run:\n"
+                   f"  tipbox-open keys prove {out.name}\n"
+                   f"then here: tipbox keys activate {fingerprint} --proof CODE")
+    _key_command(run)
+
+
+@keys.command("activate")
+@click.argument("fingerprint")
+@click.option("--proof", help="The code `tipbox-open keys prove` printed.")
+@click.option("--skip-proof-of-possession", "skip_proof", is_flag=True,
+              help="DANGEROUS: activate with no proof that the secret key exists "
+                   "(demonstrations and tests only; the audit log records it).")
+def keys_activate(fingerprint: str, proof: str | None, skip_proof: bool) -> None:
+    """Make a pending key ACTIVE: new items are encrypted to it from now on."""
+    if not proof and not skip_proof:
+        raise click.ClickException("Give the code from the challenge: --proof CODE")
+
+    def run(service: Any) -> None:
+        if skip_proof:
+            service.activate_without_proof(fingerprint, _actor(),
+                                           "--skip-proof-of-possession on the command line")
+        else:
+            service.activate(fingerprint, proof or "", _actor())
+        click.echo(f"Key {fingerprint} is ACTIVE. Every new item is encrypted to it.")
+    _key_command(run)
+
+
+@keys.command("retire")
+@click.argument("fingerprint")
+def keys_retire(fingerprint: str) -> None:
+    """Stop encrypting to a key (refused if it is the last active one)."""
+    def run(service: Any) -> None:
+        service.retire(fingerprint, _actor())
+        click.echo(f"Key {fingerprint} is RETIRED. Keep its secret key: old items need it.")
+    _key_command(run)
+
+
+def _fmt_day(ts: int | None) -> str:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(ts, dt.UTC).date().isoformat() if ts else "never"
+
+
+@main.command()
+def doctor() -> None:
+    """Check the installation and the newsroom keys; say what to fix."""
+    from tipbox.crypto.keys import secret_material_problem
+    from tipbox.db import is_current, make_engine
+
+    settings = _settings()
+    problems: list[str] = []
+    notes: list[str] = []
+    if not settings.secrets_file.exists():
+        raise click.ClickException(f"{settings.data_dir} is not initialised: run `tipbox init`.")
+    engine = make_engine(settings.database_url)
+    try:
+        if not is_current(engine):
+            problems.append("The database schema is out of date: run `tipbox init`.")
+    finally:
+        engine.dispose()
+    folder = secret_material_problem(settings.keys_dir)
+    if folder:
+        problems.append(folder)
+    service, engine = _key_service(settings)
+    try:
+        records = service.records()
+        active = [r for r in records if r.state.value == "active"]
+        notes.append(f"{len(active)} active key(s): "
+                     + (", ".join(r.fingerprint for r in active) or "none"))
+        problems.extend(service.expiry_warnings())
+    finally:
+        engine.dispose()
+    for note in notes:
+        click.echo(note)
+    for problem in problems:
+        click.echo(f"PROBLEM: {problem}", err=True)
+    if problems:
+        raise SystemExit(1)
+    click.echo("All checks passed.")

@@ -152,6 +152,11 @@ class KeyService:
                 r.challenge_hash is not None and r.state is KeyState.PENDING,
             ) for r in rows]
 
+    def public_key(self, fingerprint: str) -> str | None:
+        with self.sessions() as db:
+            row = db.get(NewsroomKey, fingerprint.upper())
+            return row.public_key if row else None
+
     def public_keys(self, state: KeyState = KeyState.ACTIVE) -> list[str]:
         with self.sessions() as db:
             return list(db.scalars(select(NewsroomKey.public_key)

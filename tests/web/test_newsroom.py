@@ -3,79 +3,18 @@ and that neither app serves the other's routes."""
 
 from __future__ import annotations
 
-import datetime as dt
 import io
 import re
 import tarfile
 
 import pyotp
-import pytest
-from argon2 import PasswordHasher
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.helpers import Newsroom, SourceBrowser, csrf_from, gpg_decrypt
-from tipbox.accounts import AccountService, NewCredentials
+from tests.helpers import Clock, Newsroom, SourceBrowser, csrf_from, gpg_decrypt, log_in
+from tipbox.accounts import NewCredentials
 from tipbox.bundles import read_manifest
-from tipbox.config import Settings
-from tipbox.db import make_engine, make_session_factory
 from tipbox.web.newsroom import create_newsroom_app
-
-
-class Clock:
-    """Wall time that tests move on by hand, 30 s (one TOTP step) at a time."""
-
-    def __init__(self) -> None:
-        self.now = dt.datetime(2026, 11, 30, 9, 0, tzinfo=dt.UTC)
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def tick(self, seconds: int = 30) -> None:
-        self.now += dt.timedelta(seconds=seconds)
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def accounts(settings: Settings, clock: Clock) -> AccountService:
-    db = make_session_factory(make_engine(settings.database_url))
-    return AccountService(db, clock=clock,
-                          hasher=PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
-
-
-@pytest.fixture
-def newsroom_app(settings: Settings, accounts: AccountService) -> Flask:
-    app = create_newsroom_app(settings, accounts=accounts)
-    app.config["TESTING"] = True
-    return app
-
-
-@pytest.fixture
-def ada(accounts: AccountService) -> NewCredentials:
-    return accounts.create("ada")
-
-
-def log_in(client: FlaskClient, creds: NewCredentials, clock: Clock,
-           code: str | None = None) -> tuple[int, str]:
-    clock.tick()
-    page = client.get("/login").get_data(as_text=True)
-    resp = client.post("/login", data={
-        "csrf_token": csrf_from(page), "username": creds.username,
-        "passphrase": creds.passphrase,
-        "code": code or pyotp.TOTP(creds.totp_secret).at(clock.now)})
-    return resp.status_code, resp.get_data(as_text=True)
-
-
-@pytest.fixture
-def journalist(newsroom_app: Flask, ada: NewCredentials, clock: Clock) -> FlaskClient:
-    client = newsroom_app.test_client()
-    status, _ = log_in(client, ada, clock)
-    assert status == 302
-    return client
 
 
 def _source_ids(html: str) -> list[int]:

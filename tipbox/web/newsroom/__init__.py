@@ -6,13 +6,15 @@ from __future__ import annotations
 from flask import Flask
 
 from tipbox.accounts import AccountService
+from tipbox.audit import AuditLog
 from tipbox.config import Settings
 from tipbox.crypto.keys import Keyring, KeyringSource
-from tipbox.keys import KeyringProvider, StaticKeyring
+from tipbox.keys import KeyringProvider, KeyService, StaticKeyring
 from tipbox.newsroom import NewsroomService
 from tipbox.replies import ReplyService
 from tipbox.storage import CiphertextStore
 from tipbox.web.common import build_app
+from tipbox.web.newsroom.admin import AdminDeps, make_admin_blueprint
 from tipbox.web.newsroom.views import NewsroomDeps, make_blueprint
 
 
@@ -31,4 +33,8 @@ def create_newsroom_app(settings: Settings | None = None, *, keyring: Keyring | 
         keys=keys,
     )
     app.register_blueprint(make_blueprint(deps))
+    audit = AuditLog(plumbing.sessions)
+    app.register_blueprint(make_admin_blueprint(AdminDeps(
+        accounts=deps.accounts, audit=audit,
+        keys=KeyService(plumbing.sessions, settings.gnupg_dir, audit, settings.gpg_binary))))
     return app

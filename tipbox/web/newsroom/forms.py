@@ -37,3 +37,15 @@ class ConfirmDeleteForm(FlaskForm):
     confirm = BooleanField(_l("Yes, delete it for good"),
                            validators=[DataRequired(_l("Tick the box to confirm."))])
     submit = SubmitField(_l("Delete"))
+
+
+class PasteKeyForm(FlaskForm):
+    key = TextAreaField(_l("Armored public key"), validators=[
+        DataRequired(), Length(max=1024 * 1024)])
+    submit = SubmitField(_l("Add as pending"))
+
+
+class KeyCodeForm(FlaskForm):
+    code = StringField(_l("Code from the challenge"), validators=[DataRequired(),
+                                                                  Length(max=64)])
+    submit = SubmitField(_l("Activate"))

@@ -68,7 +68,9 @@ def make_blueprint(deps: SourceDeps) -> Blueprint:
     @bp.app_context_processor
     def page_context() -> dict[str, Any]:
         logged_in = "source_id" in session
-        return {"demo_key": g.keyring.is_demo if "keyring" in g else False,
+        keyring = g.get("keyring")
+        return {"demo_key": keyring.is_demo if keyring else False,
+                "newsroom_fingerprints": keyring.fingerprints if keyring else (),
                 "logged_in": logged_in,
                 # Only for a logged-in source: making a token for an anonymous visitor
                 # would create a server-side session on every page view.
@@ -101,6 +103,15 @@ def make_blueprint(deps: SourceDeps) -> Blueprint:
     @bp.get("/")
     def index() -> ViewResult:
         return render_template("source/index.html")
+
+    @bp.get("/public-key")
+    def public_key() -> ViewResult:
+        """The active newsroom key(s), to verify the fingerprint or to encrypt oneself."""
+        keyring: Keyring = g.keyring
+        gpg = keyring.require()
+        armored = "\n".join(str(gpg.export_public(fpr)) for fpr in keyring.fingerprints)
+        return Response(armored, mimetype="application/pgp-keys", headers={
+            "Content-Disposition": 'attachment; filename="newsroom-public-key.asc"'})
 
     @bp.get("/generate")
     def generate() -> ViewResult:

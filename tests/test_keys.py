@@ -1,0 +1,214 @@
+"""The key lifecycle: what is refused and why, proof of possession, retirement rules."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import FAST_SCRYPT
+from tests.crypto.keyfactory import export, gpg, new_key, revoke
+from tests.helpers import Newsroom
+from tipbox.audit import AuditLog
+from tipbox.cli import initialise
+from tipbox.config import Settings
+from tipbox.db import make_engine, make_session_factory
+from tipbox.errors import KeyRefused
+from tipbox.keys import KeyringProvider, KeyService
+from tipbox.models import KeyState
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[KeyService]:
+    settings = Settings(data_dir=tmp_path / "data", keys_dir=tmp_path / "no-keys",
+                        scrypt=FAST_SCRYPT)
+    initialise(settings)
+    engine = make_engine(settings.database_url)
+    db = make_session_factory(engine)
+    yield KeyService(db, settings.gnupg_dir, AuditLog(db))
+    engine.dispose()
+
+
+def _key_file(tmp_path: Path, name: str, **kwargs: object) -> tuple[str, bytes, Path]:
+    home = tmp_path / name
+    fpr = new_key(home, **kwargs)  # type: ignore[arg-type]
+    return fpr, export(home, fpr, tmp_path / f"{name}.asc").read_bytes(), home
+
+
+def prove(home: Path, challenge: bytes, tmp_path: Path) -> str:
+    """What the offline machine does: decrypt the challenge, read the code."""
+    path = tmp_path / "challenge.gpg"
+    path.write_bytes(challenge)
+    text = gpg(home, "--decrypt", str(path)).decode()
+    match = re.search(r"code: (\S+)", text)
+    assert match, text
+    return match.group(1)
+
+
+def test_a_key_goes_from_pending_to_active_only_with_the_challenge_code(
+        service: KeyService, tmp_path: Path) -> None:
+    fpr, data, home = _key_file(tmp_path, "newsroom")
+    found = service.add(data, "test")
+    assert found.info.fingerprint == fpr and found.algorithm == "EdDSA/ECDH"
+    assert [r.state for r in service.records()] == [KeyState.PENDING]
+    with pytest.raises(KeyRefused, match="No challenge was issued"):
+        service.activate(fpr, "ABCD", "test")
+    code = prove(home, service.challenge(fpr, "test"), tmp_path)
+    with pytest.raises(KeyRefused, match="does not match"):
+        service.activate(fpr, "WRONG-CODE-0000-0000", "test")
+    assert service.records()[0].state is KeyState.PENDING
+    service.activate(fpr, code.lower().replace("-", " "), "test")  # forgiving to type
+    assert service.records()[0].state is KeyState.ACTIVE
+    actions = [e.action for e in service.audit.recent()]
+    assert actions[:4] == ["key activated", "key activation refused", "key challenge issued",
+                           "key added"]
+
+
+def test_a_new_challenge_replaces_the_old_one(service: KeyService, tmp_path: Path) -> None:
+    fpr, data, home = _key_file(tmp_path, "k")
+    service.add(data, "test")
+    old = prove(home, service.challenge(fpr, "test"), tmp_path)
+    new = prove(home, service.challenge(fpr, "test"), tmp_path)
+    with pytest.raises(KeyRefused):
+        service.activate(fpr, old, "test")
+    service.activate(fpr, new, "test")
+
+
+def test_the_last_active_key_cannot_be_retired(service: KeyService, tmp_path: Path) -> None:
+    a, data_a, _ = _key_file(tmp_path, "a")
+    b, data_b, _ = _key_file(tmp_path, "b")
+    service.add(data_a, "t")
+    service.activate_without_proof(a, "t", "test")
+    with pytest.raises(KeyRefused, match="only active key"):
+        service.retire(a, "t")
+    service.add(data_b, "t")
+    service.activate_without_proof(b, "t", "test")
+    service.retire(a, "t")
+    states = {r.fingerprint: r.state for r in service.records()}
+    assert states == {a: KeyState.RETIRED, b: KeyState.ACTIVE}
+    with pytest.raises(KeyRefused, match="only active key"):
+        service.retire(b, "t")
+    assert "WITHOUT proof" in service.audit.recent()[-2].action
+
+
+def test_the_keyring_follows_activation_and_retirement_without_a_restart(
+        service: KeyService, tmp_path: Path) -> None:
+    provider = KeyringProvider(service.sessions, service.gnupg_root)
+    assert not provider.current().accepting
+    a, data_a, _ = _key_file(tmp_path, "a")
+    b, data_b, _ = _key_file(tmp_path, "b")
+    service.add(data_a, "t")
+    assert not provider.current().accepting  # pending keys are never encrypted to
+    service.activate_without_proof(a, "t", "test")
+    assert provider.current().fingerprints == (a,)
+    service.add(data_b, "t")
+    service.activate_without_proof(b, "t", "test")
+    assert set(provider.current().fingerprints) == {a, b}
+    service.retire(a, "t")
+    assert provider.current().fingerprints == (b,)
+
+
+def _secret_binary(tmp_path: Path) -> bytes:
+    home = tmp_path / "sec"
+    fpr = new_key(home)
+    return gpg(home, "--export-secret-keys", fpr)
+
+
+@pytest.mark.parametrize(("maker", "message"), [
+    (lambda p: export(p / "h", new_key(p / "h"), p / "s.asc", secret=True).read_bytes(),
+     "SECRET key material"),
+    (_secret_binary, "SECRET key material"),
+    (lambda p: export(p / "h", new_key(p / "h", usage="sign", subkey=None), p / "x.asc")
+     .read_bytes(), "no valid encryption-capable"),
+    (lambda p: export(p / "h", new_key(p / "h", expire="1d", faked_time="20200101T000000"),
+                      p / "x.asc").read_bytes(), "has expired"),
+    (lambda p: export(p / "h", new_key(p / "h", algo="rsa2048", usage="cert",
+                                       subkey="rsa2048"), p / "x.asc").read_bytes(),
+     "RSA-2048"),
+    (lambda p: export(p / "h", new_key(p / "h", algo="dsa2048", usage="sign",
+                                       subkey="elg2048"), p / "x.asc").read_bytes(),
+     "DSA|ElGamal"),
+    (lambda p: b"not a key at all", "No OpenPGP public key"),
+])
+def test_unfit_keys_are_refused_with_the_reason(
+        service: KeyService, tmp_path: Path, maker, message: str) -> None:
+    with pytest.raises(KeyRefused, match=message):
+        service.add(maker(tmp_path), "test")
+    assert service.records() == []
+
+
+def test_a_revoked_key_is_refused(service: KeyService, tmp_path: Path) -> None:
+    home = tmp_path / "r"
+    fpr = new_key(home)
+    revoke(home, fpr)
+    with pytest.raises(KeyRefused, match="revoked"):
+        service.add(export(home, fpr, tmp_path / "r.asc").read_bytes(), "t")
+
+
+def test_sha1_binding_signatures_are_refused(service: KeyService, tmp_path: Path) -> None:
+    home = tmp_path / "sha1"
+    fpr = new_key(home)
+    # Re-make the self-signatures with SHA-1, as keys from long ago have them.
+    gpg(home, "--cert-digest-algo", "SHA1", "--allow-weak-key-signatures",
+        "--quick-set-expire", fpr, "2y")
+    gpg(home, "--cert-digest-algo", "SHA1", "--allow-weak-key-signatures",
+        "--quick-set-expire", fpr, "2y", "*")
+    data = export(home, fpr, tmp_path / "sha1.asc").read_bytes()
+    with pytest.raises(KeyRefused, match="SHA-1"):
+        service.add(data, "t")
+
+
+def test_several_keys_in_one_file_are_refused(service: KeyService, tmp_path: Path) -> None:
+    _, one, _ = _key_file(tmp_path, "one")
+    _, two, _ = _key_file(tmp_path, "two")
+    with pytest.raises(KeyRefused, match="holds 2 keys"):
+        service.add(one + b"\n" + two, "t")
+
+
+def test_a_key_cannot_be_added_twice(service: KeyService, tmp_path: Path) -> None:
+    _, data, _ = _key_file(tmp_path, "k")
+    service.add(data, "t")
+    with pytest.raises(KeyRefused, match="already known"):
+        service.add(data, "t")
+
+
+def test_expiry_is_warned_about_30_days_ahead(service: KeyService, tmp_path: Path) -> None:
+    fpr, data, _ = _key_file(tmp_path, "k", expire="20d")
+    service.add(data, "t")
+    assert "No newsroom key is active" in service.expiry_warnings()[0]
+    service.activate_without_proof(fpr, "t", "test")
+    warning = service.expiry_warnings()
+    assert len(warning) == 1 and "expires on" in warning[0]
+    far = dt.date.today() + dt.timedelta(days=400)
+    assert "has expired" in service.expiry_warnings(far)[0]
+
+
+def test_init_imports_the_keys_folder_as_pending_unless_trusted(
+        tmp_path: Path, newsroom: Newsroom) -> None:
+    settings = Settings(data_dir=tmp_path / "data", keys_dir=newsroom.keys_dir,
+                        scrypt=FAST_SCRYPT)
+    initialise(settings)
+    engine = make_engine(settings.database_url)
+    db = make_session_factory(engine)
+    records = KeyService(db, settings.gnupg_dir, AuditLog(db)).records()
+    assert [(r.fingerprint, r.state) for r in records] == \
+        [(newsroom.fingerprint, KeyState.PENDING)]
+    assert not KeyringProvider(db, settings.gnupg_dir).current().accepting
+    initialise(settings, trust_keys_folder=True)
+    records = KeyService(db, settings.gnupg_dir, AuditLog(db)).records()
+    assert records[0].state is KeyState.ACTIVE
+    engine.dispose()
+
+
+def test_prove_works_with_the_gpg_command_line_only(service: KeyService, tmp_path: Path) -> None:
+    fpr, data, home = _key_file(tmp_path, "k")
+    service.add(data, "t")
+    challenge = tmp_path / "c.gpg"
+    challenge.write_bytes(service.challenge(fpr, "t"))
+    out = subprocess.run(["gpg", "--homedir", str(home), "--batch", "--decrypt",
+                          str(challenge)], capture_output=True, check=True).stdout.decode()
+    assert f"tipbox key challenge for {fpr}" in out

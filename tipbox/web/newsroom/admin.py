@@ -1,0 +1,170 @@
+"""Admin pages of the newsroom interface: newsroom keys, accounts, the audit log."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from flask import Blueprint, abort, flash, g, redirect, render_template, session, url_for
+from flask_babel import gettext
+from werkzeug.wrappers import Response
+
+from tipbox.accounts import AccountService
+from tipbox.audit import AuditLog
+from tipbox.errors import AccountError, KeyRefused
+from tipbox.keys import KeyService
+from tipbox.web.newsroom.forms import ActionForm, KeyCodeForm, PasteKeyForm
+
+F = TypeVar("F", bound=Callable[..., Any])
+ViewResult = str | Response | tuple[str, int]
+
+
+@dataclass(frozen=True)
+class AdminDeps:
+    accounts: AccountService
+    keys: KeyService
+    audit: AuditLog
+
+
+def make_admin_blueprint(deps: AdminDeps) -> Blueprint:
+    bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+    def admin_required(view: F) -> F:
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            journalist_id = session.get("journalist_id")
+            account = deps.accounts.get(journalist_id) if isinstance(journalist_id, int) \
+                else None
+            if account is None or not account.is_active:
+                session.clear()
+                return redirect(url_for("newsroom.login"))
+            if not account.is_admin:
+                abort(403)
+            g.journalist = account
+            g.journalist_id = journalist_id
+            return view(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    def actor() -> str:
+        return f"web:{g.journalist.username}"
+
+    def checked() -> None:
+        if not ActionForm().validate_on_submit():
+            abort(400)
+
+    @bp.get("/keys")
+    @admin_required
+    def keys() -> ViewResult:
+        return render_template("newsroom/admin_keys.html", records=deps.keys.records(),
+                               warnings=deps.keys.expiry_warnings(),
+                               paste_form=PasteKeyForm(formdata=None),
+                               code_form=KeyCodeForm(formdata=None))
+
+    @bp.post("/keys/add")
+    @admin_required
+    def add_key() -> ViewResult:
+        form = PasteKeyForm()
+        if not form.validate_on_submit():
+            flash(gettext("Paste an armored public key first."))
+            return redirect(url_for("admin.keys"))
+        try:
+            found = deps.keys.add((form.key.data or "").encode(), actor())
+        except KeyRefused as exc:
+            flash(str(exc))
+        else:
+            flash(gettext("Key %(fpr)s added as pending. Download its challenge next.",
+                          fpr=found.info.fingerprint))
+        return redirect(url_for("admin.keys"))
+
+    @bp.post("/keys/<fingerprint>/challenge")
+    @admin_required
+    def challenge(fingerprint: str) -> ViewResult:
+        checked()
+        try:
+            message = deps.keys.challenge(fingerprint, actor())
+        except KeyRefused as exc:
+            flash(str(exc))
+            return redirect(url_for("admin.keys"))
+        return Response(message, mimetype="application/pgp-encrypted", headers={
+            "Content-Disposition": f'attachment; filename="challenge-{fingerprint[-16:]}.gpg"'})
+
+    @bp.post("/keys/<fingerprint>/activate")
+    @admin_required
+    def activate(fingerprint: str) -> ViewResult:
+        form = KeyCodeForm()
+        if not form.validate_on_submit():
+            flash(gettext("Type the code that `tipbox-open keys prove` printed."))
+            return redirect(url_for("admin.keys"))
+        try:
+            deps.keys.activate(fingerprint, form.code.data or "", actor())
+        except KeyRefused as exc:
+            flash(str(exc))
+        else:
+            flash(gettext("Key %(fpr)s is active: every new item is encrypted to it.",
+                          fpr=fingerprint))
+        return redirect(url_for("admin.keys"))
+
+    @bp.post("/keys/<fingerprint>/retire")
+    @admin_required
+    def retire(fingerprint: str) -> ViewResult:
+        checked()
+        try:
+            deps.keys.retire(fingerprint, actor())
+        except KeyRefused as exc:
+            flash(str(exc))
+        else:
+            flash(gettext("Key %(fpr)s is retired. Keep its secret key: older items need it.",
+                          fpr=fingerprint))
+        return redirect(url_for("admin.keys"))
+
+    @bp.get("/public-keys/<fingerprint>.asc")
+    @admin_required
+    def public_key(fingerprint: str) -> ViewResult:
+        armored = deps.keys.public_key(fingerprint)
+        if armored is None:
+            abort(404)
+        return Response(armored, mimetype="application/pgp-keys")
+
+    @bp.get("/accounts")
+    @admin_required
+    def accounts() -> ViewResult:
+        return render_template("newsroom/admin_accounts.html",
+                               accounts=deps.accounts.list(), new_credentials=None)
+
+    @bp.post("/accounts/<username>/<action>")
+    @admin_required
+    def account_action(username: str, action: str) -> ViewResult:
+        checked()
+        try:
+            if action == "deactivate":
+                if username == g.journalist.username:
+                    flash(gettext("You cannot deactivate your own account."))
+                    return redirect(url_for("admin.accounts"))
+                deps.accounts.deactivate(username)
+            elif action == "reactivate":
+                deps.accounts.reactivate(username)
+            elif action == "reset":
+                creds = deps.accounts.reset_credentials(username)
+                deps.audit.record(actor(), "account credentials reset", username)
+                # Shown on this response only; never stored, never in a flash message.
+                return render_template("newsroom/admin_accounts.html",
+                                       accounts=deps.accounts.list(), new_credentials=creds)
+            else:
+                abort(404)
+        except AccountError as exc:
+            flash(str(exc))
+            return redirect(url_for("admin.accounts"))
+        deps.audit.record(actor(), f"account {action}d", username)
+        flash(gettext("Done: %(name)s %(action)sd.", name=username, action=action))
+        return redirect(url_for("admin.accounts"))
+
+    @bp.get("/audit")
+    @admin_required
+    def audit() -> ViewResult:
+        return render_template("newsroom/admin_audit.html", entries=deps.audit.recent())
+
+    return bp
+
