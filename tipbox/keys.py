@@ -217,8 +217,8 @@ class KeyService:
         home = self._home_for([public], info)
         with tempfile.TemporaryDirectory(dir=self.gnupg_root) as tmp:
             out = Path(tmp) / "challenge.gpg"
-            home.encrypt_bytes(f"tipbox key challenge for {fpr}\ncode: {code}\n".encode(),
-                               [fpr], out, filename="challenge.txt")
+            # The plaintext is the code alone: `tipbox-open keys prove` prints it as is.
+            home.encrypt_bytes(code.encode(), [fpr], out, filename="challenge.txt")
             message = out.read_bytes()
         self.audit.record(actor, "key challenge issued", fpr)
         return message

@@ -13,7 +13,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -90,26 +90,20 @@ class KeyInfo:
         return any("DEMO" in uid for uid in self.uids)
 
 
-@dataclass(frozen=True)
-class Decrypted:
-    """Result of a decryption: where the plaintext went and the name stored in the packet."""
-
-    filename: str
-    key_fingerprints: tuple[str, ...]
-
-
 class GnuPG:
     """A GnuPG home of our own (mode 0700), driven through python-gnupg."""
 
     def __init__(self, home: Path, binary: str = "gpg", buffer_size: int = 1024 * 1024,
-                 *, agent: bool = True) -> None:
+                 *, agent: bool = True, own_home: bool = True) -> None:
         """``agent=False`` for homes that hold public keys only (the server's): gpg then
-        never starts a gpg-agent, which would outlive the request and the home."""
-        home.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.chmod(home, 0o700)
-        conf = home / "gpg.conf"
-        if not conf.exists():
-            conf.write_text(_GPG_CONF + ("" if agent else "no-autostart\n"))
+        never starts a gpg-agent, which would outlive the request and the home.
+        ``own_home=False`` uses someone's existing home untouched (see existing_home)."""
+        if own_home:
+            home.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.chmod(home, 0o700)
+            conf = home / "gpg.conf"
+            if not conf.exists():
+                conf.write_text(_GPG_CONF + ("" if agent else "no-autostart\n"))
         self.home = home
         try:
             self._gpg = gnupg.GPG(gpgbinary=binary, gnupghome=str(home))
@@ -225,21 +219,6 @@ class GnuPG:
         self.encrypt_stream(io.BytesIO(data), recipients, output, filename=filename,
                             compress=False)
 
-    # --- decryption (offline machine and tests) ---------------------------------------
-
-    def decrypt_file(self, path: Path, output: Path, passphrase: str | None = None) -> Decrypted:
-        """Decrypt ``path`` into ``output``; raise :class:`EncryptionError` on any failure."""
-        with path.open("rb") as fh:
-            result = self._gpg.decrypt_file(
-                fh, output=str(output), passphrase=passphrase, always_trust=True,
-                extra_args=["--no-tty"],
-            )
-        if not result.ok:
-            _remove(output)
-            raise EncryptionError(f"gpg could not decrypt {path.name}: {_last_error(result)}")
-        name = getattr(result, "data_filename", None) or ""
-        return Decrypted(filename=name, key_fingerprints=tuple(_decryption_keys(result)))
-
     # --- the offline tool (tipbox.offline) --------------------------------------------
 
     @classmethod
@@ -251,17 +230,7 @@ class GnuPG:
         """
         if not home.is_dir():
             raise KeyProblem(f"There is no GnuPG home at {home}.")
-        gpg = cls.__new__(cls)
-        gpg.home = home
-        try:
-            gpg._gpg = gnupg.GPG(gpgbinary=binary, gnupghome=str(home))
-        except (OSError, ValueError) as exc:
-            raise KeyProblem(
-                f"Could not run {binary!r}: {exc}. Install GnuPG 2.2 or later "
-                "(Debian: apt-get install gnupg)."
-            ) from exc
-        gpg._gpg.buffer_size = 1024 * 1024
-        return gpg
+        return cls(home, binary, own_home=False)
 
     def decrypt_file_status(
         self, path: Path, output: Path, *, passphrase: str | None = None,
@@ -324,12 +293,6 @@ def _last_error(result: Any) -> str:
     return "; ".join(s for s in (str(status) if status else "", tail) if s) or "unknown error"
 
 
-def _decryption_keys(result: Any) -> Iterable[str]:
-    key_id = getattr(result, "key_id", None)
-    if key_id:
-        yield str(key_id)
-
-
 def _key_info(raw: dict[str, Any]) -> KeyInfo:
     expires = int(raw["expires"]) if raw.get("expires") else None
     encrypting = [info for info in (raw.get("subkey_info") or {}).values()
@@ -357,4 +320,4 @@ def _key_info(raw: dict[str, Any]) -> KeyInfo:
     )
 
 
-__all__ = ["Decrypted", "GnuPG", "KeyInfo", "Readable"]
+__all__ = ["GnuPG", "KeyInfo", "Readable"]
