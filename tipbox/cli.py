@@ -425,8 +425,6 @@ def _show_credentials(creds: NewCredentials, heading: str) -> None:
     click.echo(f"If they are lost, run `tipbox users reset {creds.username}` for new ones.")
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
 
 
 # --- newsroom keys ---------------------------------------------------------------------
@@ -591,3 +589,7 @@ def doctor() -> None:
     if problems:
         raise SystemExit(1)
     click.echo("All checks passed.")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
