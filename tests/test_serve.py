@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tipbox.serve import PrivateLogger, gunicorn_options, redact, scrub_environ
+from tipbox.serve import PrivateLogger, gunicorn_options, redact, scrub_environ, tune_malloc
 
 
 def test_addresses_are_redacted_from_log_lines() -> None:
@@ -33,3 +33,10 @@ def test_gunicorn_runs_threads_with_no_access_log() -> None:
     assert opts["accesslog"] is None
     assert opts["logger_class"] is PrivateLogger
     assert opts["forwarded_allow_ips"] == ""
+
+
+def test_malloc_tuning_is_accepted_by_glibc() -> None:
+    # glibc's mallopt returns 1 per accepted setting (bench/upload.py shows the effect).
+    import platform
+
+    assert tune_malloc() is (platform.libc_ver()[0] == "glibc")

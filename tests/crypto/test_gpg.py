@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import io
 import logging
 import subprocess
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import Newsroom, gpg_decrypt
-from tipbox.crypto.gpg import GnuPG
+from tipbox.crypto.gpg import PIPE_BYTES, GnuPG
 from tipbox.crypto.keys import load_keyring
 from tipbox.errors import EncryptionError, KeyProblem
 
@@ -98,3 +99,13 @@ def test_python_gnupg_debug_logging_is_pinned_off() -> None:
 
 def test_the_home_is_private(gpg: GnuPG) -> None:
     assert gpg.home.stat().st_mode & 0o777 == 0o700
+
+
+@pytest.mark.skipif(not hasattr(fcntl, "F_GETPIPE_SZ"), reason="pipe sizes are Linux only")
+def test_the_pipe_into_gpg_holds_a_whole_upload_chunk(gpg: GnuPG) -> None:
+    # With a smaller pipe, reading an upload and encrypting it take turns (bench/upload.py).
+    process = gpg._gpg._open_subprocess(["--version"])
+    try:
+        assert fcntl.fcntl(process.stdin.fileno(), fcntl.F_GETPIPE_SZ) >= PIPE_BYTES
+    finally:
+        process.communicate()

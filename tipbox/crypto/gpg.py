@@ -9,6 +9,8 @@ It imports nothing from Flask or the database so that the offline tool can use i
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import os
 import re
@@ -38,6 +40,28 @@ no-emit-version
 no-comments
 personal-cipher-preferences AES256 AES192 AES
 """
+
+
+# Linux caps unprivileged pipes at /proc/sys/fs/pipe-max-size, 1 MiB by default.
+PIPE_BYTES = 1024 * 1024
+
+
+class _GPG(gnupg.GPG):  # type: ignore[misc]
+    """python-gnupg with a pipe into gpg that holds a whole chunk of the upload.
+
+    python-gnupg's copy thread reads a chunk from the request, then writes it to gpg's
+    stdin. With the default 64 KiB pipe that write returns only once gpg has taken in
+    all but the last 64 KiB, so gpg soon waits while the next chunk is received and
+    parsed: the two take turns instead of overlapping. ``_open_subprocess`` is where
+    python-gnupg (pinned below 0.6) starts every gpg process.
+    """
+
+    def _open_subprocess(self, args: list[str], passphrase: bool = False) -> Any:
+        process = super()._open_subprocess(args, passphrase)
+        # Best effort: not Linux, or over the per-user pipe quota, keeps 64 KiB.
+        with contextlib.suppress(AttributeError, OSError):
+            fcntl.fcntl(process.stdin.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+        return process
 
 
 class Readable(Protocol):
@@ -106,7 +130,7 @@ class GnuPG:
                 conf.write_text(_GPG_CONF + ("" if agent else "no-autostart\n"))
         self.home = home
         try:
-            self._gpg = gnupg.GPG(gpgbinary=binary, gnupghome=str(home))
+            self._gpg = _GPG(gpgbinary=binary, gnupghome=str(home))
         except (OSError, ValueError) as exc:
             raise KeyProblem(
                 f"Could not run {binary!r}: {exc}. Install GnuPG 2.2 or later "

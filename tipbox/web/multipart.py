@@ -139,12 +139,14 @@ class MultipartReader:
     def _read_part_data(self, part: Part, size: int) -> bytes:
         if part is not self._current:
             raise RuntimeError("read from a part after moving past it")
-        while not self._pending and not part.at_end:
-            event = self._next_event()
-            if not isinstance(event, Data):
-                raise MalformedUpload("The upload was cut off or malformed.")
-            self._pending += event.data
-            part.at_end = not event.more_data
+        if not self._pending:
+            data = self._next_part_data(part)
+            if size < 0 or size >= len(data):
+                # The common case for file parts: hand the decoder's bytes on as they
+                # are; copying them through ``_pending`` cost two copies of every byte.
+                part.finished = part.at_end
+                return data
+            self._pending += data
         if size < 0 or size >= len(self._pending):
             data = bytes(self._pending)
             self._pending.clear()
@@ -154,6 +156,17 @@ class MultipartReader:
         if not self._pending and part.at_end:
             part.finished = True
         return data
+
+    def _next_part_data(self, part: Part) -> bytes:
+        """The next non-empty piece of this part, or b"" once it has ended."""
+        while not part.at_end:
+            event = self._next_event()
+            if not isinstance(event, Data):
+                raise MalformedUpload("The upload was cut off or malformed.")
+            part.at_end = not event.more_data
+            if event.data:
+                return event.data
+        return b""
 
     def _next_event(self) -> Data | Field | File | Epilogue | Preamble:
         decoder = self._decoder
