@@ -168,11 +168,31 @@ def test_several_keys_in_one_file_are_refused(service: KeyService, tmp_path: Pat
         service.add(one + b"\n" + two, "t")
 
 
-def test_a_key_cannot_be_added_twice(service: KeyService, tmp_path: Path) -> None:
-    _, data, _ = _key_file(tmp_path, "k")
+def test_adding_a_known_key_again_refreshes_it_and_keeps_its_state(
+        service: KeyService, tmp_path: Path) -> None:
+    fpr, data, home = _key_file(tmp_path, "k", expire="20d")
     service.add(data, "t")
-    with pytest.raises(KeyRefused, match="already known"):
+    service.activate_without_proof(fpr, "t", "test")
+    before = service.records()[0].expires_on
+    gpg(home, "--quick-set-expire", fpr, "2y")
+    gpg(home, "--quick-set-expire", fpr, "2y", "*")
+    service.add(export(home, fpr, tmp_path / "extended.asc").read_bytes(), "t")
+    after = service.records()
+    assert len(after) == 1 and after[0].state is KeyState.ACTIVE
+    assert before is not None and after[0].expires_on is not None
+    assert after[0].expires_on > before
+    assert service.audit.recent()[0].action == "key updated"
+
+
+def test_a_retired_key_cannot_come_back(service: KeyService, tmp_path: Path) -> None:
+    a, data_a, _ = _key_file(tmp_path, "a")
+    b, data_b, _ = _key_file(tmp_path, "b")
+    for fpr, data in ((a, data_a), (b, data_b)):
         service.add(data, "t")
+        service.activate_without_proof(fpr, "t", "test")
+    service.retire(a, "t")
+    with pytest.raises(KeyRefused, match="retired"):
+        service.add(data_a, "t")
 
 
 def test_expiry_is_warned_about_30_days_ahead(service: KeyService, tmp_path: Path) -> None:

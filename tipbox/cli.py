@@ -198,9 +198,11 @@ def _print_demo_journalist(settings: Settings) -> None:
     engine = make_engine(settings.database_url)
     accounts = AccountService(make_session_factory(engine))
     try:
-        creds = accounts.reset_credentials(DEMO_JOURNALIST)
-    except NoSuchAccount:
-        creds = accounts.create(DEMO_JOURNALIST, admin=True)
+        try:
+            creds = accounts.reset_credentials(DEMO_JOURNALIST)
+        except NoSuchAccount:
+            creds = accounts.create(DEMO_JOURNALIST, admin=True)
+        _audit(accounts, "demo account credentials set", DEMO_JOURNALIST)
     finally:
         engine.dispose()
     click.echo("\n".join([
@@ -443,7 +445,9 @@ def _key_service(settings: Settings) -> tuple[Any, Any]:
 
 
 def _actor() -> str:
-    return f"cli:{os.environ.get('USER') or os.environ.get('LOGNAME') or 'unknown'}"
+    # Under sudo, the person who typed the command, not the service account.
+    who = os.environ.get("SUDO_USER") or os.environ.get("USER") or os.environ.get("LOGNAME")
+    return f"cli:{who or 'unknown'}"
 
 
 @main.group()
@@ -559,6 +563,7 @@ def doctor() -> None:
     from tipbox.crypto.keys import secret_material_problem
     from tipbox.db import is_current, make_engine
 
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # quiet for cron mail
     settings = _settings()
     problems: list[str] = []
     notes: list[str] = []

@@ -27,7 +27,7 @@ from tipbox.crypto.gpg import GnuPG, KeyInfo
 from tipbox.crypto.keys import Keyring, build_home, keyring_for, secret_material_problem
 from tipbox.crypto.packets import PacketError, has_secret_material, weak_binding_hashes
 from tipbox.errors import KeyRefused
-from tipbox.models import Item, KeyState, NewsroomKey
+from tipbox.models import Item, KeyState, NewsroomKey, Reply
 from tipbox.submissions import today
 
 EXPIRY_WARNING_DAYS = 30
@@ -103,6 +103,9 @@ class KeyService:
             raise KeyRefused(f"That file holds {len(infos)} keys; add them one at a time (one "
                              "key per file).")
         info = infos[0]
+        if info.secret:  # gpg's own view, behind the packet check above
+            raise KeyRefused("That file holds SECRET key material, so it was refused and not "
+                             "stored. Export only the public half: gpg --export --armor FPR")
         self._check(info)
         try:
             weak = weak_binding_hashes(data)
@@ -125,7 +128,7 @@ class KeyService:
         if info.expired:
             raise KeyRefused(f"Key {fpr} has expired. Extend it on the offline machine "
                              "(gpg --quick-set-expire FPR 2y, and for subkeys FPR 2y '*'), "
-                             "then export and add it again.")
+                             "then export it and run `tipbox keys add` with it again.")
         if not info.can_encrypt or not info.usable_at(time.time()):
             raise KeyRefused(f"Key {fpr} has no valid encryption-capable key or subkey, so "
                              "nothing could be encrypted to it. Add an encryption subkey "
@@ -147,8 +150,10 @@ class KeyService:
             return [KeyRecord(
                 r.fingerprint, r.state, r.algorithm, r.uids.split("\n"), r.key_created_on,
                 r.expires_on, r.added_on, r.activated_on, r.retired_on,
-                db.scalar(select(func.count(Item.id))
-                          .where(Item.key_fingerprints.contains(r.fingerprint))) or 0,
+                (db.scalar(select(func.count(Item.id))
+                           .where(Item.key_fingerprints.contains(r.fingerprint))) or 0)
+                + (db.scalar(select(func.count(Reply.id))
+                             .where(Reply.key_fingerprints.contains(r.fingerprint))) or 0),
                 r.challenge_hash is not None and r.state is KeyState.PENDING,
             ) for r in rows]
 
@@ -185,18 +190,31 @@ class KeyService:
     # --- changing -------------------------------------------------------------------
 
     def add(self, data: bytes, actor: str) -> Inspected:
-        """Import a public key as ``pending``."""
+        """Import a public key as ``pending``; for a key already known (not retired),
+        refresh its public key, for instance after its expiry was extended offline."""
         found = self.inspect(data)
         info = found.info
+        expires_on = _day(_earliest(info.expires, info.encryption_expires))
         with self.sessions.begin() as db:
-            if db.get(NewsroomKey, info.fingerprint) is not None:
-                raise KeyRefused(f"Key {info.fingerprint} is already known; see `tipbox keys "
-                                 "list`.")
+            known = db.get(NewsroomKey, info.fingerprint)
+            if known is not None:
+                if known.state is KeyState.RETIRED:
+                    raise KeyRefused(f"Key {info.fingerprint} is retired; a retired key is "
+                                     "never used again. Add a new key instead.")
+                known.public_key = found.armored
+                known.uids = "\n".join(info.uids)
+                known.expires_on = expires_on
+                state = known.state.value
+        if known is not None:
+            self.audit.record(actor, "key updated",
+                              f"{info.fingerprint} ({state}), expires {expires_on or 'never'}")
+            return found
+        with self.sessions.begin() as db:
             db.add(NewsroomKey(
                 fingerprint=info.fingerprint, public_key=found.armored,
                 state=KeyState.PENDING, algorithm=found.algorithm, uids="\n".join(info.uids),
                 key_created_on=_day(info.created) or self.clock(),
-                expires_on=_day(_earliest(info.expires, info.encryption_expires)),
+                expires_on=expires_on,
                 added_on=self.clock()))
         self.audit.record(actor, "key added", f"{info.fingerprint} ({found.algorithm}) pending")
         return found

@@ -40,6 +40,7 @@ class InboxPage:
 @dataclass(frozen=True)
 class ItemView:
     id: str
+    seq: int  # the NN- that tipbox-open puts before the item's file name
     kind: str
     size: int
     day: dt.date
@@ -130,7 +131,7 @@ class NewsroomService:
             read = set(db.scalars(select(ItemRead.item_id).join(Item)
                                   .where(Item.source_id == source_id,
                                          ItemRead.journalist_id == journalist_id)).all())
-            items = [ItemView(i.id, i.kind.value, i.size, i.submitted_on,
+            items = [ItemView(i.id, i.seq, i.kind.value, i.size, i.submitted_on,
                               tuple(i.fingerprints), i.id in read) for i in src.items]
             replies = [ReplyView(r.id, r.size, r.sent_on, r.journalist_id, r.read_by_source,
                                  r.deleted_by_source) for r in src.replies]
