@@ -5,10 +5,11 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Flask, render_template
+from flask import Flask, render_template, request
 from flask_babel import Babel, get_locale, gettext
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from sqlalchemy import Engine
@@ -71,10 +72,35 @@ def build_app(import_name: str, settings: Settings, interface: str) -> tuple[Fla
         sessions, interface, dt.timedelta(minutes=settings.session_idle_minutes))
     Babel(app)
     app.context_processor(lambda: {"current_locale": str(get_locale() or "en")})
+    # Registered before CSRFProtect, whose check reads the form: the limit must already
+    # be in force when the body is parsed.
+    app.before_request(_limit_body())
     csrf = CSRFProtect(app)
     app.after_request(add_security_headers)
     _register_error_pages(app)
     return app, Plumbing(engine, sessions, secrets, csrf)
+
+
+# Bodies that views read whole (forms) are small; only the submission view streams.
+SMALL_FORM_BYTES = 64 * 1024
+FORM_LIMITS = {
+    "newsroom.reply": 256 * 1024,
+    "admin.add_key": 1024 * 1024 + 64 * 1024,
+}
+
+
+def _limit_body() -> Callable[[], None]:
+    """Per-route request size limits. Werkzeug reads a url-encoded body whole, so without
+    this any form route would buffer up to the 2 GiB upload limit in memory."""
+
+    def limit() -> None:
+        if request.endpoint == "source.submit":
+            return  # streamed by tipbox.web.multipart, bounded by max_submission_bytes
+        request.max_content_length = FORM_LIMITS.get(request.endpoint or "", SMALL_FORM_BYTES)
+        request.max_form_memory_size = request.max_content_length
+        request.max_form_parts = 64
+
+    return limit
 
 
 def error_page(status: int, detail: str | None = None, **context: Any) -> tuple[str, int]:
