@@ -35,7 +35,7 @@ def test_the_whole_ceremony_from_the_command_line(env: dict[str, str], tmp_path:
     challenge = tmp_path / "challenge.gpg"
     result = runner.invoke(main, ["keys", "challenge", fpr, "--out", str(challenge)], env=env)
     assert result.exit_code == 0, result.output
-    code = gpg(home, "--decrypt", str(challenge)).decode()
+    code = gpg(home, "--decrypt", str(challenge)).decode().split()[-1]
 
     wrong = runner.invoke(main, ["keys", "activate", fpr, "--proof", "NOPE"], env=env)
     assert wrong.exit_code != 0 and "does not match" in wrong.output

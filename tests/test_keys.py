@@ -43,9 +43,10 @@ def prove(home: Path, challenge: bytes, tmp_path: Path) -> str:
     """What the offline machine does: decrypt the challenge, read the code."""
     path = tmp_path / "challenge.gpg"
     path.write_bytes(challenge)
-    code = gpg(home, "--decrypt", str(path)).decode()
-    assert re.fullmatch(r"[A-Z2-7]{4}(-[A-Z2-7]{4}){3}", code), code
-    return code
+    text = gpg(home, "--decrypt", str(path)).decode()
+    match = re.fullmatch(r"tipbox-challenge v1 [0-9A-F]{40} ([A-Z2-7]{4}(-[A-Z2-7]{4}){3})\n", text)
+    assert match, text
+    return match.group(1)
 
 
 def test_a_key_goes_from_pending_to_active_only_with_the_challenge_code(
@@ -230,4 +231,4 @@ def test_prove_works_with_the_gpg_command_line_only(service: KeyService, tmp_pat
     challenge.write_bytes(service.challenge(fpr, "t"))
     out = subprocess.run(["gpg", "--homedir", str(home), "--batch", "--decrypt",
                           str(challenge)], capture_output=True, check=True).stdout.decode()
-    assert re.fullmatch(r"[A-Z2-7]{4}(-[A-Z2-7]{4}){3}", out), out
+    assert re.fullmatch(rf"tipbox-challenge v1 {fpr} [A-Z2-7]{{4}}(-[A-Z2-7]{{4}}){{3}}\n", out)

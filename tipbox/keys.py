@@ -235,8 +235,9 @@ class KeyService:
         home = self._home_for([public], info)
         with tempfile.TemporaryDirectory(dir=self.gnupg_root) as tmp:
             out = Path(tmp) / "challenge.gpg"
-            # The plaintext is the code alone: `tipbox-open keys prove` prints it as is.
-            home.encrypt_bytes(code.encode(), [fpr], out, filename="challenge.txt")
+            # A fixed shape that `tipbox-open keys prove` checks before it shows the code.
+            home.encrypt_bytes(f"tipbox-challenge v1 {fpr} {code}\n".encode(), [fpr], out,
+                               filename="challenge.txt")
             message = out.read_bytes()
         self.audit.record(actor, "key challenge issued", fpr)
         return message

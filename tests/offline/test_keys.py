@@ -103,7 +103,10 @@ def test_generate_makes_an_ed25519_cv25519_pair_and_prints_backup_advice(
 
 def test_prove_prints_the_code_of_a_challenge_only_with_the_passphrase(
         offline_key: OfflineKey, sender: Sender, tmp_path: Path) -> None:
-    challenge = _challenge(sender, offline_key, b"7K3F-9QXD-2M4P\n", tmp_path / "c.gpg")
+    challenge = _challenge(
+        sender, offline_key,
+        f"tipbox-challenge v1 {offline_key.fingerprint} 7K3F-QQXD-2M4P-AB2C\n".encode(),
+        tmp_path / "c.gpg")
     _stop_agent(offline_key.home)
 
     unproved = _prove(offline_key, challenge, passphrase=None)
@@ -112,8 +115,8 @@ def test_prove_prints_the_code_of_a_challenge_only_with_the_passphrase(
 
     proved = _prove(offline_key, challenge)
     assert proved.returncode == 0, proved.stderr
-    assert proved.stdout == "7K3F-9QXD-2M4P\n"
-    assert f"tipbox keys activate {offline_key.fingerprint} --proof 7K3F-9QXD-2M4P" \
+    assert proved.stdout == "7K3F-QQXD-2M4P-AB2C\n"
+    assert f"tipbox keys activate {offline_key.fingerprint} --proof 7K3F-QQXD-2M4P-AB2C" \
         in proved.stderr
 
 
@@ -154,14 +157,32 @@ def test_generate_without_a_terminal_or_fd_asks_for_a_passphrase_source(
     assert proc.returncode == 2 and "--passphrase-fd" in proc.stderr
 
 
-@pytest.mark.parametrize("plaintext", [b"\x1b]0;owned\x07CODE", b"x" * 300, b"\xff\xfe", b""])
-def test_prove_refuses_a_challenge_without_a_short_printable_code(
+@pytest.mark.parametrize("plaintext", [
+    b"\x1b]0;owned\x07CODE", b"x" * 300, b"\xff\xfe", b"",
+    # What a compromised server might pass off as a challenge: a source's stored message.
+    b"Meet me at the north gate on Friday, I have the contracts",
+    b"7K3F-QQXD-2M4P-AB2C",  # a bare code without the tipbox-challenge frame
+])
+def test_prove_shows_nothing_from_a_file_that_is_not_exactly_a_challenge(
         plaintext: bytes, offline_key: OfflineKey, sender: Sender, tmp_path: Path) -> None:
     challenge = _challenge(sender, offline_key, plaintext, tmp_path / "c.gpg")
     proved = _prove(offline_key, challenge)
     assert proved.returncode == 2
-    assert "does not hold a short code" in proved.stderr
+    assert "is not a tipbox challenge" in proved.stderr and "nothing from it" in proved.stderr
+    assert proved.stdout == ""
+    if plaintext:
+        assert plaintext.decode(errors="replace")[:20] not in proved.stderr
     assert "\x1b" not in proved.stderr + proved.stdout
+
+
+def test_prove_refuses_a_challenge_naming_another_key(
+        offline_key: OfflineKey, sender: Sender, tmp_path: Path) -> None:
+    challenge = _challenge(sender, offline_key,
+                           b"tipbox-challenge v1 " + b"A" * 40 + b" 7K3F-QQXD-2M4P-AB2C\n",
+                           tmp_path / "c.gpg")
+    proved = _prove(offline_key, challenge)
+    assert proved.returncode == 2 and "names key" in proved.stderr
+    assert "7K3F" not in proved.stdout
 
 
 def test_prove_refuses_a_file_that_is_not_a_challenge(

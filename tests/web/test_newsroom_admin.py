@@ -39,7 +39,7 @@ def test_rotation_in_the_browser_add_challenge_prove_activate_retire(
     resp = admin.post(f"/admin/keys/{fpr}/challenge", data={"csrf_token": csrf_from(page)})
     assert resp.status_code == 200 and resp.mimetype == "application/pgp-encrypted"
     (tmp_path / "c.gpg").write_bytes(resp.data)
-    code = gpg(home, "--decrypt", str(tmp_path / "c.gpg")).decode()
+    code = gpg(home, "--decrypt", str(tmp_path / "c.gpg")).decode().split()[-1]
     admin.post(f"/admin/keys/{fpr}/activate", data={"csrf_token": csrf_from(page),
                                                     "code": code})
     page = admin.get("/admin/keys").get_data(as_text=True)

@@ -17,7 +17,6 @@ from typing import TextIO
 from tipbox.crypto.gpg import GnuPG
 from tipbox.offline.decrypt import Decryptor
 from tipbox.offline.errors import Refused
-from tipbox.offline.names import display
 from tipbox.offline.openpgp import HEAD_BYTES, NotAnItem, read_envelope
 
 DEFAULT_NAME = "Newsroom (tipbox)"
@@ -120,6 +119,11 @@ def _print_advice(out: TextIO, home: Path, fpr: str, public: Path, request: KeyR
     out.write("\n".join(lines) + "\n")
 
 
+# What `tipbox keys challenge` encrypts (tipbox/keys.py), and nothing else is printed.
+CHALLENGE_RE = re.compile(rb"tipbox-challenge v1 ([0-9A-F]{40}|[0-9A-F]{64}) "
+                          rb"([A-Z2-7]{4}(?:-[A-Z2-7]{4}){3})\n?")
+
+
 def prove(challenge: Path, decryptor: Decryptor) -> tuple[str, str]:
     """(code, fingerprint of the key that decrypted it) from a challenge file."""
     try:
@@ -130,9 +134,15 @@ def prove(challenge: Path, decryptor: Decryptor) -> tuple[str, str]:
     if len(head) > MAX_CHALLENGE_BYTES:
         raise Refused(f"{challenge} is far larger than a challenge: it is not one.")
     try:
-        read_envelope(head[:HEAD_BYTES])
+        envelope = read_envelope(head[:HEAD_BYTES])
     except NotAnItem as exc:
         raise Refused(f"{challenge} is not a challenge from tipbox: {exc}.") from exc
+    # A challenge goes to the new key alone. Anything else (a stored item, encrypted to
+    # every newsroom key) is refused unread: a compromised server must not be able to
+    # have its items decrypted here and their text typed back in as "the code".
+    if len(envelope.recipients) != 1:
+        raise Refused(f"{challenge} is encrypted to {len(envelope.recipients)} keys; a "
+                      "challenge from tipbox is encrypted to the new key only. Not decrypted.")
     with tempfile.TemporaryDirectory(prefix="tipbox-prove-") as tmp:
         output = Path(tmp) / "code"
         outcome = decryptor.decrypt(challenge, output, MAX_CODE_BYTES)
@@ -142,12 +152,13 @@ def prove(challenge: Path, decryptor: Decryptor) -> tuple[str, str]:
             raise Refused(f"Could not decrypt the challenge: {outcome.reason}{keys}. Prove "
                           "with the GnuPG home that holds the new key's secret half.")
         raw = output.read_bytes()
-    try:
-        code = raw.decode("utf-8").strip()
-    except UnicodeDecodeError:
-        code = ""
-    if not 0 < len(code) <= MAX_CODE_CHARS or display(code) != code or \
-            any(ch.isspace() and ch != " " for ch in code):
-        raise Refused("The challenge decrypted, but it does not hold a short code: it was not "
-                      "made by `tipbox keys challenge`.")
+    match = CHALLENGE_RE.fullmatch(raw)
+    if match is None:
+        raise Refused("The file decrypted, but it is not a tipbox challenge (which holds "
+                      "only `tipbox-challenge v1 FINGERPRINT CODE`), so nothing from it is "
+                      "shown.")
+    fingerprint, code = match.group(1).decode(), match.group(2).decode()
+    if outcome.key_fingerprint and fingerprint != outcome.key_fingerprint.upper():
+        raise Refused(f"The challenge names key {fingerprint} but was decrypted with "
+                      f"{outcome.key_fingerprint}. Not shown: ask for a new challenge.")
     return code, outcome.key_fingerprint
