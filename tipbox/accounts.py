@@ -94,6 +94,8 @@ class AccountSummary:
     created_on: dt.date
     # Set only while a lock is in force.
     locked_until: dt.datetime | None
+    # Bumped by a reset or a deactivation: a session from an older epoch is over.
+    session_epoch: int = 0
 
 
 @dataclass(frozen=True)
@@ -178,13 +180,16 @@ class AccountService:
             row.last_totp_step = 0
             row.failed_logins = 0
             row.locked_until = None
+            row.session_epoch += 1  # every session opened with the old ones ends
         log.info("credentials reset: %s", username)
         return creds
 
     def deactivate(self, username: str) -> None:
         """Refuse every login to the account from now on (its data stays)."""
         with self.sessions.begin() as db:
-            _find(db, username).is_active = False
+            row = _find(db, username)
+            row.is_active = False
+            row.session_epoch += 1
         log.info("account deactivated: %s", username)
 
     def reactivate(self, username: str) -> None:
@@ -294,7 +299,7 @@ def _find(db: Session, username: str) -> Journalist:
 def _summary(row: Journalist, now: dt.datetime) -> AccountSummary:
     locked = row.locked_until if _seconds_until(row.locked_until, now) > 0 else None
     return AccountSummary(row.id, row.username, row.is_admin, row.is_active, row.created_on,
-                          None if locked is None else _utc(locked))
+                          None if locked is None else _utc(locked), row.session_epoch)
 
 
 def _new_credentials(username: str) -> NewCredentials:

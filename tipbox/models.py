@@ -109,6 +109,9 @@ class Journalist(Base):
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    # Raised when credentials are reset or the account deactivated; sessions remember the
+    # epoch they started in, so every older session ends at once.
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     locked_until: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True),
                                                              default=None)
     created_on: Mapped[dt.date] = mapped_column(Date)

@@ -12,8 +12,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.helpers import Clock, Newsroom, SourceBrowser, csrf_from, gpg_decrypt, log_in
-from tipbox.accounts import NewCredentials
+from tipbox.accounts import AccountService, NewCredentials
 from tipbox.bundles import read_manifest
+from tipbox.config import Settings
+from tipbox.db import make_engine, make_session_factory
 from tipbox.web.newsroom import create_newsroom_app
 
 
@@ -150,3 +152,39 @@ def test_no_source_route_is_reachable_through_the_newsroom_app(newsroom_app: Fla
     client = newsroom_app.test_client()
     for path in SOURCE_PATHS:
         assert client.get(path).status_code == 404, path
+
+
+def test_resetting_or_deactivating_an_account_ends_its_open_sessions(
+        journalist: FlaskClient, accounts: AccountService) -> None:
+    assert journalist.get("/").status_code == 200
+    accounts.reset_credentials("ada")
+    resp = journalist.get("/")
+    assert resp.status_code == 302 and resp.headers["Location"].endswith("/login")
+
+
+def test_a_deactivated_journalist_is_logged_out_at_once(
+        newsroom_app: Flask, ada: NewCredentials, accounts: AccountService,
+        clock: Clock) -> None:
+    client = newsroom_app.test_client()
+    assert log_in(client, ada, clock)[0] == 302
+    accounts.deactivate("ada")
+    accounts.reactivate("ada")  # back again, but the old session stays over
+    assert client.get("/").status_code == 302
+
+
+def test_a_newsroom_session_ends_12_hours_after_log_in(
+        journalist: FlaskClient, settings: Settings) -> None:
+    import json
+
+    from sqlalchemy import select
+
+    from tipbox.models import WebSession
+
+    assert journalist.get("/").status_code == 200
+    db = make_session_factory(make_engine(settings.database_url))
+    with db.begin() as s:
+        for row in s.scalars(select(WebSession).where(WebSession.interface == "newsroom")):
+            data = json.loads(row.data)
+            data["login_at"] -= 12 * 3600 + 60
+            row.data = json.dumps(data)
+    assert journalist.get("/").status_code == 302

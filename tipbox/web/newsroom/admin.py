@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from flask import Blueprint, abort, flash, g, redirect, render_template, session, url_for
+from flask import Blueprint, abort, flash, g, redirect, render_template, url_for
 from flask_babel import gettext
 from werkzeug.wrappers import Response
 
@@ -15,6 +15,7 @@ from tipbox.accounts import AccountService
 from tipbox.audit import AuditLog
 from tipbox.errors import AccountError, KeyRefused
 from tipbox.keys import KeyService
+from tipbox.web.newsroom.auth import current_journalist
 from tipbox.web.newsroom.forms import ActionForm, KeyCodeForm, PasteKeyForm
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -34,16 +35,13 @@ def make_admin_blueprint(deps: AdminDeps) -> Blueprint:
     def admin_required(view: F) -> F:
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            journalist_id = session.get("journalist_id")
-            account = deps.accounts.get(journalist_id) if isinstance(journalist_id, int) \
-                else None
-            if account is None or not account.is_active:
-                session.clear()
+            account = current_journalist(deps.accounts)
+            if account is None:
                 return redirect(url_for("newsroom.login"))
             if not account.is_admin:
                 abort(403)
             g.journalist = account
-            g.journalist_id = journalist_id
+            g.journalist_id = account.id
             return view(*args, **kwargs)
 
         return wrapper  # type: ignore[return-value]

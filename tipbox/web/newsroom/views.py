@@ -32,8 +32,8 @@ from tipbox.newsroom import NewsroomService
 from tipbox.replies import ReplyService
 from tipbox.submissions import today
 from tipbox.web.common import error_page
+from tipbox.web.newsroom.auth import current_journalist, start_session
 from tipbox.web.newsroom.forms import ActionForm, ConfirmDeleteForm, LoginForm, ReplyForm
-from tipbox.web.sessions import ServerSession
 
 F = TypeVar("F", bound=Callable[..., Any])
 ViewResult = str | BaseResponse | tuple[str, int]
@@ -59,14 +59,11 @@ def make_blueprint(deps: NewsroomDeps) -> Blueprint:
     def login_required(view: F) -> F:
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            journalist_id = session.get("journalist_id")
-            account = deps.accounts.get(journalist_id) if isinstance(journalist_id, int) \
-                else None
-            if account is None or not account.is_active:
-                session.clear()
+            account = current_journalist(deps.accounts)
+            if account is None:
                 return redirect(url_for("newsroom.login"))
             g.journalist = account
-            g.journalist_id = journalist_id
+            g.journalist_id = account.id
             return view(*args, **kwargs)
 
         return wrapper  # type: ignore[return-value]
@@ -95,10 +92,9 @@ def make_blueprint(deps: NewsroomDeps) -> Blueprint:
                     "the code changes every 30 seconds.")]
                 status = 403
             else:
-                session.clear()
-                assert isinstance(session, ServerSession)  # noqa: S101
-                session.regenerate()
-                session["journalist_id"] = journalist_id
+                account = deps.accounts.get(journalist_id)
+                assert account is not None  # noqa: S101 - it just authenticated
+                start_session(account)
                 return redirect(url_for("newsroom.inbox"))
         elif request.method == "POST":
             status = 400

@@ -1,0 +1,27 @@
+"""journalist session epoch
+
+Revision ID: 0004
+Revises: 0003
+"""
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+
+revision = '0004'
+down_revision = '0003'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table('journalists', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('session_epoch', sa.Integer(), server_default='0', nullable=False))
+
+
+
+def downgrade() -> None:
+    with op.batch_alter_table('journalists', schema=None) as batch_op:
+        batch_op.drop_column('session_epoch')
+
