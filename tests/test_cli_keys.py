@@ -46,7 +46,7 @@ def test_the_whole_ceremony_from_the_command_line(env: dict[str, str], tmp_path:
     assert fpr in listed.output and "ACTIVE" in listed.output and "0 item(s)" in listed.output
 
     last = runner.invoke(main, ["keys", "retire", fpr], env=env)
-    assert last.exit_code != 0 and "only active key" in last.output
+    assert last.exit_code != 0 and "only usable active key" in last.output
     assert runner.invoke(main, ["doctor"], env=env).exit_code == 0
 
 

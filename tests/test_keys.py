@@ -83,14 +83,14 @@ def test_the_last_active_key_cannot_be_retired(service: KeyService, tmp_path: Pa
     b, data_b, _ = _key_file(tmp_path, "b")
     service.add(data_a, "t")
     service.activate_without_proof(a, "t", "test")
-    with pytest.raises(KeyRefused, match="only active key"):
+    with pytest.raises(KeyRefused, match="only usable active key"):
         service.retire(a, "t")
     service.add(data_b, "t")
     service.activate_without_proof(b, "t", "test")
     service.retire(a, "t")
     states = {r.fingerprint: r.state for r in service.records()}
     assert states == {a: KeyState.RETIRED, b: KeyState.ACTIVE}
-    with pytest.raises(KeyRefused, match="only active key"):
+    with pytest.raises(KeyRefused, match="only usable active key"):
         service.retire(b, "t")
     assert "WITHOUT proof" in service.audit.recent()[-2].action
 

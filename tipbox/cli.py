@@ -575,7 +575,7 @@ def doctor() -> None:
             problems.append("The database schema is out of date: run `tipbox init`.")
     finally:
         engine.dispose()
-    folder = secret_material_problem(settings.keys_dir)
+    folder = secret_material_problem(settings.keys_dir, settings.gnupg_dir, settings.gpg_binary)
     if folder:
         problems.append(folder)
     service, engine = _key_service(settings)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -27,8 +27,17 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA secure_delete=ON")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA journal_mode=WAL")
+    # After a checkpoint the WAL shrinks back to nothing instead of keeping old pages.
+    cur.execute("PRAGMA journal_size_limit=0")
     cur.execute("PRAGMA synchronous=FULL")
     cur.close()
+
+
+def forget_deleted(session: Session) -> None:
+    """After a deletion: copy SQLite's write-ahead log into the (secure_delete) database
+    and truncate it, so deleted rows do not linger in the -wal file."""
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

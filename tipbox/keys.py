@@ -276,13 +276,16 @@ class KeyService:
             if row.state is KeyState.RETIRED:
                 raise KeyRefused(f"Key {row.fingerprint} is retired already.")
             if row.state is KeyState.ACTIVE:
-                others = db.scalar(select(func.count()).select_from(NewsroomKey).where(
+                # Locked rows: two retirements at once cannot both see "one other left".
+                others = db.scalars(select(NewsroomKey).where(
                     NewsroomKey.state == KeyState.ACTIVE,
-                    NewsroomKey.fingerprint != row.fingerprint)) or 0
-                if not others:
-                    raise KeyRefused(f"Key {row.fingerprint} is the only active key: retiring "
-                                     "it would stop all submissions. Activate its successor "
-                                     "first, then retire this one.")
+                    NewsroomKey.fingerprint != row.fingerprint).with_for_update()).all()
+                usable = [k for k in others if k.expires_on is None
+                          or k.expires_on > self.clock()]
+                if not usable:
+                    raise KeyRefused(f"Key {row.fingerprint} is the only usable active key: "
+                                     "retiring it would stop all submissions. Activate its "
+                                     "successor first, then retire this one.")
             row.state = KeyState.RETIRED
             row.retired_on = self.clock()
             row.challenge_hash = None
@@ -339,7 +342,8 @@ class KeyringProvider:
         self._root = gnupg_root
         self._binary = gpg_binary
         # A secret key lying in the keys folder stops everything until it is removed.
-        self._folder_problem = secret_material_problem(keys_dir) if keys_dir else None
+        self._folder_problem = secret_material_problem(keys_dir, gnupg_root, gpg_binary) \
+            if keys_dir else None
         self._lock = threading.Lock()
         self._cached: tuple[tuple[str, ...], Keyring] | None = None
 

@@ -12,6 +12,7 @@ from sqlalchemy import ColumnElement, delete, exists, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from tipbox.bundles import BundleEntry
+from tipbox.db import forget_deleted
 from tipbox.models import Item, ItemRead, Reply, Source
 from tipbox.storage import CiphertextStore
 
@@ -203,6 +204,8 @@ class NewsroomService:
                 db.delete(row)
         for item_id in doomed:
             self.store.delete(item_id)
+        with self.sessions() as db:
+            forget_deleted(db)
         return len(doomed)
 
     def delete_sources(self, source_ids: Sequence[int]) -> int:
@@ -217,4 +220,6 @@ class NewsroomService:
             db.execute(delete(Source).where(Source.id.in_(found)))
         for file_id in item_ids + reply_ids:
             self.store.delete(file_id)
+        with self.sessions() as db:
+            forget_deleted(db)
         return len(found)

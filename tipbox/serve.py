@@ -8,9 +8,11 @@ through a filter that removes anything shaped like an IP address.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import re
+import resource
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -131,6 +133,32 @@ def tune_malloc() -> bool:
     return all(r == 1 for r in results)
 
 
+def _without_server_header() -> None:
+    """gunicorn writes "Server: gunicorn" itself, after the app's headers; the app cannot
+    remove it. Wrap its header builder once so that line is dropped."""
+    from gunicorn.http import wsgi
+
+    original = wsgi.Response.default_headers
+    if getattr(original, "_tipbox", False):
+        return
+
+    def default_headers(self: Any) -> list[str]:
+        return [h for h in original(self) if not h.lower().startswith("server:")]
+
+    default_headers._tipbox = True  # type: ignore[attr-defined]
+    wsgi.Response.default_headers = default_headers
+
+
+def no_core_dumps() -> None:
+    """A crashing worker or gpg must not write its memory (plaintext in flight) to disk."""
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE = 4: also no ptrace by other users
+
+
 def serve(app: WSGIApp, host: str, port: int) -> None:
+    no_core_dumps()
+    _without_server_header()
     tune_malloc()
     TipboxServer(scrub_environ(app), gunicorn_options(host, port)).run()

@@ -130,3 +130,17 @@ def test_the_server_log_never_holds_the_client_address(server: RunningServer) ->
     log = server.log()
     assert "Invalid request" in log
     assert "127.0.0.2" not in log
+
+
+def test_the_server_names_no_software_and_cannot_dump_core(server: RunningServer) -> None:
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    conn.request("GET", "/")
+    resp = conn.getresponse()
+    resp.read()
+    conn.close()
+    assert resp.getheader("Server") is None
+    limits = Path(f"/proc/{server.process.pid}/limits").read_text()
+    core = next(line for line in limits.splitlines() if line.startswith("Max core file size"))
+    assert core.split()[4:6] == ["0", "0"]

@@ -188,3 +188,12 @@ def test_a_newsroom_session_ends_12_hours_after_log_in(
             data["login_at"] -= 12 * 3600 + 60
             row.data = json.dumps(data)
     assert journalist.get("/").status_code == 302
+
+
+def test_odd_numbers_in_the_address_get_a_page_not_a_crash(journalist: FlaskClient) -> None:
+    assert journalist.get("/?page=²").status_code == 200
+    assert journalist.get("/?page=99999999999999").status_code == 200
+    page = journalist.get("/").get_data(as_text=True)
+    resp = journalist.post("/bulk", data={"csrf_token": csrf_from(page), "source": ["²", "x"],
+                                          "action": "download_unread"})
+    assert resp.status_code == 302  # "select at least one source first"

@@ -55,7 +55,7 @@ def test_rotation_in_the_browser_add_challenge_prove_activate_retire(
     page = admin.get("/admin/keys").get_data(as_text=True)
     assert "is retired" in page
     admin.post(f"/admin/keys/{fpr}/retire", data={"csrf_token": csrf_from(page)})
-    assert "only active key" in admin.get("/admin/keys").get_data(as_text=True)
+    assert "only usable active key" in admin.get("/admin/keys").get_data(as_text=True)
 
     audit = admin.get("/admin/audit").get_data(as_text=True)
     for action in ("key added", "key challenge issued", "key activated", "key retired"):

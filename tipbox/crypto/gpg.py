@@ -27,7 +27,12 @@ from tipbox.errors import EncryptionError, KeyProblem
 
 # python-gnupg logs command lines (which carry --set-filename) and data chunks at DEBUG.
 # Pin its logger above that so no configuration of the root logger can leak them.
-logging.getLogger("gnupg").setLevel(logging.WARNING)
+_gnupg_log = logging.getLogger("gnupg")
+_gnupg_log.setLevel(logging.WARNING)
+# Its warnings carry exception chains from our upload reader; they add nothing an admin
+# can act on and leave a timestamped line per broken upload, so they go nowhere.
+_gnupg_log.propagate = False
+_gnupg_log.addHandler(logging.NullHandler())
 
 _FPR_RE = re.compile(r"^[0-9A-F]{40}$|^[0-9A-F]{64}$")
 
@@ -126,9 +131,8 @@ class GnuPG:
         if own_home:
             home.mkdir(mode=0o700, parents=True, exist_ok=True)
             os.chmod(home, 0o700)
-            conf = home / "gpg.conf"
-            if not conf.exists():
-                conf.write_text(_GPG_CONF + ("" if agent else "no-autostart\n"))
+            # Rewritten every time: a home made by an older tipbox gets today's settings.
+            (home / "gpg.conf").write_text(_GPG_CONF + ("" if agent else "no-autostart\n"))
         self.home = home
         try:
             self._gpg = _GPG(gpgbinary=binary, gnupghome=str(home))

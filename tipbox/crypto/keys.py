@@ -51,6 +51,12 @@ class Keyring:
         return tuple(k.fingerprint for k in self.valid_keys())
 
     @property
+    def encryption_key_ids(self) -> dict[str, tuple[str, ...]]:
+        """Each current key's fingerprint -> the key ids of its valid encryption subkeys:
+        what a browser-encrypted item must be addressed to (see crypto.message_check)."""
+        return {k.fingerprint: k.encryption_subkeys for k in self.valid_keys()}
+
+    @property
     def is_demo(self) -> bool:
         return any(k.is_demo for k in self.keys)
 
@@ -59,8 +65,8 @@ class Keyring:
         if self.problem is not None or self.gpg is None:
             raise KeyProblem(self.problem or "No newsroom key is configured.")
         if not self.valid_keys():
-            raise KeyProblem("Every newsroom key has expired. Add a current public key to "
-                             "the keys folder (see docs/admin-guide.md) and restart.")
+            raise KeyProblem("Every active newsroom key has expired. Rotate to a new key "
+                             "(docs/admin-guide.md) or run `tipbox doctor`.")
         return self.gpg
 
 
@@ -136,13 +142,23 @@ def unusable_reason(key: KeyInfo) -> str | None:
     return None
 
 
-def secret_material_problem(keys_dir: Path) -> str | None:
-    """Why submissions must stop if the keys folder holds secret key material, else None."""
+def secret_material_problem(keys_dir: Path, gnupg_root: Path | None = None,
+                            gpg_binary: str = "gpg") -> str | None:
+    """Why submissions must stop if the keys folder holds secret key material, else None.
+
+    Two independent looks: our packet check, and gpg's own scan (which would see a secret
+    key the packet check could not parse, for instance behind damaged armor)."""
     if not keys_dir.is_dir():
         return None
+    scanner = GnuPG(gnupg_root / "scan", gpg_binary, agent=False) if gnupg_root else None
     for path in sorted(keys_dir.iterdir()):
-        if path.suffix.lower() in KEY_SUFFIXES and path.is_file() and \
-                has_secret_material(path.read_bytes()[:4 * 1024 * 1024]):
+        if path.suffix.lower() not in KEY_SUFFIXES or not path.is_file():
+            continue
+        data = path.read_bytes()[:4 * 1024 * 1024]
+        secret = has_secret_material(data)
+        if not secret and scanner is not None:
+            secret = any(k.secret for k in scanner.scan_key_data(data))
+        if secret:
             return (f"{path} holds SECRET key material. The private key must never be on the "
                     "server: delete that file here, keep the secret key on the air-gapped "
                     "machine only, and restart.")

@@ -41,6 +41,15 @@ ERROR_TEXT = {
 }
 
 
+class TipboxFlask(Flask):
+    def log_exception(self, exc_info: Any) -> None:
+        """Class and stack only, never the message: an exception's text (a
+        UnicodeDecodeError, say) can quote submitted bytes."""
+        exc_type, _exc, tb = exc_info
+        log.error("unhandled %s\n%s", getattr(exc_type, "__name__", "exception"),
+                  "".join(traceback.format_tb(tb)))
+
+
 @dataclass(frozen=True)
 class Plumbing:
     engine: Engine
@@ -51,7 +60,7 @@ class Plumbing:
 
 def build_app(import_name: str, settings: Settings, interface: str) -> tuple[Flask, Plumbing]:
     """A Flask app with everything both interfaces share wired in."""
-    app = Flask(import_name, template_folder=str(REPO_ROOT / "templates"),
+    app = TipboxFlask(import_name, template_folder=str(REPO_ROOT / "templates"),
                 static_folder=str(REPO_ROOT / "static"), static_url_path="/static")
     app.request_class = NoSpoolRequest
     secrets = InstanceSecrets.load(settings.secrets_file)

@@ -31,6 +31,7 @@ class ServerSession(CallbackDict[str, Any], SessionMixin):
         self.sid = sid
         self.modified = False
         self.rotate = False
+        self.stored_expiry: dt.datetime | None = None  # as read from the database
 
     def regenerate(self) -> None:
         """Issue a new id at the next save (at login), so a planted id is worthless."""
@@ -71,7 +72,9 @@ class DatabaseSessionInterface(SessionInterface):
                 row.expires_at.replace(tzinfo=dt.UTC)
             if expires <= _now():
                 return ServerSession()
-            return ServerSession(json.loads(row.data), sid)
+            session = ServerSession(json.loads(row.data), sid)
+            session.stored_expiry = expires
+            return session
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
         assert isinstance(session, ServerSession)  # noqa: S101 - set by open_session
@@ -88,6 +91,8 @@ class DatabaseSessionInterface(SessionInterface):
             session.sid = None
         sid = session.sid or secrets.token_urlsafe(32)
         expires = _coarse(_now() + self._idle)
+        if sid == session.sid and not session.modified and session.stored_expiry == expires:
+            return  # nothing new to store: most requests write nothing at all
         with self._sessions.begin() as db:
             db.merge(WebSession(id_hash=_hash(sid), interface=self._interface,
                                 data=json.dumps(dict(session)), expires_at=expires))

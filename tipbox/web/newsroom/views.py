@@ -111,7 +111,7 @@ def make_blueprint(deps: NewsroomDeps) -> Blueprint:
     def inbox() -> ViewResult:
         page = request.args.get("page", "1")
         starred_first = request.args.get("starred_first") == "1"
-        result = deps.newsroom.inbox(g.journalist_id, int(page) if page.isdigit() else 1,
+        result = deps.newsroom.inbox(g.journalist_id, _int(page, default=1),
                                      starred_first=starred_first)
         return render_template("newsroom/inbox.html", inbox=result, starred_first=starred_first)
 
@@ -119,7 +119,7 @@ def make_blueprint(deps: NewsroomDeps) -> Blueprint:
     @login_required
     def bulk() -> ViewResult:
         checked_action()
-        source_ids = [int(s) for s in request.form.getlist("source") if s.isdigit()]
+        source_ids = [n for n in (_int(s) for s in request.form.getlist("source")) if n]
         action = request.form.get("action")
         if not source_ids:
             flash(gettext("Select at least one source first."))
@@ -238,6 +238,11 @@ def make_blueprint(deps: NewsroomDeps) -> Blueprint:
                                  "Content-Length": str(entry.path.stat().st_size)})
 
     return bp
+
+
+def _int(text: str, default: int = 0) -> int:
+    """A plain decimal number from a form or query, else ``default`` (never a 500)."""
+    return int(text) if text.isascii() and text.isdecimal() and len(text) < 10 else default
 
 
 def _file_chunks(entry: BundleEntry) -> Iterator[bytes]:
