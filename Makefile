@@ -1,13 +1,16 @@
 # Two commands do everything (see README.md):
 #   make run    install into .venv, make a DEMO key, initialise data/, serve the source interface
 #   make test   install with the test extras, then run the whole suite with lint and types
+# Both also install OpenPGP.js for in-browser encryption (npm ci, pinned in package-lock.json)
+# when npm is there; without npm the site runs as it does with JavaScript off.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8080
 
-.PHONY: run test install install-test lint check-system bench clean
+.PHONY: run test install install-test install-js lint check-system bench bench-browser \
+        screenshots clean
 
 check-system:
 	@command -v gpg >/dev/null || { echo "gpg is missing: sudo apt-get install gnupg"; exit 1; }
@@ -18,11 +21,25 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-install: check-system $(BIN)/python
+install: check-system $(BIN)/python install-js
 	$(BIN)/pip install --quiet -c constraints.txt -e .
 
-install-test: check-system $(BIN)/python
+install-test: check-system $(BIN)/python install-js
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[test,dev]'
+
+# OpenPGP.js from npm, exactly as package-lock.json pins it, copied next to our own static
+# files (static/vendor/ is git-ignored) so the app serves it from its own origin.
+install-js:
+	@if command -v npm >/dev/null; then \
+	  npm ci --no-audit --no-fund --ignore-scripts --loglevel=error && \
+	  mkdir -p static/vendor && \
+	  cp node_modules/openpgp/dist/openpgp.min.js static/vendor/openpgp.min.js; \
+	else \
+	  echo "npm is missing, so in-browser encryption is OFF: the site runs as with JavaScript"; \
+	  echo "disabled (the server encrypts on arrival). To turn it on: sudo apt-get install npm,"; \
+	  echo "then make install."; \
+	  rm -f static/vendor/openpgp.min.js; \
+	fi
 
 run: install
 	$(BIN)/tipbox demo --host $(HOST) --port $(PORT)
@@ -37,5 +54,13 @@ test: install-test lint
 bench: install-test
 	$(BIN)/python bench/upload.py
 
+# In-browser encryption in headless Chromium (100 MiB and 1 GiB) beside the server path.
+bench-browser: install-test
+	$(BIN)/python bench/browser_encrypt.py
+
+# Redo docs/screenshots/ from the browser tests (a real Chromium, JavaScript on and off).
+screenshots: install-test
+	TIPBOX_UPDATE_SCREENSHOTS=1 $(BIN)/python -m pytest -q tests/browser
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache node_modules static/vendor

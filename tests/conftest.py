@@ -17,8 +17,9 @@ from flask.testing import FlaskClient
 from tests.helpers import Clock, Newsroom, SourceBrowser, log_in, make_newsroom
 from tipbox.accounts import AccountService, NewCredentials
 from tipbox.cli import initialise
-from tipbox.config import ScryptParams, Settings
+from tipbox.config import REPO_ROOT, ScryptParams, Settings
 from tipbox.db import make_engine, make_session_factory
+from tipbox.web.browser_encryption import BrowserEncryption
 from tipbox.web.newsroom import create_newsroom_app
 from tipbox.web.source import create_source_app
 
@@ -68,7 +69,22 @@ def settings(data_dir: Path, newsroom: Newsroom, database_url: str) -> Settings:
 
 @pytest.fixture
 def app(settings: Settings) -> Flask:
-    app = create_source_app(settings)
+    """The source app as a site without in-browser encryption serves it: no script on any
+    page. The web tests of the no-JS path use it; see ``js_app`` for the scripts."""
+    app = create_source_app(settings, browser=BrowserEncryption.off("not under test"))
+    app.config["TESTING"] = True
+    return app
+
+
+@pytest.fixture
+def js_app(settings: Settings) -> Flask:
+    """The source app with OpenPGP.js installed (`make install`), as `make run` serves it."""
+    browser = BrowserEncryption.load(REPO_ROOT / "static", REPO_ROOT / "package-lock.json")
+    if not browser.enabled:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must install OpenPGP.js (make install): {browser.problem}")
+        pytest.skip(f"in-browser encryption is off: {browser.problem}")
+    app = create_source_app(settings, browser=browser)
     app.config["TESTING"] = True
     return app
 

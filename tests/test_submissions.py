@@ -36,7 +36,8 @@ class World:
     sources: SourceService
 
     def draft(self, max_files: int = 10) -> Draft:
-        return Draft(self.ring.require(), self.ring.fingerprints, self.store, self.db, max_files)
+        return Draft(self.ring.require(), self.ring.fingerprints, self.store, self.db, max_files,
+                     encryption_key_ids=self.ring.encryption_key_ids)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -109,6 +110,55 @@ def test_a_failed_database_commit_removes_the_renamed_files(world: World) -> Non
         draft.add_message("for a source that does not exist")
         draft.commit(source_id=999_999)
     assert store_files(settings.data_dir) == [] and temp_files(settings.data_dir) == []
+
+
+def encrypted_elsewhere(world: World, data: bytes, tmp: Path) -> bytes:
+    """Ciphertext made outside the draft, as a source's browser makes it."""
+    out = tmp / "browser.gpg"
+    world.ring.require().encrypt_bytes(data, world.ring.fingerprints, out, filename="x.pdf")
+    return out.read_bytes()
+
+
+class Trickle:
+    """A stream that hands out its bytes in small reads, as a slow upload does."""
+
+    def __init__(self, data: bytes, step: int = 1000) -> None:
+        self._data, self._pos, self._step = data, 0, step
+
+    def read(self, size: int = -1, /) -> bytes:
+        chunk = self._data[self._pos:self._pos + self._step]
+        self._pos += len(chunk)
+        return chunk
+
+
+def test_an_item_encrypted_by_the_browser_is_stored_byte_for_byte(
+        world: World, newsroom: Newsroom, tmp_path: Path) -> None:
+    cipher = encrypted_elsewhere(world, b"%PDF evidence" * 1000, tmp_path)
+    source_id = world.sources.create(generate_codename())
+    with world.draft() as draft:
+        draft.add_encrypted(Trickle(cipher), ItemKind.FILE)
+        receipt = draft.commit(source_id)
+    assert (receipt.messages, receipt.files) == (0, 1)
+    [path] = store_files(world.settings.data_dir)
+    assert path.read_bytes() == cipher
+    with world.db() as s:
+        item = s.scalars(select(Item)).one()
+        assert (item.kind, item.size, item.fingerprints) == (
+            ItemKind.FILE, len(cipher), [newsroom.fingerprint])
+    assert gpg_decrypt(path, newsroom.secret_home).filename == "x.pdf"
+
+
+def test_an_encrypted_item_refused_mid_stream_takes_the_whole_draft_with_it(
+        world: World, tmp_path: Path) -> None:
+    cipher = encrypted_elsewhere(world, b"data" * 10_000, tmp_path)
+    source_id = world.sources.create(generate_codename())
+    with pytest.raises(SubmissionRejected, match="extra data after its end"), \
+            world.draft() as draft:
+        draft.add_message("sent by the no-JS path in the same draft")
+        draft.add_encrypted(Trickle(cipher + b"\x00" * 5000), ItemKind.FILE)
+        draft.commit(source_id)
+    assert store_files(world.settings.data_dir) == []
+    assert temp_files(world.settings.data_dir) == []
 
 
 def test_sources_are_found_by_codename_only(world: World) -> None:

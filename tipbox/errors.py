@@ -51,6 +51,16 @@ class MalformedUpload(SubmissionRejected):
     pass
 
 
+class KeysChanged(SubmissionRejected):
+    """The browser encrypted to other keys than the active ones: its page predates a key
+    rotation."""
+
+    def __init__(self) -> None:
+        super().__init__("The newsroom key changed after this page was loaded, so nothing "
+                         "from this submission was kept. Reload the page and send it again.",
+                         status=409)
+
+
 class UnknownCodename(TipboxError):
     """No source has this codename (or it was mistyped)."""
 

@@ -9,9 +9,10 @@ every trace of the attempt, so a cut-off upload never keeps half a submission.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import unicodedata
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -20,6 +21,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from tipbox.crypto.gpg import GnuPG, Readable
+from tipbox.crypto.message_check import EncryptedMessageCheck, MessageRefused, Refusal
 from tipbox.errors import SubmissionRejected, UploadTooLarge
 from tipbox.models import Item, ItemKind, Source
 from tipbox.storage import CiphertextStore, new_item_id
@@ -27,6 +29,34 @@ from tipbox.storage import CiphertextStore, new_item_id
 # OpenPGP literal data packets hold at most 255 bytes of file name.
 MAX_FILENAME_BYTES = 255
 PROBE_BYTES = 64 * 1024
+ENCRYPTED_CHUNK_BYTES = 1024 * 1024
+
+# What the source reads when an item their browser encrypted is refused. Each one names
+# the fault without quoting anything from the upload.
+_REFUSALS = {
+    Refusal.NOT_ENCRYPTED:
+        "An item that your browser should have encrypted arrived unencrypted or was not an "
+        "OpenPGP message, so nothing from this submission was kept. Reload the page and "
+        "send it again.",
+    Refusal.UNKNOWN_RECIPIENT:
+        "An item was encrypted to a key that is not the newsroom's, so nothing from this "
+        "submission was kept. Reload the page and send it again.",
+    Refusal.MISSING_RECIPIENT:
+        "An item was not encrypted to every newsroom key, so nothing from this submission "
+        "was kept. Reload the page and send it again.",
+    Refusal.UNSUPPORTED:
+        "An item was encrypted in a form of OpenPGP that this site does not accept, so "
+        "nothing from this submission was kept. Send it without in-browser encryption.",
+    Refusal.MALFORMED:
+        "An encrypted item was damaged, so nothing from this submission was kept. Reload "
+        "the page and send it again.",
+    Refusal.TRUNCATED:
+        "An encrypted item was cut off before its end, so nothing from this submission was "
+        "kept. Reload the page and send it again.",
+    Refusal.TRAILING_DATA:
+        "An encrypted item had extra data after its end, so nothing from this submission "
+        "was kept. Reload the page and send it again.",
+}
 
 
 def today() -> dt.date:
@@ -57,6 +87,8 @@ class Draft:
     sessions: sessionmaker[Session]
     max_files: int
     clock: Callable[[], dt.date] = today
+    # Fingerprint -> encryption key ids, for items the browser encrypted (add_encrypted).
+    encryption_key_ids: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     pending: list[_Pending] = field(default_factory=list)
     skipped_empty_files: int = 0
     _committed: bool = False
@@ -86,12 +118,7 @@ class Draft:
         if not first:
             self.skipped_empty_files += 1
             return False
-        if self.file_count >= self.max_files:
-            raise UploadTooLarge(
-                "This submission has more files than the %(limit)s allowed at once. "
-                "Nothing from it was kept: send the files in several submissions.",
-                params={"limit": self.max_files},
-            )
+        self._check_file_count()
         temp = self.store.temp_path()
         self.pending.append(_Pending(temp, ItemKind.FILE, 0))
         self.gpg.encrypt_stream(
@@ -101,6 +128,40 @@ class Draft:
         )
         self.pending[-1].size = temp.stat().st_size
         return True
+
+    def add_encrypted(self, data: Readable, kind: ItemKind, *,
+                      max_bytes: int | None = None) -> None:
+        """Keep an item the source's browser encrypted, byte for byte, as it streams in.
+
+        Every chunk is checked (:class:`EncryptedMessageCheck`) before it is written, and
+        the whole must be exactly a message to the active keys; otherwise
+        :class:`SubmissionRejected` ends the submission and nothing of it is kept.
+        """
+        if kind is ItemKind.FILE:
+            self._check_file_count()
+        check = EncryptedMessageCheck(self.encryption_key_ids)
+        temp = self.store.temp_path()
+        self.pending.append(_Pending(temp, kind, 0))
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            while chunk := data.read(ENCRYPTED_CHUNK_BYTES):
+                if max_bytes is not None and check.bytes_seen + len(chunk) > max_bytes:
+                    raise SubmissionRejected(
+                        "The encrypted message is larger than a message of the longest "
+                        "allowed length, so nothing was kept. Shorten it, or put the text in "
+                        "a file and attach it.")
+                _checked(check.feed, chunk)
+                out.write(chunk)
+            _checked(check.finish)
+        self.pending[-1].size = check.bytes_seen
+
+    def _check_file_count(self) -> None:
+        if self.file_count >= self.max_files:
+            raise UploadTooLarge(
+                "This submission has more files than the %(limit)s allowed at once. "
+                "Nothing from it was kept: send the files in several submissions.",
+                params={"limit": self.max_files},
+            )
 
     def commit(self, source_id: int) -> Receipt:
         """Make every item permanent at once: files renamed into place, rows written."""
@@ -139,6 +200,13 @@ class Draft:
         for item in self.pending:
             self.store.discard(item.temp)
         self.pending.clear()
+
+
+def _checked(step: Callable[..., None], *args: bytes) -> None:
+    try:
+        step(*args)
+    except MessageRefused as exc:
+        raise SubmissionRejected(_REFUSALS[exc.reason]) from None
 
 
 class _Prefixed:

@@ -7,13 +7,14 @@ import logging
 from flask import Flask
 
 from tipbox.codenames import CodenameHasher, CodenameSigner
-from tipbox.config import Settings
+from tipbox.config import REPO_ROOT, Settings
 from tipbox.crypto.keys import Keyring, KeyringSource
 from tipbox.crypto.replies import ReplyKeyDeriver
 from tipbox.keys import KeyringProvider, StaticKeyring
 from tipbox.replies import ReplyKeyCache, ReplyService
 from tipbox.sources import SourceService
 from tipbox.storage import CiphertextStore
+from tipbox.web.browser_encryption import BrowserEncryption
 from tipbox.web.common import build_app
 from tipbox.web.source.views import SourceDeps, make_blueprint
 
@@ -21,10 +22,15 @@ log = logging.getLogger(__name__)
 
 
 def create_source_app(settings: Settings | None = None, *,
-                      keyring: Keyring | None = None) -> Flask:
+                      keyring: Keyring | None = None,
+                      browser: BrowserEncryption | None = None) -> Flask:
     """Build the source app. Keys come from the registry's active keys (see tipbox.keys);
-    tests may hand in a fixed ``keyring`` instead."""
+    tests may hand in a fixed ``keyring`` instead. The in-browser encryption scripts are
+    read and hashed here, once (tests may hand in ``browser``)."""
     settings = settings or Settings.from_env()
+    if browser is None:
+        browser = BrowserEncryption.load(REPO_ROOT / "static", REPO_ROOT / "package-lock.json")
+    browser.log_state()
     app, plumbing = build_app("tipbox.web.source", settings, "source")
     keys: KeyringSource = StaticKeyring(keyring) if keyring is not None else KeyringProvider(
         plumbing.sessions, settings.gnupg_dir, settings.gpg_binary, settings.keys_dir)
@@ -41,6 +47,7 @@ def create_source_app(settings: Settings | None = None, *,
         replies=ReplyService(plumbing.sessions, store, keys),
         reply_keys=ReplyKeyCache(ttl_seconds=settings.session_idle_minutes * 60),
         reply_deriver=ReplyKeyDeriver(plumbing.secrets.codename_pepper, settings.scrypt),
+        browser=browser,
     )
     app.register_blueprint(make_blueprint(deps))
     plumbing.csrf.exempt("tipbox.web.source.views.submit")

@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from flask import Blueprint, g, redirect, render_template, request, session, url_for
-from flask_babel import gettext
+from flask import (
+    Blueprint,
+    g,
+    jsonify,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_babel import format_decimal, gettext
 from flask_wtf.csrf import validate_csrf
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.wrappers import Response
@@ -19,20 +30,29 @@ from tipbox.codenames import CodenameSigner, codename_bits, generate_codename, n
 from tipbox.config import Settings
 from tipbox.crypto.keys import Keyring, KeyringSource
 from tipbox.crypto.replies import ReplyKeyDeriver
-from tipbox.errors import EncryptionError, KeyProblem, MalformedUpload, SubmissionRejected
+from tipbox.errors import (
+    EncryptionError,
+    KeyProblem,
+    KeysChanged,
+    MalformedUpload,
+    SubmissionRejected,
+)
+from tipbox.models import ItemKind
 from tipbox.replies import ReplyKeyCache, ReplyService
 from tipbox.sources import SourceService
 from tipbox.storage import CiphertextStore
 from tipbox.submissions import Draft
+from tipbox.web.browser_encryption import SCRIPT_CSP, SPOOL_TO_STORAGE_BYTES, BrowserEncryption
 from tipbox.web.common import error_page
 from tipbox.web.multipart import MultipartReader, Part
+from tipbox.web.security import content_security_policy
 from tipbox.web.sessions import ServerSession
 from tipbox.web.source.forms import LoginForm, LogoutForm, NewCodenameForm
 
 log = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
-ViewResult = str | Response | tuple[str, int]
+ViewResult = str | Response | tuple[str | Response, int]
 
 
 @dataclass(frozen=True)
@@ -46,6 +66,7 @@ class SourceDeps:
     replies: ReplyService
     reply_keys: ReplyKeyCache
     reply_deriver: ReplyKeyDeriver
+    browser: BrowserEncryption
 
 
 def make_blueprint(deps: SourceDeps) -> Blueprint:
@@ -156,12 +177,35 @@ def make_blueprint(deps: SourceDeps) -> Blueprint:
         receipt = session.pop("receipt", None)
         key = deps.reply_keys.get(session.get("reply_key"))
         replies = deps.replies.read_by_source(session["source_id"], key) if key else None
-        return render_template(
+        keyring: Keyring = g.keyring
+        browser = deps.browser if deps.browser.enabled else None
+        response = make_response(render_template(
             "source/submit.html", receipt=receipt,
             item_count=deps.sources.item_count(session["source_id"]),
-            settings=deps.settings, fingerprints=g.keyring.fingerprints,
+            settings=deps.settings, fingerprints=keyring.fingerprints,
             replies=replies, reply_form=LogoutForm(formdata=None),
-        )
+            browser=browser,
+            encrypt_config=_encrypt_config(deps.settings, armored_keys(keyring))
+            if browser else None,
+        ))
+        if browser:
+            # The one page that runs scripts; every other page keeps a CSP without any.
+            response.headers["Content-Security-Policy"] = content_security_policy(SCRIPT_CSP)
+        return response
+
+    export_cache: dict[tuple[str, tuple[str, ...]], list[dict[str, str]]] = {}
+
+    def armored_keys(keyring: Keyring) -> list[dict[str, str]]:
+        """The active public keys for encrypt.js, exported once per key set."""
+        gpg = keyring.require()
+        cache_key = (str(gpg.home), keyring.fingerprints)
+        found = export_cache.get(cache_key)
+        if found is None:
+            found = [{"fingerprint": fpr, "armored": str(gpg.export_public(fpr))}
+                     for fpr in keyring.fingerprints]
+            export_cache.clear()  # only the current key set is ever needed
+            export_cache[cache_key] = found
+        return found
 
     @bp.post("/replies/<reply_id>/delete")
     @login_required
@@ -174,6 +218,9 @@ def make_blueprint(deps: SourceDeps) -> Blueprint:
     @bp.post("/submit")
     @login_required
     def submit() -> ViewResult:
+        # encrypt.js asks for JSON: it shows the outcome itself, then opens the receipt.
+        wants_json = request.accept_mimetypes.best_match(
+            ["text/html", "application/json"]) == "application/json"
         try:
             receipt = _receive(deps, session["source_id"])
         except (SubmissionRejected, KeyProblem, EncryptionError) as exc:
@@ -185,10 +232,17 @@ def make_blueprint(deps: SourceDeps) -> Blueprint:
                 _drain_body()  # lets the browser read our page instead of a reset
             message = gettext(exc.message, **exc.params) \
                 if isinstance(exc, SubmissionRejected) else None
+            if wants_json:
+                return jsonify(error=message or gettext(
+                    "The site is not accepting submissions at the moment. Nothing from this "
+                    "attempt was kept. Please come back later."),
+                    reload=isinstance(exc, KeysChanged)), status
             return render_template(
                 "source/submit_failed.html", message=message, status=status), status
         session["receipt"] = {"messages": receipt.messages, "files": receipt.files,
                               "skipped": receipt.skipped_empty_files}
+        if wants_json:
+            return jsonify(next=url_for("source.submit_form"))
         return redirect(url_for("source.submit_form"), code=303)
 
     @bp.post("/logout")
@@ -203,8 +257,67 @@ def make_blueprint(deps: SourceDeps) -> Blueprint:
     return bp
 
 
+def _encrypt_config(settings: Settings, keys: list[dict[str, str]]) -> dict[str, Any]:
+    """What encrypt.js needs: the keys, the limits, and its words in the page's language."""
+    limit = format_decimal(settings.max_message_chars)
+    return {
+        "keys": keys,
+        "maxMessageChars": settings.max_message_chars,
+        "maxBytes": settings.max_submission_bytes,
+        "maxFiles": settings.max_files,
+        "spoolBytes": SPOOL_TO_STORAGE_BYTES,
+        "text": {
+            "heading": gettext("Encrypting and sending"),
+            "message": gettext("Message"),
+            "encrypt": gettext("Encrypted"),
+            "upload": gettext("Sent"),
+            "total": gettext("Total"),
+            "cancel": gettext("Cancel"),
+            "retry": gettext("Try again"),
+            "reload": gettext("Reload the page"),
+            "plain": gettext("Send without in-browser encryption"),
+            "plainHint": gettext(
+                "Then the server encrypts your message and files as they arrive, as it "
+                "does when JavaScript is off."),
+            "done": gettext("Sent and stored. Opening the confirmation…"),
+            "cancelled": gettext("Cancelled. Nothing from this attempt was kept."),
+            "nothing": gettext(
+                "There was nothing to send: write a message or choose at least one "
+                "non-empty file, then press Submit again."),
+            "tooLong": gettext(
+                "The message is longer than %(limit)s characters, so nothing was sent. "
+                "Shorten it, or put the text in a file and attach it.", limit=limit),
+            "tooMany": gettext(
+                "You chose more than %(limit)s files, so nothing was sent: send the files in "
+                "several submissions.", limit=settings.max_files),
+            "tooLarge": gettext(
+                "Together these files are larger than this site accepts in one submission, "
+                "so nothing was sent. Send fewer or smaller files at a time."),
+            "encryptFailed": gettext(
+                "Your browser could not encrypt this submission, so nothing was sent."),
+            "networkFailed": gettext(
+                "The upload stopped before it finished (the connection broke or the site "
+                "did not answer), so nothing from this attempt was kept."),
+            "memoryFailed": gettext(
+                "Your browser could not hold this much encrypted data for the upload, so "
+                "nothing from this attempt was kept. Send fewer or smaller files at a time, "
+                "or send without in-browser encryption."),
+            "sessionEnded": gettext(
+                "Your session ended, so nothing from this attempt was kept. Log in again "
+                "with your codename and send it again."),
+            "serverFailed": gettext(
+                "The site did not accept this submission, and nothing from this attempt "
+                "was kept."),
+        },
+    }
+
+
 def _receive(deps: SourceDeps, source_id: int) -> Any:
-    """Stream the body: CSRF first, then the message and each file, encrypted as they come."""
+    """Stream the body: CSRF first, then the message and each file, encrypted as they come.
+
+    A body whose second field is ``encrypted=1`` comes from encrypt.js: its items are
+    OpenPGP messages already, checked and kept as they are (see _receive_encrypted).
+    """
     keyring: Keyring = g.keyring
     gpg = keyring.require()
     if request.mimetype != "multipart/form-data" or "boundary" not in request.mimetype_params:
@@ -212,20 +325,60 @@ def _receive(deps: SourceDeps, source_id: int) -> Any:
     reader = MultipartReader(
         request.stream, request.mimetype_params["boundary"].encode("latin-1", "replace"),
         chunk_size=deps.settings.upload_chunk_bytes, max_parts=deps.settings.max_files + 16)
-    with Draft(gpg, keyring.fingerprints, deps.store, deps.db,
-               deps.settings.max_files) as draft:
+    with Draft(gpg, keyring.fingerprints, deps.store, deps.db, deps.settings.max_files,
+               encryption_key_ids=keyring.encryption_key_ids) as draft:
         parts = iter(reader)
         _check_csrf(next(parts, None))
-        for part in parts:
-            if part.is_file and part.name == "files":
-                draft.add_file(part, part.filename or "")
-            elif not part.is_file and part.name == "message":
-                text = _message_text(part, deps.settings)
-                if text.strip():
-                    draft.add_message(text)
-            else:
-                part.drain()  # unknown fields are ignored, never stored
+        second = next(parts, None)
+        if second is not None and not second.is_file and second.name == "encrypted":
+            _receive_encrypted(second, parts, draft, keyring, deps.settings)
+        elif second is not None:
+            _receive_plain(itertools.chain([second], parts), draft, deps.settings)
         return draft.commit(source_id)
+
+
+def _receive_plain(parts: Iterator[Part], draft: Draft, settings: Settings) -> None:
+    """The form as a browser without JavaScript sends it: gpg encrypts on arrival."""
+    for part in parts:
+        if part.is_file and part.name == "files":
+            draft.add_file(part, part.filename or "")
+        elif not part.is_file and part.name == "message":
+            text = _message_text(part, settings)
+            if text.strip():
+                draft.add_message(text)
+        else:
+            part.drain()  # unknown fields are ignored, never stored
+
+
+def _receive_encrypted(marker: Part, parts: Iterator[Part], draft: Draft, keyring: Keyring,
+                       settings: Settings) -> None:
+    """What encrypt.js sends: ``encrypted=1``, ``fingerprints`` (the keys the page
+    encrypted to), ``empty_files`` (a count, for the receipt), then ``message`` and
+    ``files`` parts that are each one OpenPGP message."""
+    if marker.read_all(16) != b"1":
+        raise MalformedUpload("The upload was not a well-formed form submission.")
+    keys_checked = False
+    for part in parts:
+        if not part.is_file and part.name == "fingerprints":
+            sent = part.read_all(4096).decode("ascii", "replace").upper().split()
+            if sorted(sent) != sorted(keyring.fingerprints):
+                raise KeysChanged()
+            keys_checked = True
+        elif not part.is_file and part.name == "empty_files":
+            raw = part.read_all(16).decode("ascii", "replace")
+            draft.skipped_empty_files = min(int(raw), settings.max_files) \
+                if raw.isdigit() else 0
+        elif part.name in ("message", "files"):
+            if not keys_checked:
+                raise KeysChanged()
+            if part.name == "message":
+                # The text's UTF-8 bound plus room for a PKESK per key (RSA-4096: 0.5 KiB).
+                draft.add_encrypted(part, ItemKind.MESSAGE,
+                                    max_bytes=settings.max_form_field_bytes + 16 * 1024)
+            else:
+                draft.add_encrypted(part, ItemKind.FILE)
+        else:
+            part.drain()
 
 
 def _check_csrf(part: Part | None) -> None:
