@@ -219,8 +219,14 @@ def _print_demo_journalist(settings: Settings) -> None:
 
 def _serve_both(host: str, source_port: int, newsroom_port: int, offline_dir: Path) -> None:
     """Two servers, two ports, as in production; Ctrl-C stops both."""
+    import signal
     import subprocess
 
+    def stop(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM too stops both servers, never orphans them
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGHUP, stop)
     base = [sys.executable, "-m", "tipbox.cli", "serve"]
     procs = [subprocess.Popen([*base, "source", "--host", host, "--port", str(source_port)]),
              subprocess.Popen([*base, "newsroom", "--host", host, "--port",
