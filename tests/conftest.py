@@ -13,6 +13,7 @@ import pytest
 from argon2 import PasswordHasher
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy.orm import Session, sessionmaker
 
 from tests.helpers import Clock, Newsroom, SourceBrowser, log_in, make_newsroom
 from tipbox.accounts import AccountService, NewCredentials
@@ -127,6 +128,25 @@ def postgres_url() -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def any_database_settings(request: pytest.FixtureRequest, tmp_path: Path,
+                          newsroom: Newsroom) -> Settings:
+    """Initialised settings on SQLite, then on a fresh real PostgreSQL database."""
+    url = (f"sqlite:///{tmp_path / 'data' / 'tipbox.db'}" if request.param == "sqlite"
+           else request.getfixturevalue("postgres_url"))
+    settings = Settings(data_dir=tmp_path / "data", keys_dir=newsroom.keys_dir,
+                        database_url=url, scrypt=FAST_SCRYPT)
+    initialise(settings, trust_keys_folder=True)
+    return settings
+
+
+@pytest.fixture
+def any_database(any_database_settings: Settings) -> Iterator[sessionmaker[Session]]:
+    engine = make_engine(any_database_settings.database_url)
+    yield make_session_factory(engine)
+    engine.dispose()
 
 
 def pytest_report_header() -> list[str]:

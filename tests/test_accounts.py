@@ -9,7 +9,6 @@ import datetime as dt
 import logging
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import pyotp
 import pytest
@@ -17,10 +16,7 @@ from argon2 import PasswordHasher
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.conftest import FAST_SCRYPT
-from tests.helpers import Newsroom
 from tipbox.accounts import AccountService, NewCredentials
-from tipbox.cli import initialise
 from tipbox.codenames import eff_words
 from tipbox.config import Settings
 from tipbox.db import make_engine, make_session_factory
@@ -464,16 +460,9 @@ def test_no_passphrase_code_or_secret_reaches_a_repr_a_log_or_an_error(
 
 # --- on both databases ---------------------------------------------------------------
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def any_db(request: pytest.FixtureRequest, tmp_path: Path,
-           newsroom: Newsroom) -> Iterator[sessionmaker[Session]]:
-    url = (f"sqlite:///{tmp_path / 'data' / 'tipbox.db'}" if request.param == "sqlite"
-           else request.getfixturevalue("postgres_url"))
-    initialise(Settings(data_dir=tmp_path / "data", keys_dir=newsroom.keys_dir,
-                        database_url=url, scrypt=FAST_SCRYPT))
-    engine = make_engine(url)
-    yield make_session_factory(engine)
-    engine.dispose()
+@pytest.fixture
+def any_db(any_database: sessionmaker[Session]) -> sessionmaker[Session]:
+    return any_database
 
 
 class TestOnBothDatabases:

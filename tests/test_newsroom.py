@@ -7,9 +7,7 @@ import datetime as dt
 import hashlib
 import io
 import tarfile
-from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -19,7 +17,6 @@ from tests.conftest import FAST_SCRYPT
 from tests.helpers import Newsroom, gpg_decrypt
 from tests.newsroom_fixtures import add_journalist, store_ids, submit
 from tipbox.bundles import new_bundle, read_manifest, stream_bundle
-from tipbox.cli import initialise
 from tipbox.codenames import CodenameHasher, generate_codename
 from tipbox.config import Settings
 from tipbox.crypto.keys import Keyring, load_keyring
@@ -49,20 +46,14 @@ class Desk:
         return source_id
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def desk(request: pytest.FixtureRequest, tmp_path: Path, newsroom: Newsroom) -> Iterator[Desk]:
-    url = (f"sqlite:///{tmp_path / 'data' / 'tipbox.db'}" if request.param == "sqlite"
-           else request.getfixturevalue("postgres_url"))
-    settings = Settings(data_dir=tmp_path / "data", keys_dir=newsroom.keys_dir,
-                        database_url=url, scrypt=FAST_SCRYPT)
-    initialise(settings, trust_keys_folder=True)
-    engine = make_engine(url)
-    db = make_session_factory(engine)
+@pytest.fixture
+def desk(any_database_settings: Settings, any_database: sessionmaker[Session],
+         newsroom: Newsroom) -> Desk:
+    settings, db = any_database_settings, any_database
     store = CiphertextStore(settings.store_dir)
-    yield Desk(settings, db, load_keyring(newsroom.keys_dir, settings.gnupg_dir), store,
-               SourceService(db, CodenameHasher(b"p" * 32, FAST_SCRYPT)),
-               NewsroomService(db, store))
-    engine.dispose()
+    return Desk(settings, db, load_keyring(newsroom.keys_dir, settings.gnupg_dir), store,
+                SourceService(db, CodenameHasher(b"p" * 32, FAST_SCRYPT)),
+                NewsroomService(db, store))
 
 
 def test_inbox_lists_sources_with_items_latest_first_and_pages(desk: Desk) -> None:

@@ -5,7 +5,6 @@ Runs on SQLite and on a real PostgreSQL."""
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,11 +14,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tests.conftest import FAST_SCRYPT
 from tests.helpers import Newsroom, gpg_decrypt, store_files, temp_files
-from tipbox.cli import initialise
 from tipbox.codenames import CodenameHasher, generate_codename
 from tipbox.config import Settings
 from tipbox.crypto.keys import Keyring, load_keyring
-from tipbox.db import make_engine, make_session_factory
 from tipbox.errors import SubmissionRejected, UploadTooLarge
 from tipbox.models import Item, ItemKind, Source
 from tipbox.sources import SourceService
@@ -40,20 +37,13 @@ class World:
                      encryption_key_ids=self.ring.encryption_key_ids)
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def world(request: pytest.FixtureRequest, tmp_path: Path,
-          newsroom: Newsroom) -> Iterator[World]:
-    url = (f"sqlite:///{tmp_path / 'data' / 'tipbox.db'}" if request.param == "sqlite"
-           else request.getfixturevalue("postgres_url"))
-    settings = Settings(data_dir=tmp_path / "data", keys_dir=newsroom.keys_dir,
-                        database_url=url, scrypt=FAST_SCRYPT)
-    initialise(settings, trust_keys_folder=True)
-    engine = make_engine(url)
-    db = make_session_factory(engine)
-    yield World(settings, db, load_keyring(newsroom.keys_dir, settings.gnupg_dir),
-                CiphertextStore(settings.store_dir),
-                SourceService(db, CodenameHasher(b"p" * 32, FAST_SCRYPT)))
-    engine.dispose()
+@pytest.fixture
+def world(any_database_settings: Settings, any_database: sessionmaker[Session],
+          newsroom: Newsroom) -> World:
+    settings, db = any_database_settings, any_database
+    return World(settings, db, load_keyring(newsroom.keys_dir, settings.gnupg_dir),
+                 CiphertextStore(settings.store_dir),
+                 SourceService(db, CodenameHasher(b"p" * 32, FAST_SCRYPT)))
 
 
 def test_a_submission_commits_files_and_rows_together(world: World, newsroom: Newsroom) -> None:
