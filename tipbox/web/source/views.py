@@ -366,8 +366,9 @@ def _receive_encrypted(marker: Part, parts: Iterator[Part], draft: Draft, keyrin
             keys_checked = True
         elif not part.is_file and part.name == "empty_files":
             raw = part.read_all(16).decode("ascii", "replace")
+            # isdecimal on ASCII only: "²".isdigit() is true but int("²") fails.
             draft.skipped_empty_files = min(int(raw), settings.max_files) \
-                if raw.isdigit() else 0
+                if raw.isascii() and raw.isdecimal() else 0
         elif part.name in ("message", "files"):
             if not keys_checked:
                 raise KeysChanged()
