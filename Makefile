@@ -1,5 +1,5 @@
 # Two commands do everything (see README.md):
-#   make run    install into .venv, make a DEMO key, initialise data/, serve the source interface
+#   make run    install into .venv, make a DEMO key, initialise data/, serve both interfaces
 #   make test   install with the test extras, then run the whole suite with lint and types
 # Both also install OpenPGP.js for in-browser encryption (npm ci, pinned in package-lock.json)
 # when npm is there; without npm the site runs as it does with JavaScript off.

@@ -61,10 +61,6 @@ class KeysChanged(SubmissionRejected):
                          status=409)
 
 
-class UnknownCodename(TipboxError):
-    """No source has this codename (or it was mistyped)."""
-
-
 class AccountError(TipboxError):
     """A newsroom account operation was refused. The message never holds a passphrase,
     a TOTP secret or a code."""

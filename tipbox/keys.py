@@ -162,12 +162,6 @@ class KeyService:
             row = db.get(NewsroomKey, fingerprint.upper())
             return row.public_key if row else None
 
-    def public_keys(self, state: KeyState = KeyState.ACTIVE) -> list[str]:
-        with self.sessions() as db:
-            return list(db.scalars(select(NewsroomKey.public_key)
-                                   .where(NewsroomKey.state == state)
-                                   .order_by(NewsroomKey.fingerprint)))
-
     def expiry_warnings(self, today_: dt.date | None = None) -> list[str]:
         """What `tipbox doctor` and the admin pages warn about."""
         day = today_ or self.clock()

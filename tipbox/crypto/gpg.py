@@ -111,9 +111,6 @@ class KeyInfo:
         # gpg writes a capital E on the primary when some valid subkey can encrypt.
         return "E" in self.capabilities
 
-    @property
-    def short_fingerprint(self) -> str:
-        return self.fingerprint[-16:]
 
     @property
     def is_demo(self) -> bool:

@@ -77,57 +77,14 @@ class KeyringSource(Protocol):
 
 
 def load_keyring(keys_dir: Path, gnupg_root: Path, gpg_binary: str = "gpg") -> Keyring:
-    """Read every key file in ``keys_dir``; build a GnuPG home holding the usable ones.
-
-    Secret key material anywhere in the folder turns submissions off: a private key on
-    the server breaks the promise that a seized server holds nothing readable.
-    """
-    gnupg_root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    """A keyring straight from the key files in ``keys_dir``, through the same checks as
+    the registry's active keys (for tests and tools; the apps use tipbox.keys)."""
     files = sorted(p for p in keys_dir.glob("*") if p.suffix.lower() in KEY_SUFFIXES
                    and p.is_file()) if keys_dir.is_dir() else []
     if not files:
-        return Keyring(None, (), (
-            f"No newsroom public key found in {keys_dir}. Put the newsroom's public key "
-            "there as an .asc file (see docs/admin-guide.md) and restart, or run "
-            "`tipbox demo` for a demonstration key."
-        ))
-    scanner = GnuPG(gnupg_root / "scan", gpg_binary, agent=False)
-    usable: list[KeyInfo] = []
-    usable_files: list[Path] = []
-    rejected: list[str] = []
-    for path in files:
-        try:
-            found = scanner.scan_key_file(path)
-        except Exception as exc:  # gpg choked on the file: say which one
-            rejected.append(f"{path.name}: gpg could not read it ({exc})")
-            continue
-        if any(k.secret for k in found) or has_secret_material(path.read_bytes()):
-            return Keyring(None, (), (
-                f"{path} holds SECRET key material. The private key must never be on the "
-                "server: delete that file here, keep the secret key on the air-gapped "
-                "machine only, export the public half (gpg --export --armor FPR) into "
-                f"{keys_dir}, and restart."
-            ))
-        if not found:
-            rejected.append(f"{path.name}: no OpenPGP key in it")
-        for key in found:
-            reason = unusable_reason(key)
-            if reason:
-                rejected.append(f"{path.name}: key {key.fingerprint} {reason}")
-            else:
-                usable.append(key)
-                if path not in usable_files:
-                    usable_files.append(path)
-    for line in rejected:
-        log.warning("newsroom key skipped: %s", line)
-    if not usable:
-        return Keyring(None, (), (
-            "No usable newsroom public key: " + "; ".join(rejected)
-            + ". Add a current encryption-capable public key to "
-            f"{keys_dir} (see docs/admin-guide.md) and restart."
-        ))
-    home = build_home([p.read_bytes() for p in usable_files], usable, gnupg_root, gpg_binary)
-    return Keyring(home, tuple(usable), None)
+        return Keyring(None, (), f"No newsroom public key found in {keys_dir}.")
+    return keyring_for([p.read_bytes() for p in files], gnupg_root, gpg_binary,
+                       problem=secret_material_problem(keys_dir, gnupg_root, gpg_binary))
 
 
 def unusable_reason(key: KeyInfo) -> str | None:
@@ -176,14 +133,28 @@ def keyring_for(public_keys: Sequence[bytes], gnupg_root: Path, gpg_binary: str 
             "possession and activate it: see the key ceremony in docs/admin-guide.md."))
     gnupg_root.mkdir(mode=0o700, parents=True, exist_ok=True)
     scanner = GnuPG(gnupg_root / "scan", gpg_binary, agent=False)
-    infos = [k for blob in public_keys for k in scanner.scan_key_data(blob)]
-    usable = [k for k in infos if unusable_reason(k) is None]
+    usable: list[KeyInfo] = []
+    usable_blobs: list[bytes] = []
+    rejected: list[str] = []
+    for blob in public_keys:
+        infos = scanner.scan_key_data(blob)
+        if not infos:
+            rejected.append("a file with no OpenPGP key in it")
+        for key in infos:
+            reason = unusable_reason(key)
+            if reason:
+                rejected.append(f"key {key.fingerprint} {reason}")
+            else:
+                usable.append(key)
+                usable_blobs.append(blob)
+    for line in rejected:
+        log.warning("newsroom key not used: %s", line)
     if not usable:
         return Keyring(None, (), (
-            "Every active newsroom key has expired or was revoked. Rotate to a new key: see "
+            "No usable newsroom key (" + "; ".join(rejected) + "). Rotate to a new key: see "
             "docs/admin-guide.md, or run `tipbox doctor`."))
-    return Keyring(build_home(list(public_keys), usable, gnupg_root, gpg_binary),
-                   tuple(usable), None)
+    return Keyring(build_home(list(dict.fromkeys(usable_blobs)), usable, gnupg_root,
+                              gpg_binary), tuple(usable), None)
 
 
 def build_home(blobs: list[bytes], usable: list[KeyInfo], root: Path, binary: str) -> GnuPG:

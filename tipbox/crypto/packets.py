@@ -120,16 +120,6 @@ def _new_length(data: bytes, pos: int) -> tuple[int, bool, int]:
     return 1 << (first & 0x1F), True, pos + 1
 
 
-def new_length_header(first: int) -> tuple[int | None, bool]:
-    """Decode a one-octet start of a new-format length: (length or None if more octets
-    follow, partial). For streaming parsers that read the octets themselves."""
-    if first < 192:
-        return first, False
-    if 224 <= first < 255:
-        return 1 << (first & 0x1F), True
-    return None, False
-
-
 def signature_hash(body: bytes) -> tuple[int, int] | None:
     """(signature type, hash algorithm) of a signature packet body, or None if unknown."""
     if not body:
