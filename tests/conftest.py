@@ -44,6 +44,15 @@ def second_newsroom_key(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ne
     stop_agent(room.secret_home)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_agent_outlives_the_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Many tests make a throwaway GnuPG home with a secret key in it, and gpg starts an
+    agent for each; stop them all when the run ends rather than leave dozens behind."""
+    yield
+    for keys in tmp_path_factory.getbasetemp().rglob("private-keys-v1.d"):
+        stop_agent(keys.parent)
+
+
 def stop_agent(home: Path) -> None:
     """gpg starts an agent for a home with secret keys; it would outlive the test run."""
     subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"],
