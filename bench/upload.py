@@ -801,7 +801,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         type=lambda s: [parse_size(x) for x in s.split(",")],
                         help="comma-separated sizes (K, M, G are binary units); default 10M,1G")
     parser.add_argument("--repeat", type=positive, default=7, metavar="N",
-                        help="uploads per size, interleaved with the baseline, median kept (default 7)")
+                        help="uploads per size, alternating with the baseline; median (default 7)")
     parser.add_argument("--no-write", action="store_true",
                         help=f"print the results only; leave {DOCS.relative_to(REPO)} alone")
     parser.add_argument("--workdir", type=Path, default=None,
