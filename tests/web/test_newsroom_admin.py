@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 from pathlib import Path
 
+import pyotp
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import select
+from werkzeug.test import TestResponse
 
 from tests.crypto.keyfactory import export, gpg, new_key
 from tests.helpers import Clock, Newsroom, SourceBrowser, csrf_from, log_in
-from tipbox.accounts import AccountService
+from tipbox.accounts import AccountService, NewCredentials
+from tipbox.config import Settings
+from tipbox.db import make_engine, make_session_factory
+from tipbox.models import WebSession
 
 
 @pytest.fixture
@@ -93,3 +101,106 @@ def test_sources_can_download_the_active_public_key(app: Flask, newsroom: Newsro
     found = gpg(Path(newsroom.secret_home), "--show-keys", "--with-colons",
                 input_=resp.data).decode()
     assert newsroom.fingerprint in found
+
+
+def age_admin_sessions(settings: Settings, minutes: int) -> None:
+    """Move every newsroom session's last confirmation back in time, as if the admin had
+    logged in that long ago and walked away."""
+    db = make_session_factory(make_engine(settings.database_url))
+    with db.begin() as s:
+        for row in s.scalars(select(WebSession).where(WebSession.interface == "newsroom")):
+            data = json.loads(row.data)
+            data["confirmed_at"] -= minutes * 60
+            row.data = json.dumps(data)
+
+
+def confirm(client: FlaskClient, creds: NewCredentials, clock: Clock, target: str,
+            code: str | None = None) -> TestResponse:
+    clock.tick()
+    page = client.get(f"/admin/confirm?next={target}").get_data(as_text=True)
+    return client.post(f"/admin/confirm?next={target}", data={
+        "csrf_token": csrf_from(page), "passphrase": creds.passphrase,
+        "code": code or pyotp.TOTP(creds.totp_secret).at(clock.now)})
+
+
+@pytest.fixture
+def boss(accounts: AccountService) -> NewCredentials:
+    return accounts.create("boss2", admin=True)
+
+
+@pytest.fixture
+def stale_admin(newsroom_app: Flask, boss: NewCredentials, clock: Clock,
+                settings: Settings) -> FlaskClient:
+    client = newsroom_app.test_client()
+    assert log_in(client, boss, clock)[0] == 302
+    assert client.get("/admin/keys").status_code == 200  # fresh from log-in
+    age_admin_sessions(settings, 16)
+    return client
+
+
+def test_admin_pages_ask_again_for_passphrase_and_code_after_15_minutes(
+        stale_admin: FlaskClient, boss: NewCredentials, clock: Clock) -> None:
+    resp = stale_admin.get("/admin/accounts")
+    assert resp.status_code == 302
+    assert resp.headers["Location"] == "/admin/confirm?next=/admin/accounts"
+    assert "Confirm it is you" in stale_admin.get(resp.headers["Location"]).get_data(
+        as_text=True)
+    # The rest of the newsroom does not ask.
+    assert stale_admin.get("/").status_code == 200
+
+    resp = confirm(stale_admin, boss, clock, "/admin/accounts")
+    assert resp.status_code == 302 and resp.headers["Location"] == "/admin/accounts"
+    assert stale_admin.get("/admin/accounts").status_code == 200
+
+
+def test_a_stale_admin_session_changes_nothing(
+        stale_admin: FlaskClient, newsroom: Newsroom, accounts: AccountService,
+        second_newsroom_key: Newsroom, app: Flask) -> None:
+    accounts.create("carol")
+    token = csrf_from(stale_admin.get("/").get_data(as_text=True))
+    resp = stale_admin.post("/admin/accounts/carol/deactivate", data={"csrf_token": token})
+    assert resp.headers["Location"] == "/admin/confirm?next=/admin/accounts"
+    assert [a.is_active for a in accounts.list() if a.username == "carol"] == [True]
+    armored = (second_newsroom_key.keys_dir / "newsroom.asc").read_text()
+    resp = stale_admin.post("/admin/keys/add", data={"csrf_token": token, "key": armored})
+    assert resp.headers["Location"] == "/admin/confirm?next=/admin/keys"
+    page = stale_admin.get(resp.headers["Location"]).get_data(as_text=True)
+    assert "Nothing was changed" in page
+    keys_page = app.test_client().get("/").get_data(as_text=True)
+    assert second_newsroom_key.fingerprint not in keys_page
+
+
+def test_confirming_needs_the_right_passphrase_and_a_new_code(
+        stale_admin: FlaskClient, boss: NewCredentials, clock: Clock) -> None:
+    wrong = NewCredentials(boss.username, "not the passphrase", boss.totp_secret)
+    resp = confirm(stale_admin, wrong, clock, "/admin/keys")
+    assert resp.status_code == 403 and "do not match" in resp.get_data(as_text=True)
+    # The code the log-in used (same 30 s step) is refused: replay.
+    used = pyotp.TOTP(boss.totp_secret).at(clock.now - dt.timedelta(seconds=30))
+    resp = confirm(stale_admin, boss, clock, "/admin/keys", code=used)
+    assert resp.status_code == 403
+    assert stale_admin.get("/admin/keys").status_code == 302
+    assert confirm(stale_admin, boss, clock, "/admin/keys").status_code == 302
+    assert stale_admin.get("/admin/keys").status_code == 200
+
+
+def test_confirming_counts_towards_throttling(
+        stale_admin: FlaskClient, boss: NewCredentials, clock: Clock) -> None:
+    wrong = NewCredentials(boss.username, "guess", boss.totp_secret)
+    statuses = [confirm(stale_admin, wrong, clock, "/admin/keys").status_code
+                for _ in range(8)]
+    assert statuses[0] == 403 and statuses[-1] == 429
+    resp = confirm(stale_admin, boss, clock, "/admin/keys")
+    assert resp.status_code == 429 and "Wait" in resp.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("target", ["https://evil.example/", "//evil.example/admin/",
+                                    "/admin/\\evil.example", "/inbox", ""])
+def test_confirming_only_ever_returns_to_an_admin_page(
+        stale_admin: FlaskClient, boss: NewCredentials, clock: Clock, target: str) -> None:
+    resp = confirm(stale_admin, boss, clock, target)
+    assert resp.status_code == 302 and resp.headers["Location"] == "/admin/keys"
+
+
+def test_journalists_cannot_use_the_confirm_page(journalist: FlaskClient) -> None:
+    assert journalist.get("/admin/confirm").status_code == 403

@@ -7,16 +7,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from flask import Blueprint, abort, flash, g, redirect, render_template, url_for
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext
 from werkzeug.wrappers import Response
 
-from tipbox.accounts import AccountService
+from tipbox.accounts import AccountService, LoginFailed, LoginThrottled
 from tipbox.audit import AuditLog
 from tipbox.errors import AccountError, KeyRefused
 from tipbox.keys import KeyService
-from tipbox.web.newsroom.auth import current_journalist
-from tipbox.web.newsroom.forms import ActionForm, KeyCodeForm, PasteKeyForm
+from tipbox.web.newsroom.auth import (
+    ADMIN_FRESH_SECONDS,
+    confirm_identity,
+    current_journalist,
+    recently_confirmed,
+    refusal,
+)
+from tipbox.web.newsroom.forms import ActionForm, ConfirmForm, KeyCodeForm, PasteKeyForm
 
 F = TypeVar("F", bound=Callable[..., Any])
 ViewResult = str | Response | tuple[str, int]
@@ -32,7 +38,8 @@ class AdminDeps:
 def make_admin_blueprint(deps: AdminDeps) -> Blueprint:
     bp = Blueprint("admin", __name__, url_prefix="/admin")
 
-    def admin_required(view: F) -> F:
+    def admin_session(view: F) -> F:
+        """An admin's session, however long ago the passphrase was last given."""
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             account = current_journalist(deps.accounts)
@@ -45,6 +52,52 @@ def make_admin_blueprint(deps: AdminDeps) -> Blueprint:
             return view(*args, **kwargs)
 
         return wrapper  # type: ignore[return-value]
+
+    def admin_required(view: F) -> F:
+        """An admin who gave the passphrase and a TOTP code in the last 15 minutes. Anyone
+        else is sent to confirm first; a form posted after that long is not acted on."""
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if not recently_confirmed():
+                if request.method != "GET":
+                    flash(gettext("Nothing was changed: confirm it is you, then do it again."))
+                return redirect(url_for("admin.confirm", next=_page_to_return_to()))
+            return view(*args, **kwargs)
+
+        return admin_session(wrapper)  # type: ignore[return-value]
+
+    def _page_to_return_to() -> str:
+        if request.method == "GET":
+            return request.path
+        return url_for("admin.accounts" if request.path.startswith("/admin/accounts")
+                       else "admin.keys")
+
+    @bp.route("/confirm", methods=["GET", "POST"])
+    @admin_session
+    def confirm() -> ViewResult:
+        target = request.args.get("next", "")
+        # Only back into the admin pages: never an address someone else wrote.
+        if not target.startswith("/admin/") or "//" in target or "\\" in target:
+            target = url_for("admin.keys")
+        form = ConfirmForm()
+        status = 200
+        if form.validate_on_submit():
+            try:
+                confirmed = deps.accounts.authenticate(
+                    g.journalist.username, form.passphrase.data or "",
+                    "".join((form.code.data or "").split()))
+            except (LoginFailed, LoginThrottled) as exc:
+                message, status = refusal(exc)
+                form.code.errors = [message]
+            else:
+                if confirmed != g.journalist.id:
+                    abort(403)  # cannot happen: usernames are unique
+                confirm_identity()
+                return redirect(target)
+        elif request.method == "POST":
+            status = 400
+        return render_template("newsroom/admin_confirm.html", form=form, target=target,
+                               minutes=ADMIN_FRESH_SECONDS // 60), status
 
     def actor() -> str:
         return f"web:{g.journalist.username}"

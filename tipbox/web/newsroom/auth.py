@@ -5,12 +5,16 @@ from __future__ import annotations
 import time
 
 from flask import session
+from flask_babel import gettext
 
-from tipbox.accounts import AccountService, AccountSummary
+from tipbox.accounts import AccountService, AccountSummary, LoginFailed, LoginThrottled
 from tipbox.web.sessions import ServerSession
 
 # However active, a newsroom session ends this long after its log-in.
 MAX_SESSION_SECONDS = 12 * 3600
+# Admin pages need the passphrase and a TOTP code given this recently (at log-in or on
+# the confirm page): a stolen or unattended session alone cannot change keys or accounts.
+ADMIN_FRESH_SECONDS = 15 * 60
 
 
 def start_session(journalist: AccountSummary) -> None:
@@ -21,6 +25,18 @@ def start_session(journalist: AccountSummary) -> None:
     session["journalist_id"] = journalist.id
     session["epoch"] = journalist.session_epoch
     session["login_at"] = int(time.time()) // 60 * 60  # minutes are enough
+    session["confirmed_at"] = session["login_at"]
+
+
+def confirm_identity() -> None:
+    """Record that the passphrase and a fresh TOTP code were just given again."""
+    session["confirmed_at"] = int(time.time()) // 60 * 60
+
+
+def recently_confirmed() -> bool:
+    confirmed_at = session.get("confirmed_at")
+    return (isinstance(confirmed_at, int)
+            and time.time() - confirmed_at <= ADMIN_FRESH_SECONDS)
 
 
 def current_journalist(accounts: AccountService) -> AccountSummary | None:
@@ -35,3 +51,12 @@ def current_journalist(accounts: AccountService) -> AccountSummary | None:
         session.clear()
         return None
     return account
+
+
+def refusal(exc: LoginFailed | LoginThrottled) -> tuple[str, int]:
+    """What to tell someone whose passphrase and code were refused, and the status."""
+    if isinstance(exc, LoginThrottled):
+        return gettext("Too many failed attempts. Wait %(minutes)s minute(s), then try again.",
+                       minutes=max(1, -(-int(exc.seconds) // 60))), 429
+    return gettext("That username, passphrase and code do not match. Check all three; "
+                   "the code changes every 30 seconds."), 403

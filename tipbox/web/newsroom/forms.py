@@ -22,6 +22,18 @@ class LoginForm(FlaskForm):
     submit = SubmitField(_l("Log in"))
 
 
+class ConfirmForm(FlaskForm):
+    """The admin pages' second look at who is at the keyboard: no username, the session's."""
+
+    passphrase = PasswordField(_l("Passphrase"), validators=[DataRequired(), Length(max=512)],
+                               render_kw={"autocomplete": "current-password"})
+    code = StringField(_l("Two-factor code"),
+                       validators=[DataRequired(), Regexp(r"^\s*\d{3}\s?\d{3}\s*$",
+                                                          message=_l("Six digits."))],
+                       render_kw={"autocomplete": "one-time-code", "inputmode": "numeric"})
+    submit = SubmitField(_l("Confirm"))
+
+
 class ActionForm(FlaskForm):
     """A bare button: the CSRF token is all it carries."""
 

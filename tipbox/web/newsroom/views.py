@@ -32,7 +32,7 @@ from tipbox.newsroom import NewsroomService
 from tipbox.replies import ReplyService
 from tipbox.submissions import today
 from tipbox.web.common import error_page
-from tipbox.web.newsroom.auth import current_journalist, start_session
+from tipbox.web.newsroom.auth import current_journalist, refusal, start_session
 from tipbox.web.newsroom.forms import ActionForm, ConfirmDeleteForm, LoginForm, ReplyForm
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -81,16 +81,9 @@ def make_blueprint(deps: NewsroomDeps) -> Blueprint:
                 journalist_id = deps.accounts.authenticate(
                     form.username.data or "", form.passphrase.data or "",
                     "".join((form.code.data or "").split()))
-            except LoginThrottled as exc:
-                form.code.errors = [gettext(
-                    "Too many failed attempts. Wait %(minutes)s minute(s), then try again.",
-                    minutes=max(1, -(-int(exc.seconds) // 60)))]
-                status = 429
-            except LoginFailed:
-                form.code.errors = [gettext(
-                    "That username, passphrase and code do not match. Check all three; "
-                    "the code changes every 30 seconds.")]
-                status = 403
+            except (LoginFailed, LoginThrottled) as exc:
+                message, status = refusal(exc)
+                form.code.errors = [message]
             else:
                 account = deps.accounts.get(journalist_id)
                 assert account is not None  # noqa: S101 - it just authenticated
