@@ -27,10 +27,11 @@ from argon2 import PasswordHasher
 from sqlalchemy import insert
 
 from tests.helpers import csrf_from, make_newsroom
-from tipbox.accounts import AccountService
+from tipbox.accounts import AccountService, TotpSealer
 from tipbox.cli import initialise
 from tipbox.config import ScryptParams, Settings
 from tipbox.db import make_engine, make_session_factory
+from tipbox.instance import InstanceSecrets
 from tipbox.models import Item, ItemKind, ItemRead, Source
 from tipbox.storage import new_item_id
 from tipbox.web.newsroom import create_newsroom_app
@@ -84,6 +85,7 @@ def main() -> None:
                             scrypt=ScryptParams(n=2**4))
         initialise(settings, trust_keys_folder=True)
         accounts = AccountService(make_session_factory(make_engine(url)),
+                                  TotpSealer(InstanceSecrets.load(settings.secrets_file).totp_key),
                                   hasher=PasswordHasher(time_cost=1, memory_cost=8,
                                                         parallelism=1))
         creds = accounts.create("bench")

@@ -15,7 +15,14 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.helpers import Clock, Newsroom, SourceBrowser, log_in, make_newsroom
+from tests.helpers import (
+    Clock,
+    Newsroom,
+    SourceBrowser,
+    instance_sealer,
+    log_in,
+    make_newsroom,
+)
 from tipbox.accounts import AccountService, NewCredentials
 from tipbox.cli import initialise
 from tipbox.config import REPO_ROOT, ScryptParams, Settings
@@ -175,7 +182,7 @@ def clock() -> Clock:
 @pytest.fixture
 def accounts(settings: Settings, clock: Clock) -> AccountService:
     db = make_session_factory(make_engine(settings.database_url))
-    return AccountService(db, clock=clock,
+    return AccountService(db, instance_sealer(settings), clock=clock,
                           hasher=PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
 
 

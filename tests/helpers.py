@@ -15,8 +15,10 @@ import pyotp
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from tipbox.accounts import NewCredentials
+from tipbox.accounts import NewCredentials, TotpSealer
+from tipbox.config import Settings
 from tipbox.crypto.gpg import GnuPG
+from tipbox.instance import InstanceSecrets
 
 
 @dataclass(frozen=True)
@@ -152,3 +154,8 @@ def log_in(client: FlaskClient, creds: NewCredentials, clock: Clock,
         "passphrase": creds.passphrase,
         "code": code or pyotp.TOTP(creds.totp_secret).at(clock.now)})
     return resp.status_code, resp.get_data(as_text=True)
+
+
+def instance_sealer(settings: Settings) -> TotpSealer:
+    """The sealer the CLI and the newsroom app use: the data folder's own totp_key."""
+    return TotpSealer(InstanceSecrets.load(settings.secrets_file).totp_key)

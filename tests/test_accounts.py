@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import secrets
 import threading
 from collections.abc import Iterator
 
@@ -16,7 +17,7 @@ from argon2 import PasswordHasher
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from tipbox.accounts import AccountService, NewCredentials
+from tipbox.accounts import AccountService, NewCredentials, TotpSealer
 from tipbox.codenames import eff_words
 from tipbox.config import Settings
 from tipbox.db import make_engine, make_session_factory
@@ -82,15 +83,20 @@ def hasher() -> CountingHasher:
 
 @pytest.fixture
 def accounts(sessions: sessionmaker[Session], clock: Clock,
-             hasher: CountingHasher) -> AccountService:
-    return AccountService(sessions, clock=clock, hasher=hasher)
+             hasher: CountingHasher, sealer: TotpSealer) -> AccountService:
+    return AccountService(sessions, sealer, clock=clock, hasher=hasher)
+
+
+@pytest.fixture
+def sealer() -> TotpSealer:
+    return TotpSealer(secrets.token_bytes(32))
 
 
 # --- creating accounts ---------------------------------------------------------------
 
 def test_a_new_account_logs_in_with_a_code_computed_for_the_current_time(
-        sessions: sessionmaker[Session]) -> None:
-    accounts = AccountService(sessions, hasher=PasswordHasher(**CHEAP))  # the real clock
+        sessions: sessionmaker[Session], sealer: TotpSealer) -> None:
+    accounts = AccountService(sessions, sealer, hasher=PasswordHasher(**CHEAP))  # real clock
     creds = accounts.create("alice")
     journalist_id = accounts.authenticate("alice", creds.passphrase,
                                           pyotp.TOTP(creds.totp_secret).now())
@@ -129,6 +135,58 @@ def test_the_database_keeps_an_argon2id_hash_not_the_passphrase(
     assert row.passphrase_hash.startswith("$argon2id$")
     assert creds.passphrase not in row.passphrase_hash
     assert row.is_admin and row.is_active and row.last_totp_step == 0
+
+
+def test_the_database_keeps_the_totp_secret_sealed(
+        accounts: AccountService, sessions: sessionmaker[Session], clock: Clock) -> None:
+    creds = accounts.create("alice")
+    with sessions() as db:
+        stored = db.scalars(select(Journalist.totp_secret)).one()
+    assert stored.startswith("v1:") and creds.totp_secret not in stored
+    assert accounts.authenticate("alice", creds.passphrase, code(creds, clock))
+    clock.advance(30)
+    fresh = accounts.reset_credentials("alice")
+    with sessions() as db:
+        resealed = db.scalars(select(Journalist.totp_secret)).one()
+    assert resealed.startswith("v1:") and fresh.totp_secret not in resealed
+
+
+def test_a_database_without_its_data_folder_gives_no_second_factor(
+        accounts: AccountService, sessions: sessionmaker[Session], clock: Clock,
+        hasher: CountingHasher, caplog: pytest.LogCaptureFixture) -> None:
+    creds = accounts.create("alice")
+    elsewhere = AccountService(sessions, TotpSealer(secrets.token_bytes(32)), clock=clock,
+                               hasher=hasher)
+    with caplog.at_level(logging.ERROR, logger="tipbox.accounts"), \
+            pytest.raises(LoginFailed):
+        elsewhere.authenticate("alice", creds.passphrase, code(creds, clock))
+    assert "do not belong together" in caplog.text and "tipbox users reset" in caplog.text
+    assert creds.totp_secret not in caplog.text
+
+
+def test_a_sealed_secret_moved_to_another_account_does_not_open(
+        accounts: AccountService, sessions: sessionmaker[Session], clock: Clock) -> None:
+    alice = accounts.create("alice")
+    bob = accounts.create("bob")
+    with sessions.begin() as db:
+        rows = {r.username: r for r in db.scalars(select(Journalist))}
+        rows["bob"].totp_secret = rows["alice"].totp_secret
+    with pytest.raises(LoginFailed):
+        accounts.authenticate("bob", bob.passphrase, code(alice, clock))
+
+
+def test_secrets_stored_in_clear_by_an_older_version_work_and_get_sealed(
+        accounts: AccountService, sessions: sessionmaker[Session], clock: Clock) -> None:
+    creds = accounts.create("alice")
+    with sessions.begin() as db:
+        db.scalars(select(Journalist)).one().totp_secret = creds.totp_secret
+    assert accounts.authenticate("alice", creds.passphrase, code(creds, clock))
+    assert accounts.seal_plaintext_secrets() == 1
+    assert accounts.seal_plaintext_secrets() == 0
+    with sessions() as db:
+        assert db.scalars(select(Journalist.totp_secret)).one().startswith("v1:")
+    clock.advance(30)
+    assert accounts.authenticate("alice", creds.passphrase, code(creds, clock))
 
 
 @pytest.mark.parametrize("name", ["a", "x" * 64, "j.doe_2-x", "A.B"])
@@ -403,9 +461,10 @@ def test_admin_operations_on_an_unknown_account_say_so(accounts: AccountService)
 
 
 def test_a_hash_made_with_weaker_parameters_is_upgraded_at_login(
-        accounts: AccountService, sessions: sessionmaker[Session], clock: Clock) -> None:
+        accounts: AccountService, sessions: sessionmaker[Session], clock: Clock,
+        sealer: TotpSealer) -> None:
     creds = accounts.create("alice")
-    stronger = AccountService(sessions, clock=clock, hasher=CountingHasher(time_cost=2,
+    stronger = AccountService(sessions, sealer, clock=clock, hasher=CountingHasher(time_cost=2,
                                                                            memory_cost=16))
     assert stronger.authenticate("alice", creds.passphrase, code(creds, clock))
     with sessions() as db:
@@ -468,8 +527,8 @@ def any_db(any_database: sessionmaker[Session]) -> sessionmaker[Session]:
 class TestOnBothDatabases:
     @pytest.fixture
     def accounts(self, any_db: sessionmaker[Session], clock: Clock,
-                 hasher: CountingHasher) -> AccountService:
-        return AccountService(any_db, clock=clock, hasher=hasher)
+                 hasher: CountingHasher, sealer: TotpSealer) -> AccountService:
+        return AccountService(any_db, sealer, clock=clock, hasher=hasher)
 
     def test_login_replay_and_older_codes(self, accounts: AccountService,
                                           clock: Clock) -> None:

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import select, update
 
 from tipbox.cli import DEMO_KEY_FILE, main
 from tipbox.crypto.keys import load_keyring
+from tipbox.db import make_engine
+from tipbox.errors import ConfigError
+from tipbox.instance import InstanceSecrets
+from tipbox.models import Journalist
 
 
 @pytest.fixture
@@ -27,6 +33,40 @@ def test_init_creates_the_data_folder_and_can_run_again(env: dict[str, str]) -> 
     secrets_file = data / "instance-secrets.json"
     assert secrets_file.stat().st_mode & 0o777 == 0o600
     assert data.stat().st_mode & 0o777 == 0o700
+
+
+def test_init_completes_an_older_secrets_file_and_keeps_what_it_has(
+        env: dict[str, str]) -> None:
+    runner = CliRunner()
+    assert runner.invoke(main, ["init"], env=env).exit_code == 0
+    secrets_file = Path(env["TIPBOX_DATA_DIR"]) / "instance-secrets.json"
+    older = json.loads(secrets_file.read_text())
+    del older["totp_key"]  # as written before TOTP secrets were sealed
+    secrets_file.write_text(json.dumps(older))
+    with pytest.raises(ConfigError, match=r"lacks totp_key.*run `tipbox init`"):
+        InstanceSecrets.load(secrets_file)
+
+    assert runner.invoke(main, ["init"], env=env).exit_code == 0
+    completed = json.loads(secrets_file.read_text())
+    assert {k: completed[k] for k in older} == older
+    assert len(bytes.fromhex(completed["totp_key"])) == 32
+    assert secrets_file.stat().st_mode & 0o777 == 0o600
+
+
+def test_init_seals_totp_secrets_an_older_version_stored_in_clear(
+        env: dict[str, str]) -> None:
+    runner = CliRunner()
+    assert runner.invoke(main, ["init"], env=env).exit_code == 0
+    assert runner.invoke(main, ["users", "add", "ada"], env=env).exit_code == 0
+    url = f"sqlite:///{Path(env['TIPBOX_DATA_DIR']) / 'tipbox.db'}"
+    engine = make_engine(url)
+    with engine.begin() as db:
+        db.execute(update(Journalist).values(totp_secret="JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"))
+    assert runner.invoke(main, ["init"], env=env).exit_code == 0
+    with engine.begin() as db:
+        stored = db.execute(select(Journalist.totp_secret)).scalar_one()
+    engine.dispose()
+    assert stored.startswith("v1:") and "JBSWY3DP" not in stored
 
 
 def test_demo_makes_a_labelled_key_pair_with_the_secret_half_kept_apart(

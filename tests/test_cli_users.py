@@ -14,6 +14,7 @@ import pyotp
 import pytest
 from click.testing import CliRunner, Result
 
+from tests.helpers import instance_sealer
 from tipbox.accounts import AccountService, NewCredentials
 from tipbox.cli import main
 from tipbox.config import Settings
@@ -31,7 +32,7 @@ def env(settings: Settings) -> dict[str, str]:
 def accounts(settings: Settings) -> Iterator[AccountService]:
     """What the newsroom app will use to check a login (default hasher, real clock)."""
     engine = make_engine(settings.database_url)
-    yield AccountService(make_session_factory(engine))
+    yield AccountService(make_session_factory(engine), instance_sealer(settings))
     engine.dispose()
 
 

@@ -3,12 +3,14 @@ and throttling after repeated failures.
 
 Plain Python, no Flask: the ``tipbox users`` commands and the newsroom app both use
 :class:`AccountService`. A passphrase or a code never reaches a log, an exception or a
-repr. The database keeps the passphrase only as an Argon2id hash; it must keep the TOTP
-secret itself, since the server computes the codes it checks.
+repr. The database keeps the passphrase only as an Argon2id hash. It must keep the TOTP
+secret itself, since the server computes the codes it checks, but keeps it sealed
+(:class:`TotpSealer`) under a key that lives in the data folder, not in the database.
 """
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import io
 import logging
@@ -25,6 +27,8 @@ import pyotp
 import segno
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pyotp.exceptions import OTPVerificationError
 from sqlalchemy import CursorResult, Result, func, select, update
 from sqlalchemy.exc import IntegrityError, StatementError
@@ -42,7 +46,7 @@ from tipbox.errors import (
 from tipbox.models import Journalist
 
 __all__ = ["AccountService", "AccountSummary", "LoginFailed", "LoginThrottled",
-           "NewCredentials", "check_username"]
+           "NewCredentials", "TotpSealer", "check_username"]
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +62,43 @@ LONGEST_LOCK = dt.timedelta(hours=1)
 # Longer input is not worth hashing: no generated passphrase comes near it.
 MAX_PASSPHRASE_CHARS = 1024
 USERNAME_RULE = re.compile(r"[A-Za-z0-9._-]{1,64}")
+SEALED = "v1:"
+
+
+@dataclass(frozen=True)
+class TotpSealer:
+    """Encrypts TOTP secrets for the database with AES-256-GCM.
+
+    The key is ``totp_key`` in the data folder's instance-secrets.json, so a copy of the
+    database or of its backups (often kept elsewhere, with PostgreSQL on another host)
+    gives nobody a journalist's second factor. Each secret is bound to its username, so
+    secrets cannot be swapped between rows either.
+    """
+
+    key: bytes = field(repr=False)
+
+    def seal(self, username: str, secret: str) -> str:
+        nonce = secrets.token_bytes(12)
+        sealed = AESGCM(self.key).encrypt(nonce, secret.encode(), _bound_to(username))
+        return SEALED + base64.urlsafe_b64encode(nonce + sealed).decode()
+
+    def unseal(self, username: str, stored: str) -> str | None:
+        """The secret, or None (logged) if it does not open with this instance's key."""
+        if not stored.startswith(SEALED):
+            return stored  # written before secrets were sealed; `tipbox init` seals it
+        try:
+            raw = base64.urlsafe_b64decode(stored[len(SEALED):])
+            return AESGCM(self.key).decrypt(raw[:12], raw[12:], _bound_to(username)).decode()
+        except (ValueError, InvalidTag):
+            log.error("the TOTP secret of %s does not open with totp_key from "
+                      "instance-secrets.json: the database and the data folder do not belong "
+                      "together. Restore the matching instance-secrets.json, or reset the "
+                      "account (`tipbox users reset`).", username)
+            return None
+
+
+def _bound_to(username: str) -> bytes:
+    return b"tipbox totp secret\0" + username.encode()
 
 
 def utcnow() -> dt.datetime:
@@ -121,6 +162,7 @@ class AccountService:
     """
 
     sessions: sessionmaker[Session]
+    sealer: TotpSealer
     clock: Callable[[], dt.datetime] = utcnow
     hasher: PasswordHasher = field(default_factory=PasswordHasher)
 
@@ -129,7 +171,8 @@ class AccountService:
         check_username(username)
         creds = _new_credentials(username)
         row = Journalist(username=username, passphrase_hash=self.hasher.hash(creds.passphrase),
-                         totp_secret=creds.totp_secret, is_admin=admin,
+                         totp_secret=self.sealer.seal(username, creds.totp_secret),
+                         is_admin=admin,
                          created_on=self._now().date())
         with _no_parameters_in_errors():
             try:
@@ -159,7 +202,8 @@ class AccountService:
             log.info("login failed: unknown username")
             raise LoginFailed()
         passphrase_ok = self._verify(attempt.passphrase_hash, candidate)
-        step = _matching_step(attempt.totp_secret, code, now)
+        totp_secret = self.sealer.unseal(username, attempt.totp_secret)
+        step = None if totp_secret is None else _matching_step(totp_secret, code, now)
         if (attempt.is_active and passphrase_ok and step is not None
                 and step > attempt.last_totp_step and self._finish(attempt, step, candidate)):
             log.info("login: %s", username)
@@ -176,7 +220,7 @@ class AccountService:
         with _no_parameters_in_errors(), self.sessions.begin() as db:
             row = _find(db, username)
             row.passphrase_hash = self.hasher.hash(creds.passphrase)
-            row.totp_secret = creds.totp_secret
+            row.totp_secret = self.sealer.seal(username, creds.totp_secret)
             row.last_totp_step = 0
             row.failed_logins = 0
             row.locked_until = None
@@ -200,6 +244,15 @@ class AccountService:
             row.failed_logins = 0
             row.locked_until = None
         log.info("account reactivated: %s", username)
+
+    def seal_plaintext_secrets(self) -> int:
+        """Seal TOTP secrets that an older tipbox stored in clear; how many there were."""
+        with _no_parameters_in_errors(), self.sessions.begin() as db:
+            rows = db.scalars(select(Journalist).where(
+                Journalist.totp_secret.not_like(SEALED + "%"))).all()
+            for row in rows:
+                row.totp_secret = self.sealer.seal(row.username, row.totp_secret)
+        return len(rows)
 
     def get(self, journalist_id: int) -> AccountSummary | None:
         with self.sessions() as db:

@@ -16,7 +16,11 @@ from tipbox.config import REPO_ROOT, Settings
 from tipbox.errors import ConfigError, NoSuchAccount, TipboxError, UsernameTaken
 
 if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
     from tipbox.accounts import AccountService, NewCredentials
+
+log = logging.getLogger(__name__)
 
 DEMO_OFFLINE_DIR = REPO_ROOT / "demo-offline"
 DEMO_KEY_NAME = "tipbox DEMO newsroom key - NOT SECRET, NOT FOR REAL SOURCES"
@@ -65,10 +69,35 @@ def initialise(settings: Settings, *, trust_keys_folder: bool = False) -> None:
             f"{settings.secrets_file} is missing but the database already has sources. A new "
             "file would lock every source out for good: restore it from your backup, then "
             "run `tipbox init` again.")
-    InstanceSecrets.load_or_create(settings.secrets_file)
+    instance = InstanceSecrets.load_or_create(settings.secrets_file)
     CiphertextStore(settings.store_dir).sweep_temp()
     upgrade(settings.database_url)
+    _seal_totp_secrets(settings, instance.totp_key)
     import_keys_folder(settings, trust=trust_keys_folder)
+
+
+def _seal_totp_secrets(settings: Settings, totp_key: bytes) -> None:
+    """Accounts made by a tipbox that kept TOTP secrets in clear get them sealed."""
+    from tipbox.accounts import AccountService, TotpSealer
+    from tipbox.db import make_engine, make_session_factory
+
+    engine = make_engine(settings.database_url)
+    try:
+        sealed = AccountService(make_session_factory(engine),
+                                TotpSealer(totp_key)).seal_plaintext_secrets()
+    finally:
+        engine.dispose()
+    if sealed:
+        log.info("sealed the TOTP secrets of %d account(s)", sealed)
+
+
+def account_service(settings: Settings, engine: Engine) -> AccountService:
+    from tipbox.accounts import AccountService, TotpSealer
+    from tipbox.db import make_session_factory
+    from tipbox.instance import InstanceSecrets
+
+    sealer = TotpSealer(InstanceSecrets.load(settings.secrets_file).totp_key)
+    return AccountService(make_session_factory(engine), sealer)
 
 
 def import_keys_folder(settings: Settings, *, trust: bool) -> None:
@@ -191,12 +220,11 @@ DEFAULT_PORTS = {"source": 8080, "newsroom": 8081}
 def _print_demo_journalist(settings: Settings) -> None:
     """The demo journalist gets fresh credentials at every start: only their hashes are
     stored, so this is the only way to show them again."""
-    from tipbox.accounts import AccountService
-    from tipbox.db import make_engine, make_session_factory
+    from tipbox.db import make_engine
     from tipbox.errors import NoSuchAccount
 
     engine = make_engine(settings.database_url)
-    accounts = AccountService(make_session_factory(engine))
+    accounts = account_service(settings, engine)
     try:
         try:
             creds = accounts.reset_credentials(DEMO_JOURNALIST)
@@ -385,8 +413,7 @@ def _accounts() -> Iterator[AccountService]:
     """The account service on the configured database, with errors told as next steps."""
     from sqlalchemy.exc import OperationalError
 
-    from tipbox.accounts import AccountService
-    from tipbox.db import is_current, make_engine, make_session_factory
+    from tipbox.db import is_current, make_engine
 
     # Alembic's start-up chatter (INFO) would bury the output an admin needs to read.
     logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -400,7 +427,7 @@ def _accounts() -> Iterator[AccountService]:
         if not is_current(engine):
             raise click.ClickException("The database is not initialised or its schema is out "
                                        "of date: run `tipbox init` first.")
-        yield AccountService(make_session_factory(engine))
+        yield account_service(settings, engine)
     except OperationalError as exc:
         # The message, not the URL: the URL may hold the database password.
         raise click.ClickException(

@@ -103,7 +103,8 @@ class Journalist(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     username: Mapped[str] = mapped_column(String(64), unique=True)
     passphrase_hash: Mapped[str] = mapped_column(String(255))
-    totp_secret: Mapped[str] = mapped_column(String(64))
+    # Sealed with the instance's totp_key (tipbox.accounts.TotpSealer): "v1:" + base64.
+    totp_secret: Mapped[str] = mapped_column(String(128))
     # The time step of the last TOTP code accepted: a code can never be used twice.
     last_totp_step: Mapped[int] = mapped_column(BigInteger, default=0)
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)

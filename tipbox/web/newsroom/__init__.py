@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from tipbox.accounts import AccountService
+from tipbox.accounts import AccountService, TotpSealer
 from tipbox.audit import AuditLog
 from tipbox.config import Settings
 from tipbox.crypto.keys import Keyring, KeyringSource
@@ -27,7 +27,8 @@ def create_newsroom_app(settings: Settings | None = None, *, keyring: Keyring | 
     store = CiphertextStore(settings.store_dir)
     deps = NewsroomDeps(
         settings=settings,
-        accounts=accounts or AccountService(plumbing.sessions),
+        accounts=accounts or AccountService(plumbing.sessions,
+                                            TotpSealer(plumbing.secrets.totp_key)),
         newsroom=NewsroomService(plumbing.sessions, store),
         replies=ReplyService(plumbing.sessions, store, keys),
         keys=keys,
