@@ -10,20 +10,9 @@ from wtforms.validators import DataRequired, Length, Regexp
 from tipbox.replies import MAX_REPLY_CHARS
 
 
-class LoginForm(FlaskForm):
-    username = StringField(_l("Username"), validators=[DataRequired(), Length(max=64)],
-                           render_kw={"autocomplete": "username", "autocapitalize": "off"})
-    passphrase = PasswordField(_l("Passphrase"), validators=[DataRequired(), Length(max=512)],
-                               render_kw={"autocomplete": "current-password"})
-    code = StringField(_l("Two-factor code"),
-                       validators=[DataRequired(), Regexp(r"^\s*\d{3}\s?\d{3}\s*$",
-                                                          message=_l("Six digits."))],
-                       render_kw={"autocomplete": "one-time-code", "inputmode": "numeric"})
-    submit = SubmitField(_l("Log in"))
-
-
 class ConfirmForm(FlaskForm):
-    """The admin pages' second look at who is at the keyboard: no username, the session's."""
+    """Passphrase and code: the admin pages' second look at who is at the keyboard (the
+    session says whose account), and the log-in form's last two fields."""
 
     passphrase = PasswordField(_l("Passphrase"), validators=[DataRequired(), Length(max=512)],
                                render_kw={"autocomplete": "current-password"})
@@ -32,6 +21,12 @@ class ConfirmForm(FlaskForm):
                                                           message=_l("Six digits."))],
                        render_kw={"autocomplete": "one-time-code", "inputmode": "numeric"})
     submit = SubmitField(_l("Confirm"))
+
+
+class LoginForm(ConfirmForm):
+    username = StringField(_l("Username"), validators=[DataRequired(), Length(max=64)],
+                           render_kw={"autocomplete": "username", "autocapitalize": "off"})
+    submit = SubmitField(_l("Log in"))
 
 
 class ActionForm(FlaskForm):
