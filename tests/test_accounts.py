@@ -175,16 +175,25 @@ def test_a_sealed_secret_moved_to_another_account_does_not_open(
         accounts.authenticate("bob", bob.passphrase, code(alice, clock))
 
 
-def test_secrets_stored_in_clear_by_an_older_version_work_and_get_sealed(
-        accounts: AccountService, sessions: sessionmaker[Session], clock: Clock) -> None:
+def test_a_secret_in_clear_is_refused_until_sealed(
+        accounts: AccountService, sessions: sessionmaker[Session], clock: Clock,
+        caplog: pytest.LogCaptureFixture) -> None:
+    # As an older version stored it, or as someone with write access to the database but
+    # without the key would plant it.
     creds = accounts.create("alice")
     with sessions.begin() as db:
         db.scalars(select(Journalist)).one().totp_secret = creds.totp_secret
-    assert accounts.authenticate("alice", creds.passphrase, code(creds, clock))
+    with caplog.at_level(logging.ERROR, logger="tipbox.accounts"), \
+            pytest.raises(LoginFailed):
+        accounts.authenticate("alice", creds.passphrase, code(creds, clock))
+    assert "not sealed: run `tipbox init`" in caplog.text
+    assert accounts.unopenable_secrets() == ["alice"]
+
     assert accounts.seal_plaintext_secrets() == 1
     assert accounts.seal_plaintext_secrets() == 0
     with sessions() as db:
         assert db.scalars(select(Journalist.totp_secret)).one().startswith("v1:")
+    assert accounts.unopenable_secrets() == []
     clock.advance(30)
     assert accounts.authenticate("alice", creds.passphrase, code(creds, clock))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -51,6 +52,47 @@ def test_init_completes_an_older_secrets_file_and_keeps_what_it_has(
     assert {k: completed[k] for k in older} == older
     assert len(bytes.fromhex(completed["totp_key"])) == 32
     assert secrets_file.stat().st_mode & 0o777 == 0o600
+
+
+def test_init_refuses_a_secrets_file_without_the_key_the_accounts_were_sealed_with(
+        env: dict[str, str]) -> None:
+    runner = CliRunner()
+    assert runner.invoke(main, ["init"], env=env).exit_code == 0
+    assert runner.invoke(main, ["users", "add", "ada"], env=env).exit_code == 0
+    secrets_file = Path(env["TIPBOX_DATA_DIR"]) / "instance-secrets.json"
+    older = json.loads(secrets_file.read_text())
+    del older["totp_key"]  # an instance-secrets.json restored from an older backup
+    secrets_file.write_text(json.dumps(older))
+    result = runner.invoke(main, ["init"], env=env)
+    assert result.exit_code != 0
+    assert "does not belong with this database" in result.output
+    assert "restore the instance-secrets.json that was backed up" in result.output
+    assert json.loads(secrets_file.read_text()) == older  # nothing added
+
+
+def test_init_warns_when_the_accounts_do_not_open_with_the_key(
+        env: dict[str, str], caplog: pytest.LogCaptureFixture) -> None:
+    runner = CliRunner()
+    assert runner.invoke(main, ["init"], env=env).exit_code == 0
+    assert runner.invoke(main, ["users", "add", "ada"], env=env).exit_code == 0
+    secrets_file = Path(env["TIPBOX_DATA_DIR"]) / "instance-secrets.json"
+    other = json.loads(secrets_file.read_text()) | {"totp_key": "ab" * 32}
+    secrets_file.write_text(json.dumps(other))
+    with caplog.at_level(logging.WARNING, logger="tipbox.cli"):
+        assert runner.invoke(main, ["init"], env=env).exit_code == 0
+    assert "the TOTP secrets of ada do not open" in caplog.text
+    assert "`tipbox users reset`" in caplog.text
+
+
+@pytest.mark.parametrize("length", [16, 31, 33])
+def test_a_secret_of_the_wrong_length_is_a_damaged_file(
+        env: dict[str, str], length: int) -> None:
+    assert CliRunner().invoke(main, ["init"], env=env).exit_code == 0
+    secrets_file = Path(env["TIPBOX_DATA_DIR"]) / "instance-secrets.json"
+    short = json.loads(secrets_file.read_text()) | {"totp_key": "ab" * length}
+    secrets_file.write_text(json.dumps(short))
+    with pytest.raises(ConfigError, match="is damaged"):
+        InstanceSecrets.load(secrets_file)
 
 
 def test_init_seals_totp_secrets_an_older_version_stored_in_clear(

@@ -83,9 +83,15 @@ class TotpSealer:
         return SEALED + base64.urlsafe_b64encode(nonce + sealed).decode()
 
     def unseal(self, username: str, stored: str) -> str | None:
-        """The secret, or None (logged) if it does not open with this instance's key."""
+        """The secret, or None (logged) if it does not open with this instance's key.
+
+        A secret in clear is refused too: only `tipbox init` (seal_plaintext_secrets)
+        reads those. Otherwise anyone who can write to the database could set a TOTP
+        secret of their choosing without the key."""
         if not stored.startswith(SEALED):
-            return stored  # written before secrets were sealed; `tipbox init` seals it
+            log.error("the TOTP secret of %s is not sealed: run `tipbox init` to seal it",
+                      username)
+            return None
         try:
             raw = base64.urlsafe_b64decode(stored[len(SEALED):])
             return AESGCM(self.key).decrypt(raw[:12], raw[12:], _bound_to(username)).decode()
@@ -247,12 +253,25 @@ class AccountService:
 
     def seal_plaintext_secrets(self) -> int:
         """Seal TOTP secrets that an older tipbox stored in clear; how many there were."""
+        sealed = 0
         with _no_parameters_in_errors(), self.sessions.begin() as db:
-            rows = db.scalars(select(Journalist).where(
-                Journalist.totp_secret.not_like(SEALED + "%"))).all()
-            for row in rows:
-                row.totp_secret = self.sealer.seal(row.username, row.totp_secret)
-        return len(rows)
+            rows = db.execute(select(Journalist.id, Journalist.username, Journalist.totp_secret)
+                              .where(Journalist.totp_secret.not_like(SEALED + "%"))).all()
+            for journalist_id, username, secret in rows:
+                # Only if unchanged meanwhile: a reset that won the race keeps its secret.
+                done = db.execute(
+                    update(Journalist)
+                    .where(Journalist.id == journalist_id, Journalist.totp_secret == secret)
+                    .values(totp_secret=self.sealer.seal(username, secret))
+                    .execution_options(synchronize_session=False))
+                sealed += _rowcount(done)
+        return sealed
+
+    def unopenable_secrets(self) -> list[str]:
+        """Usernames whose TOTP secret does not open with this sealer's key."""
+        with self.sessions() as db:
+            rows = db.execute(select(Journalist.username, Journalist.totp_secret)).all()
+        return [name for name, stored in rows if self.sealer.unseal(name, stored) is None]
 
     def get(self, journalist_id: int) -> AccountSummary | None:
         with self.sessions() as db:

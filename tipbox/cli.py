@@ -69,6 +69,15 @@ def initialise(settings: Settings, *, trust_keys_folder: bool = False) -> None:
             f"{settings.secrets_file} is missing but the database already has sources. A new "
             "file would lock every source out for good: restore it from your backup, then "
             "run `tipbox init` again.")
+    if (settings.secrets_file.exists()
+            and "totp_key" in InstanceSecrets.missing(settings.secrets_file)
+            and _has_sealed_totp_secrets(settings.database_url)):
+        raise ConfigError(
+            f"{settings.secrets_file} has no totp_key, but the database holds TOTP secrets "
+            "sealed with one: this file does not belong with this database (restored from an "
+            "older backup?). A new key would lock every journalist out: restore the "
+            "instance-secrets.json that was backed up with the database, then run `tipbox "
+            "init` again.")
     instance = InstanceSecrets.load_or_create(settings.secrets_file)
     CiphertextStore(settings.store_dir).sweep_temp()
     upgrade(settings.database_url)
@@ -83,12 +92,18 @@ def _seal_totp_secrets(settings: Settings, totp_key: bytes) -> None:
 
     engine = make_engine(settings.database_url)
     try:
-        sealed = AccountService(make_session_factory(engine),
-                                TotpSealer(totp_key)).seal_plaintext_secrets()
+        accounts = AccountService(make_session_factory(engine), TotpSealer(totp_key))
+        sealed = accounts.seal_plaintext_secrets()
+        locked_out = accounts.unopenable_secrets()
     finally:
         engine.dispose()
     if sealed:
         log.info("sealed the TOTP secrets of %d account(s)", sealed)
+    if locked_out:
+        log.warning("the TOTP secrets of %s do not open with totp_key in %s: they cannot log "
+                    "in. Restore the instance-secrets.json backed up with this database, or "
+                    "`tipbox users reset` each of them.", ", ".join(locked_out),
+                    settings.secrets_file)
 
 
 def account_service(settings: Settings, engine: Engine) -> AccountService:
@@ -147,17 +162,31 @@ def import_keys_folder(settings: Settings, *, trust: bool) -> None:
 
 
 def _has_sources(url: str) -> bool:
+    from tipbox.models import Source
+
+    return _has_row(url, Source)
+
+
+def _has_sealed_totp_secrets(url: str) -> bool:
+    from tipbox.accounts import SEALED
+    from tipbox.models import Journalist
+
+    return _has_row(url, Journalist, Journalist.totp_secret.like(SEALED + "%"))
+
+
+def _has_row(url: str, model: Any, *where: Any) -> bool:
+    """Whether the table of ``model`` exists and has a row matching ``where``."""
     from sqlalchemy import inspect, select
 
     from tipbox.db import make_engine
-    from tipbox.models import Source
 
     engine = make_engine(url)
     try:
-        if not inspect(engine).has_table(Source.__tablename__):
+        if not inspect(engine).has_table(model.__tablename__):
             return False
         with engine.connect() as conn:
-            return conn.execute(select(Source.id).limit(1)).first() is not None
+            query = select(model.__table__.c.id).where(*where).limit(1)
+            return conn.execute(query).first() is not None
     finally:
         engine.dispose()
 

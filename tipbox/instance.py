@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import secrets
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +37,7 @@ class InstanceSecrets:
             fh.write(payload)
             fh.flush()
             os.fsync(fh.fileno())
+        _sync_folder(path.parent)
 
     @classmethod
     def load(cls, path: Path) -> InstanceSecrets:
@@ -42,9 +47,17 @@ class InstanceSecrets:
             raise ConfigError(f"{path} lacks {', '.join(missing)}, which this version of "
                               "tipbox needs: run `tipbox init` once to add it.")
         try:
-            return cls(**{name: bytes.fromhex(raw[name]) for name in FIELDS})
+            values = {name: bytes.fromhex(raw[name]) for name in FIELDS}
         except (ValueError, TypeError) as exc:
             raise _damaged(path, exc) from None
+        if any(len(value) != KEY_BYTES for value in values.values()):
+            raise _damaged(path, ValueError())
+        return cls(**values)
+
+    @staticmethod
+    def missing(path: Path) -> list[str]:
+        """The secrets an existing file lacks (written by an older tipbox)."""
+        return [name for name in FIELDS if name not in _read(path)]
 
     @classmethod
     def load_or_create(cls, path: Path) -> InstanceSecrets:
@@ -53,22 +66,53 @@ class InstanceSecrets:
         if not path.exists():
             cls.generate().save(path)
             return cls.load(path)
-        raw = _read(path)
-        missing = [name for name in FIELDS if name not in raw]
-        if missing:
-            raw.update({name: secrets.token_bytes(32).hex() for name in missing})
-            temp = path.with_name(path.name + ".new")
-            temp.unlink(missing_ok=True)
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                fh.write(json.dumps(raw))
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(temp, path)
+        # Under a lock, and read again under it: two `tipbox init` at once must not
+        # each add a different key.
+        with _locked(path):
+            raw = _read(path)
+            missing = [name for name in FIELDS if name not in raw]
+            if missing:
+                raw.update({name: secrets.token_bytes(KEY_BYTES).hex() for name in missing})
+                _replace(path, json.dumps(raw))
         return cls.load(path)
 
 
 FIELDS = ("flask_secret_key", "codename_pepper", "codename_mac_key", "totp_key")
+KEY_BYTES = 32
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def _replace(path: Path, payload: str) -> None:
+    """Write ``payload`` over ``path`` so that a crash leaves the old file or the new one,
+    and the new one survives once this returns (the folder is synced too)."""
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(payload)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+    _sync_folder(path.parent)
+
+
+def _sync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _read(path: Path) -> dict[str, str]:

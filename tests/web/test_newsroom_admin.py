@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import urllib.parse
 from pathlib import Path
 
 import pyotp
@@ -200,6 +201,36 @@ def test_confirming_only_ever_returns_to_an_admin_page(
         stale_admin: FlaskClient, boss: NewCredentials, clock: Clock, target: str) -> None:
     resp = confirm(stale_admin, boss, clock, target)
     assert resp.status_code == 302 and resp.headers["Location"] == "/admin/keys"
+
+
+@pytest.mark.parametrize("target", ["/admin/../items/x.gpg", "/admin/%2e%2e/download/unread",
+                                    "/admin/confirm", "/admin/keys\r\nX-Evil: 1",
+                                    "/admin/keys/add", "/admin/nowhere"])
+def test_confirming_returns_only_to_admin_pages_that_exist(
+        stale_admin: FlaskClient, boss: NewCredentials, clock: Clock, target: str) -> None:
+    resp = confirm(stale_admin, boss, clock, urllib.parse.quote(target, safe="/"))
+    assert resp.status_code == 302 and resp.headers["Location"] == "/admin/keys"
+
+
+def test_confirming_returns_to_the_page_asked_for(
+        stale_admin: FlaskClient, boss: NewCredentials, clock: Clock) -> None:
+    resp = confirm(stale_admin, boss, clock, "/admin/audit")
+    assert resp.status_code == 302 and resp.headers["Location"] == "/admin/audit"
+
+
+def test_confirming_renews_the_session_id(
+        stale_admin: FlaskClient, newsroom_app: Flask, boss: NewCredentials,
+        clock: Clock) -> None:
+    # Someone who copied the cookie before must not share the admin's new 15 minutes.
+    thief = newsroom_app.test_client()
+    cookie = stale_admin.get_cookie("tipbox_newsroom")
+    assert cookie is not None
+    thief.set_cookie("tipbox_newsroom", cookie.value)
+    assert thief.get("/").status_code == 200  # the copy works, for now
+    assert confirm(stale_admin, boss, clock, "/admin/keys").status_code == 302
+    assert stale_admin.get("/admin/keys").status_code == 200
+    assert thief.get("/admin/keys").status_code == 302
+    assert thief.get("/").status_code == 302  # the old id is gone altogether
 
 
 def test_journalists_cannot_use_the_confirm_page(journalist: FlaskClient) -> None:

@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_babel import gettext
+from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
 from tipbox.accounts import AccountService, LoginFailed, LoginThrottled
@@ -26,6 +38,8 @@ from tipbox.web.newsroom.forms import ActionForm, ConfirmForm, KeyCodeForm, Past
 
 F = TypeVar("F", bound=Callable[..., Any])
 ViewResult = str | Response | tuple[str, int]
+# Where the confirm page may send an admin back to: plain admin paths only.
+RETURN_PATH = re.compile(r"/admin/[A-Za-z0-9._/-]*")
 
 
 @dataclass(frozen=True)
@@ -75,10 +89,7 @@ def make_admin_blueprint(deps: AdminDeps) -> Blueprint:
     @bp.route("/confirm", methods=["GET", "POST"])
     @admin_session
     def confirm() -> ViewResult:
-        target = request.args.get("next", "")
-        # Only back into the admin pages: never an address someone else wrote.
-        if not target.startswith("/admin/") or "//" in target or "\\" in target:
-            target = url_for("admin.keys")
+        target = _admin_page(request.args.get("next", "")) or url_for("admin.keys")
         form = ConfirmForm()
         status = 200
         if form.validate_on_submit():
@@ -218,4 +229,16 @@ def make_admin_blueprint(deps: AdminDeps) -> Blueprint:
         return render_template("newsroom/admin_audit.html", entries=deps.audit.recent())
 
     return bp
+
+
+def _admin_page(target: str) -> str | None:
+    """``target`` if it is the path of an admin page (one that answers GET), else None.
+    The check is the app's own URL map, so "/admin/../items/..." and the like go nowhere."""
+    if not RETURN_PATH.fullmatch(target) or ".." in target or "//" in target:
+        return None
+    try:
+        endpoint, _ = current_app.url_map.bind("localhost").match(target, method="GET")
+    except HTTPException:  # no such page, not a GET, or a redirect (trailing slash)
+        return None
+    return target if endpoint.startswith("admin.") and endpoint != "admin.confirm" else None
 

@@ -29,7 +29,10 @@ def start_session(journalist: AccountSummary) -> None:
 
 
 def confirm_identity() -> None:
-    """Record that the passphrase and a fresh TOTP code were just given again."""
+    """Record that the passphrase and a fresh TOTP code were just given again, under a new
+    session id: an old copy of the cookie must not gain the new 15 minutes."""
+    assert isinstance(session, ServerSession)  # noqa: S101 - set by the session interface
+    session.regenerate()
     session["confirmed_at"] = int(time.time()) // 60 * 60
 
 
