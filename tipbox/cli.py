@@ -275,24 +275,29 @@ def _print_demo_journalist(settings: Settings) -> None:
 
 
 def _serve_both(host: str, source_port: int, newsroom_port: int, offline_dir: Path) -> None:
-    """Two servers, two ports, as in production; Ctrl-C stops both."""
+    """Two servers, two ports, as in production; Ctrl-C (or SIGTERM, SIGHUP) stops both."""
     import signal
     import subprocess
 
     def stop(_signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt  # SIGTERM too stops both servers, never orphans them
+        raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGHUP, stop)
     base = [sys.executable, "-m", "tipbox.cli", "serve"]
-    procs = [subprocess.Popen([*base, "source", "--host", host, "--port", str(source_port)]),
+    # Each server runs in a session of its own, so the terminal's Ctrl-C reaches only this
+    # process, which then stops each server once. Were a gunicorn worker to get the
+    # terminal's SIGINT and its master's SIGQUIT together, the two nested handlers could
+    # deadlock in gthread's executor shutdown and keep the port taken.
+    procs = [subprocess.Popen([*base, "source", "--host", host, "--port", str(source_port)],
+                              start_new_session=True),
              subprocess.Popen([*base, "newsroom", "--host", host, "--port",
-                               str(newsroom_port)])]
+                               str(newsroom_port)], start_new_session=True)]
     click.echo("\n".join([
         "",
         f"  Source interface:   http://{host}:{source_port}/   (what the public would see)",
         f"  Newsroom interface: http://{host}:{newsroom_port}/login   (journalists only)",
-        f"  Decrypt on the 'air-gapped machine': tipbox-open BUNDLE.tar --out DIR "
+        f"  Decrypt on the 'air-gapped machine': .venv/bin/tipbox-open BUNDLE.tar --out DIR "
         f"--gnupghome {offline_dir / 'gnupg'}",
         "  Press Ctrl-C to stop both.",
         "",
@@ -306,14 +311,38 @@ def _serve_both(host: str, source_port: int, newsroom_port: int, offline_dir: Pa
     except KeyboardInterrupt:
         pass
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in procs:
-            proc.wait()
+        # A second Ctrl-C must not cut the clean-up short and leave a server behind.
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_IGN)
+        _stop_servers(procs)
     failed = [p.returncode for p in procs if p.returncode not in (0, -15, None)]
     if failed:
         raise click.ClickException("A server stopped with an error; see the messages above.")
+
+
+def _stop_servers(procs: list[Any], grace: float = 10.0) -> None:
+    """SIGTERM to each server (gunicorn finishes the requests in flight), and after
+    ``grace`` seconds SIGKILL to whatever is left of its session: master, workers, gpg."""
+    import signal
+    import subprocess
+    import time
+
+    live = [p for p in procs if p.poll() is None]
+    if live:
+        click.echo("Stopping the servers...", err=True)
+    for proc in live:
+        proc.terminate()
+    deadline = time.monotonic() + grace
+    for proc in live:
+        try:
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            click.echo(f"Server {proc.pid} did not stop within {grace:.0f} s: killing it.",
+                       err=True)
+            # The master still runs, so its process group is still its own: this reaches
+            # its workers and their gpg processes too.
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
 
 def ensure_demo_key(keys_dir: Path, offline_dir: Path) -> None:
