@@ -13,6 +13,12 @@ def test_addresses_are_redacted_from_log_lines() -> None:
     assert "Invalid request from ip=" in cleaned
 
 
+def test_the_servers_own_listening_address_stays_in_the_log() -> None:
+    line = "Listening at: http://127.0.0.1:8080 (42); request from 203.0.113.9"
+    assert redact(line, frozenset({"127.0.0.1"})) == (
+        "Listening at: http://127.0.0.1:8080 (42); request from [address removed]")
+
+
 def test_the_wsgi_app_never_sees_the_client_address_or_browser() -> None:
     seen: dict[str, object] = {}
 

@@ -538,7 +538,14 @@ def _key_service(settings: Settings) -> tuple[Any, Any]:
 def _actor() -> str:
     # Under sudo, the person who typed the command, not the service account.
     who = os.environ.get("SUDO_USER") or os.environ.get("USER") or os.environ.get("LOGNAME")
-    return f"cli:{who or 'unknown'}"
+    if not who:  # a service or a bare shell sets neither: ask the system who this is
+        import pwd
+
+        try:
+            who = pwd.getpwuid(os.getuid()).pw_name
+        except KeyError:
+            who = f"uid {os.getuid()}"
+    return f"cli:{who}"
 
 
 @main.group()

@@ -31,13 +31,18 @@ _SCRUBBED_ENVIRON = ("REMOTE_ADDR", "REMOTE_PORT", "HTTP_USER_AGENT", "HTTP_X_FO
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
-def redact(text: str) -> str:
-    return _IP_RE.sub("[address removed]", text)
+def redact(text: str, keep: frozenset[str] = frozenset()) -> str:
+    """``text`` with every IP address replaced, except those in ``keep``."""
+    return _IP_RE.sub(lambda m: m[0] if m[0] in keep else "[address removed]", text)
 
 
 class _RedactingFilter(logging.Filter):
+    def __init__(self, keep: frozenset[str]) -> None:
+        super().__init__()
+        self.keep = keep
+
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = redact(record.getMessage())
+        record.msg = redact(record.getMessage(), self.keep)
         record.args = ()
         return True
 
@@ -47,8 +52,11 @@ class PrivateLogger(Logger):
 
     def setup(self, cfg: Any) -> None:
         super().setup(cfg)
+        # The server's own listening address ("Listening at: ...") is no secret, and an
+        # admin reading the log needs it; every other address goes.
+        own = frozenset(bind.rsplit(":", 1)[0].strip("[]") for bind in cfg.bind)
         for handler in self.error_log.handlers:
-            handler.addFilter(_RedactingFilter())
+            handler.addFilter(_RedactingFilter(own))
 
     def access(self, resp: Any, req: Any, environ: Any, request_time: Any) -> None:
         return None

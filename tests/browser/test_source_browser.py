@@ -119,7 +119,7 @@ class Tab:
         if shots:
             self.shot("1-index")
         page.click("text=Get a codename")
-        codename = str(page.inner_text("#codename")).strip()
+        codename = str(page.inner_text("#codename-shown")).strip()
         if shots:
             self.shot("2-codename")
         page.click("form[action='/create'] button[type=submit]")

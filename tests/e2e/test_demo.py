@@ -89,5 +89,6 @@ def test_the_demo_stops_both_servers_and_every_worker(tmp_path: Path, signum: in
         log.close()
     output = (tmp_path / "demo.log").read_text()
     assert "Stopping the servers" in output
+    assert f"Listening at: http://127.0.0.1:{port}" in output  # no secret, and useful
     assert [pid for pid in servers if alive(pid)] == []
     assert not answers(port, "/") and not answers(port + 1, "/login")

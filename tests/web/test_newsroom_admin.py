@@ -85,6 +85,8 @@ def test_an_admin_resets_and_deactivates_accounts(
         admin: FlaskClient, accounts: AccountService) -> None:
     accounts.create("carol")
     page = admin.get("/admin/accounts").get_data(as_text=True)
+    assert 'action="/admin/accounts/carol/deactivate"' in page
+    assert 'action="/admin/accounts/boss/deactivate"' not in page  # not offered for oneself
     resp = admin.post("/admin/accounts/carol/reset", data={"csrf_token": csrf_from(page)})
     assert "New credentials for carol" in resp.get_data(as_text=True)
     admin.post("/admin/accounts/carol/deactivate", data={"csrf_token": csrf_from(page)})

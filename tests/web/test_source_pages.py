@@ -185,7 +185,7 @@ def test_redirects_stay_on_this_site(browser: SourceBrowser) -> None:
 
 def test_codename_page_shows_seven_words_from_the_word_list(browser: SourceBrowser) -> None:
     html = browser.client.get("/generate").get_data(as_text=True)
-    match = re.search(r'<p class="codename" id="codename">([^<]*)</p>', html)
+    match = re.search(r'<p class="codename" id="codename-shown">([^<]*)</p>', html)
     assert match
     words = match.group(1).split()
     assert len(words) == 7

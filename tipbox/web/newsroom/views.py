@@ -247,8 +247,8 @@ def _file_chunks(entry: BundleEntry) -> Iterator[bytes]:
 def _bundle_response(deps: NewsroomDeps, journalist_id: int,
                      entries: list[BundleEntry]) -> ViewResult:
     if not entries:
-        flash(gettext("There is nothing to download there: everything selected was read "
-                      "already, or nothing was selected."))
+        flash(gettext("Nothing to download: every item there has been read already. A "
+                      "source's page lets you pick read items to download again."))
         return redirect(url_for("newsroom.inbox"))
     bundle = new_bundle(today())
 
