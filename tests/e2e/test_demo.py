@@ -68,6 +68,7 @@ def test_the_demo_stops_both_servers_and_every_worker(tmp_path: Path, signum: in
     demo = subprocess.Popen([TIPBOX, "demo", "--port", str(port),
                              "--offline-dir", str(tmp_path / "offline")],
                             env=env, stdout=log, stderr=log, start_new_session=True)
+    servers: set[int] = set()
     try:
         deadline = time.monotonic() + 60
         while not (answers(port, "/") and answers(port + 1, "/login")):
@@ -87,8 +88,11 @@ def test_the_demo_stops_both_servers_and_every_worker(tmp_path: Path, signum: in
             os.killpg(demo.pid, signal.SIGKILL)
             demo.wait()
         log.close()
+        left = [pid for pid in servers if alive(pid)]
+        for pid in left:  # never leave a server behind, even when the test fails
+            os.kill(pid, signal.SIGKILL)
+    assert left == [], "servers outlived the demo"
     output = (tmp_path / "demo.log").read_text()
     assert "Stopping the servers" in output
     assert f"Listening at: http://127.0.0.1:{port}" in output  # no secret, and useful
-    assert [pid for pid in servers if alive(pid)] == []
     assert not answers(port, "/") and not answers(port + 1, "/login")
