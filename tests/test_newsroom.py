@@ -204,3 +204,58 @@ def test_deleted_rows_do_not_linger_in_the_sqlite_write_ahead_log(
     assert not wal.exists() or wal.stat().st_size == 0
     assert designation.encode() not in (settings.data_dir / "tipbox.db").read_bytes()
     engine.dispose()
+
+
+# --- retention ------------------------------------------------------------------------
+
+JAN, MAR, JUN = dt.date(2026, 1, 10), dt.date(2026, 3, 10), dt.date(2026, 6, 10)
+
+
+def read_all(desk: Desk, journalist_id: int, source_id: int) -> None:
+    desk.newsroom.mark_source_read(journalist_id, source_id)
+
+
+def test_pruning_picks_sources_quiet_since_before_the_cutoff(desk: Desk) -> None:
+    ada = add_journalist(desk.db, "ada")
+    quiet = desk.source_with("old tip", "more", day=JAN)
+    lively = desk.source_with("recent tip", day=JUN)
+    for source_id in (quiet, lively):
+        read_all(desk, ada, source_id)
+    plan = desk.newsroom.pruning(MAR)
+    assert (plan.source_ids, plan.items, plan.replies, plan.kept_unread) == ([quiet], 2, 0, 0)
+
+    before = store_ids(desk.settings.store_dir)
+    assert desk.newsroom.delete_sources(plan.source_ids) == 1
+    assert len(before - store_ids(desk.settings.store_dir)) == 2
+    assert desk.newsroom.pruning(MAR).source_ids == []
+    assert [r.id for r in desk.newsroom.inbox(ada).rows] == [lively]
+
+
+def test_a_tip_nobody_has_read_is_never_pruned_unseen(desk: Desk) -> None:
+    ada = add_journalist(desk.db, "ada")
+    unread = desk.source_with("nobody looked at this", day=JAN)
+    half_read = desk.source_with("seen", "not seen", day=JAN)
+    view = desk.newsroom.source(ada, half_read)
+    assert view is not None
+    desk.newsroom.mark_read(ada, [view.items[0].id])
+    plan = desk.newsroom.pruning(MAR)
+    assert (plan.source_ids, plan.kept_unread) == ([], 2)
+    # Read by any one journalist is enough.
+    bob = add_journalist(desk.db, "bob")
+    read_all(desk, bob, unread)
+    assert desk.newsroom.pruning(MAR).source_ids == [unread]
+    everything = desk.newsroom.pruning(MAR, include_unread=True)
+    assert (sorted(everything.source_ids), everything.kept_unread) == (
+        sorted([unread, half_read]), 0)
+
+
+def test_a_recent_reply_keeps_a_conversation_alive(desk: Desk) -> None:
+    ada = add_journalist(desk.db, "ada")
+    source_id = desk.source_with("old tip", day=JAN)
+    read_all(desk, ada, source_id)
+    with desk.db.begin() as s:
+        s.add(Reply(id="r" * 32, source_id=source_id, journalist_id=ada, seq=2, size=1,
+                    key_fingerprints="F" * 40, sent_on=JUN))
+    assert desk.newsroom.pruning(MAR).source_ids == []
+    plan = desk.newsroom.pruning(dt.date(2026, 7, 1))
+    assert (plan.source_ids, plan.items, plan.replies) == ([source_id], 1, 1)

@@ -1,7 +1,8 @@
-"""The ``tipbox`` command: init, serve, demo, users."""
+"""The ``tipbox`` command: init, serve, demo, users, keys, prune, doctor."""
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import sys
@@ -650,9 +651,69 @@ def keys_retire(fingerprint: str) -> None:
 
 
 def _fmt_day(ts: int | None) -> str:
-    import datetime as dt
-
     return dt.datetime.fromtimestamp(ts, dt.UTC).date().isoformat() if ts else "never"
+
+
+@main.command()
+@click.option("--older-than", "days", type=click.IntRange(min=1), default=None, metavar="DAYS",
+              help="Days without a submission or a reply (default: TIPBOX_RETENTION_DAYS).")
+@click.option("--include-unread", is_flag=True,
+              help="Delete sources past the cutoff even if nobody has read all their items.")
+@click.option("--dry-run", is_flag=True, help="Say what would be deleted; delete nothing.")
+def prune(days: int | None, include_unread: bool, dry_run: bool) -> None:
+    """Delete sources gone quiet, with all their items and replies (a retention policy).
+
+    Run it daily (cron or a systemd timer) so that a seized server holds as little as
+    possible. A source with an item no journalist has read is kept unless
+    --include-unread."""
+    settings = _settings()
+    days = days or settings.retention_days
+    if days is None:
+        raise click.ClickException("How old? Give --older-than DAYS, or set "
+                                   "TIPBOX_RETENTION_DAYS.")
+    with _newsroom(settings) as (newsroom, audit):
+        plan = newsroom.pruning(_retention_cutoff(days), include_unread=include_unread)
+        what = (f"{len(plan.source_ids)} source(s) with {plan.items} item(s) and "
+                f"{plan.replies} reply(ies), quiet since before {plan.cutoff.isoformat()}")
+        if dry_run:
+            click.echo(f"Would delete {what}.")
+        elif plan.source_ids:
+            newsroom.delete_sources(plan.source_ids)
+            # A count and a date: the audit log names no source.
+            audit.record(_actor(), "sources pruned", what)
+            click.echo(f"Deleted {what}.")
+        else:
+            click.echo(f"Nothing to delete: no source has been quiet since before "
+                       f"{plan.cutoff.isoformat()}.")
+    if plan.kept_unread:
+        click.echo(f"Kept {plan.kept_unread} source(s) just as old whose items nobody has read "
+                   "all of: read them, or use --include-unread.")
+
+
+def _retention_cutoff(days: int) -> dt.date:
+    from tipbox.submissions import today
+
+    return today() - dt.timedelta(days=days)
+
+
+@contextmanager
+def _newsroom(settings: Settings) -> Iterator[tuple[Any, Any]]:
+    from tipbox.audit import AuditLog
+    from tipbox.db import is_current, make_engine, make_session_factory
+    from tipbox.newsroom import NewsroomService
+    from tipbox.storage import CiphertextStore
+
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    if not settings.secrets_file.exists():
+        raise click.ClickException(f"{settings.data_dir} is not initialised: run `tipbox init`.")
+    engine = make_engine(settings.database_url)
+    try:
+        if not is_current(engine):
+            raise click.ClickException("The database schema is out of date: run `tipbox init`.")
+        sessions = make_session_factory(engine)
+        yield NewsroomService(sessions, CiphertextStore(settings.store_dir)), AuditLog(sessions)
+    finally:
+        engine.dispose()
 
 
 @main.command()
@@ -685,6 +746,18 @@ def doctor() -> None:
         problems.extend(service.expiry_warnings())
     finally:
         engine.dispose()
+    if settings.retention_days is not None and not problems:
+        with _newsroom(settings) as (newsroom, _audit):
+            plan = newsroom.pruning(_retention_cutoff(settings.retention_days))
+        notes.append(f"Retention: sources quiet for {settings.retention_days} days are "
+                     "deleted by `tipbox prune`.")
+        if plan.source_ids:
+            problems.append(f"{len(plan.source_ids)} source(s) have been quiet for more than "
+                            f"{settings.retention_days} days but are still here: schedule "
+                            "`tipbox prune` to run daily (docs/admin-guide.md).")
+        if plan.kept_unread:
+            notes.append(f"{plan.kept_unread} source(s) past the retention period are kept "
+                         "because nobody has read all their items.")
     for note in notes:
         click.echo(note)
     for problem in problems:

@@ -51,6 +51,8 @@ class Settings:
     gpg_binary: str = "gpg"
     # Bytes asked of the request body per read while an upload streams through gpg.
     upload_chunk_bytes: int = 1 * MIB
+    # `tipbox prune` deletes sources with no submission or reply for this many days.
+    retention_days: int | None = None
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -60,6 +62,9 @@ class Settings:
             if getattr(self, name) < 1:
                 raise ConfigError(f"TIPBOX_{name.upper()} must be a positive number, "
                                   f"got {getattr(self, name)!r}")
+        if self.retention_days is not None and self.retention_days < 1:
+            raise ConfigError("TIPBOX_RETENTION_DAYS must be a positive number of days (or "
+                              f"unset, to keep sources until deleted), got {self.retention_days!r}")
 
     @property
     def store_dir(self) -> Path:
@@ -100,6 +105,7 @@ class Settings:
             "TIPBOX_MAX_SUBMISSION_BYTES": "max_submission_bytes",
             "TIPBOX_MAX_FILES": "max_files",
             "TIPBOX_SESSION_IDLE_MINUTES": "session_idle_minutes",
+            "TIPBOX_RETENTION_DAYS": "retention_days",
         }
         for var, name in int_vars.items():
             if var in env:

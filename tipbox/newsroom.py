@@ -1,5 +1,6 @@
 """What journalists see and do: the inbox, a source's items and replies, read state,
-stars, deletion and the entries of export bundles. No Flask here."""
+stars, deletion and the entries of export bundles; and the retention policy that deletes
+sources gone quiet. No Flask here."""
 
 from __future__ import annotations
 
@@ -73,6 +74,19 @@ class SourceView:
     items: list[ItemView]
     replies: list[ReplyView]
     can_receive_replies: bool
+
+
+@dataclass(frozen=True)
+class Pruning:
+    """What a retention run finds: sources with no submission and no reply since before
+    ``cutoff``."""
+
+    cutoff: dt.date
+    source_ids: list[int]  # to delete
+    items: int
+    replies: int
+    # Past the cutoff too, but kept: some item of theirs no journalist has read yet.
+    kept_unread: int
 
 
 @dataclass(frozen=True)
@@ -207,6 +221,25 @@ class NewsroomService:
         with self.sessions() as db:
             forget_deleted(db)
         return len(doomed)
+
+    def pruning(self, cutoff: dt.date, *, include_unread: bool = False) -> Pruning:
+        """The sources a retention policy would delete: last submission and last reply
+        both before ``cutoff``. A source with an item that no journalist has read is kept
+        unless ``include_unread``: a tip nobody has looked at is never deleted unseen."""
+        recent_reply = exists().where(Reply.source_id == Source.id, Reply.sent_on >= cutoff)
+        never_read = exists().where(
+            Item.source_id == Source.id, ~exists().where(ItemRead.item_id == Item.id))
+        quiet = select(Source.id).where(Source.last_activity_on < cutoff, ~recent_reply)
+        with self.sessions() as db:
+            stale = set(db.scalars(quiet))
+            unread = set(db.scalars(quiet.where(never_read))) if stale else set()
+            doomed = sorted(stale if include_unread else stale - unread)
+            items = db.scalar(select(func.count()).select_from(Item)
+                              .where(Item.source_id.in_(doomed))) or 0
+            replies = db.scalar(select(func.count()).select_from(Reply)
+                                .where(Reply.source_id.in_(doomed))) or 0
+        return Pruning(cutoff, doomed, items, replies,
+                       0 if include_unread else len(unread))
 
     def delete_sources(self, source_ids: Sequence[int]) -> int:
         """Delete sources with every item and reply they have."""

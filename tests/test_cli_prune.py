@@ -1,0 +1,134 @@
+"""`tipbox prune`, the retention policy, and what `tipbox doctor` says about it."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from click.testing import CliRunner, Result
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from tests.conftest import FAST_SCRYPT
+from tests.newsroom_fixtures import add_journalist, store_ids, submit
+from tipbox.cli import main
+from tipbox.codenames import CodenameHasher, generate_codename
+from tipbox.config import Settings
+from tipbox.crypto.keys import load_keyring
+from tipbox.db import make_engine, make_session_factory
+from tipbox.models import AuditEntry, Source
+from tipbox.newsroom import NewsroomService
+from tipbox.sources import SourceService
+from tipbox.storage import CiphertextStore
+
+TODAY = dt.datetime.now(dt.UTC).date()
+
+
+@pytest.fixture
+def db(settings: Settings) -> sessionmaker[Session]:
+    return make_session_factory(make_engine(settings.database_url))
+
+
+def env(settings: Settings, **extra: str) -> dict[str, str]:
+    return {"TIPBOX_DATA_DIR": str(settings.data_dir), "TIPBOX_KEYS_DIR": str(settings.keys_dir),
+            "TIPBOX_DATABASE_URL": settings.database_url, "TIPBOX_SCRYPT_N": "16", **extra}
+
+
+def source_last_heard(settings: Settings, db: sessionmaker[Session], days_ago: int, *,
+                      read: bool = True) -> int:
+    ring = load_keyring(settings.keys_dir, settings.gnupg_dir)
+    store = CiphertextStore(settings.store_dir)
+    source_id = SourceService(db, CodenameHasher(b"p" * 32, FAST_SCRYPT)).create(
+        generate_codename())
+    submit(db, ring, store, source_id, "a tip", day=TODAY - dt.timedelta(days=days_ago))
+    if read:
+        reader = add_journalist(db, f"reader{source_id}")
+        NewsroomService(db, store).mark_source_read(reader, source_id)
+    return source_id
+
+
+def prune(settings: Settings, *args: str, **extra: str) -> Result:
+    return CliRunner().invoke(main, ["prune", *args], env=env(settings, **extra))
+
+
+def remaining(db: sessionmaker[Session]) -> list[int]:
+    with db() as s:
+        return sorted(s.scalars(select(Source.id)))
+
+
+def test_prune_deletes_sources_quiet_for_longer_than_asked(
+        settings: Settings, db: sessionmaker[Session]) -> None:
+    old = source_last_heard(settings, db, 100)
+    new = source_last_heard(settings, db, 5)
+    files_before = store_ids(settings.store_dir)
+
+    dry = prune(settings, "--older-than", "30", "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert "Would delete 1 source(s) with 1 item(s) and 0 reply(ies)" in dry.output
+    assert remaining(db) == sorted([old, new])
+
+    done = prune(settings, "--older-than", "30")
+    assert done.exit_code == 0, done.output
+    assert "Deleted 1 source(s) with 1 item(s)" in done.output
+    assert remaining(db) == [new]
+    assert len(files_before - store_ids(settings.store_dir)) == 1
+    with db() as s:
+        entry = s.scalars(select(AuditEntry).where(AuditEntry.action == "sources pruned")).one()
+    assert entry.actor.startswith("cli:") and "1 source(s)" in entry.detail
+
+    again = prune(settings, "--older-than", "30")
+    assert again.exit_code == 0 and "Nothing to delete" in again.output
+
+
+def test_prune_keeps_unread_tips_unless_told(settings: Settings,
+                                             db: sessionmaker[Session]) -> None:
+    unread = source_last_heard(settings, db, 100, read=False)
+    kept = prune(settings, "--older-than", "30")
+    assert kept.exit_code == 0
+    assert "Kept 1 source(s) just as old whose items nobody has read" in kept.output
+    assert remaining(db) == [unread]
+    assert prune(settings, "--older-than", "30", "--include-unread").exit_code == 0
+    assert remaining(db) == []
+
+
+def test_prune_takes_the_period_from_the_setting_or_asks(
+        settings: Settings, db: sessionmaker[Session]) -> None:
+    source_last_heard(settings, db, 100)
+    asked = prune(settings)
+    assert asked.exit_code != 0
+    assert "--older-than DAYS, or set TIPBOX_RETENTION_DAYS" in asked.output
+    assert prune(settings, TIPBOX_RETENTION_DAYS="200").output.startswith("Nothing to delete")
+    assert "Deleted 1 source(s)" in prune(settings, TIPBOX_RETENTION_DAYS="90").output
+    bad = prune(settings, TIPBOX_RETENTION_DAYS="0")
+    assert bad.exit_code != 0 and "TIPBOX_RETENTION_DAYS must be a positive" in bad.output
+
+
+def test_doctor_says_when_prune_is_not_running(settings: Settings,
+                                               db: sessionmaker[Session]) -> None:
+    runner = CliRunner()
+    source_last_heard(settings, db, 100)
+    unset = runner.invoke(main, ["doctor"], env=env(settings))
+    assert unset.exit_code == 0 and "Retention" not in unset.output
+
+    overdue = runner.invoke(main, ["doctor"], env=env(settings, TIPBOX_RETENTION_DAYS="30"))
+    assert overdue.exit_code == 1
+    assert "1 source(s) have been quiet for more than 30 days" in overdue.output
+    assert "schedule `tipbox prune`" in overdue.output
+
+    assert prune(settings, TIPBOX_RETENTION_DAYS="30").exit_code == 0
+    fine = runner.invoke(main, ["doctor"], env=env(settings, TIPBOX_RETENTION_DAYS="30"))
+    assert fine.exit_code == 0, fine.output
+    assert "Retention: sources quiet for 30 days are deleted" in fine.output
+
+
+def test_nothing_is_pruned_on_a_database_that_needs_init(
+        settings: Settings, db: sessionmaker[Session]) -> None:
+    source_last_heard(settings, db, 100)
+    engine = make_engine(settings.database_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE alembic_version SET version_num = '0004'")
+    engine.dispose()
+    result = prune(settings, "--older-than", "1")
+    assert result.exit_code != 0 and "run `tipbox init`" in result.output
+    with make_session_factory(make_engine(settings.database_url))() as s:
+        assert s.scalar(select(func.count()).select_from(Source)) == 1
