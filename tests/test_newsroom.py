@@ -259,3 +259,16 @@ def test_a_recent_reply_keeps_a_conversation_alive(desk: Desk) -> None:
     assert desk.newsroom.pruning(MAR).source_ids == []
     plan = desk.newsroom.pruning(dt.date(2026, 7, 1))
     assert (plan.source_ids, plan.items, plan.replies) == ([source_id], 1, 1)
+
+
+def test_a_source_heard_from_after_the_plan_is_kept_with_its_new_tip(desk: Desk) -> None:
+    ada = add_journalist(desk.db, "ada")
+    source_id = desk.source_with("old tip", day=JAN)
+    read_all(desk, ada, source_id)
+    plan = desk.newsroom.pruning(MAR)
+    assert plan.source_ids == [source_id]
+    submit(desk.db, desk.ring, desk.store, source_id, "I am back", day=JUN)  # meanwhile
+    assert desk.newsroom.delete_sources(plan.source_ids, quiet_since=plan.cutoff) == 0
+    view = desk.newsroom.source(ada, source_id)
+    assert view is not None and len(view.items) == 2
+    assert len(store_ids(desk.settings.store_dir)) == 2

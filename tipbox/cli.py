@@ -678,7 +678,11 @@ def prune(days: int | None, include_unread: bool, dry_run: bool) -> None:
         if dry_run:
             click.echo(f"Would delete {what}.")
         elif plan.source_ids:
-            newsroom.delete_sources(plan.source_ids)
+            deleted = newsroom.delete_sources(plan.source_ids, quiet_since=plan.cutoff)
+            if deleted < len(plan.source_ids):
+                what = (f"{deleted} source(s) quiet since before {plan.cutoff.isoformat()}; "
+                        f"{len(plan.source_ids) - deleted} sent something while this ran and "
+                        "were kept")
             # A count and a date: the audit log names no source.
             audit.record(_actor(), "sources pruned", what)
             click.echo(f"Deleted {what}.")

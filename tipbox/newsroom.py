@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, exists, func, select
+from sqlalchemy import ColumnElement, delete, exists, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from tipbox.bundles import BundleEntry
@@ -226,10 +226,9 @@ class NewsroomService:
         """The sources a retention policy would delete: last submission and last reply
         both before ``cutoff``. A source with an item that no journalist has read is kept
         unless ``include_unread``: a tip nobody has looked at is never deleted unseen."""
-        recent_reply = exists().where(Reply.source_id == Source.id, Reply.sent_on >= cutoff)
         never_read = exists().where(
             Item.source_id == Source.id, ~exists().where(ItemRead.item_id == Item.id))
-        quiet = select(Source.id).where(Source.last_activity_on < cutoff, ~recent_reply)
+        quiet = select(Source.id).where(*_quiet_since(cutoff))
         with self.sessions() as db:
             stale = set(db.scalars(quiet))
             unread = set(db.scalars(quiet.where(never_read))) if stale else set()
@@ -241,18 +240,38 @@ class NewsroomService:
         return Pruning(cutoff, doomed, items, replies,
                        0 if include_unread else len(unread))
 
-    def delete_sources(self, source_ids: Sequence[int]) -> int:
-        """Delete sources with every item and reply they have."""
+    def delete_sources(self, source_ids: Sequence[int], *,
+                       quiet_since: dt.date | None = None) -> int:
+        """Delete sources with every item and reply they have. With ``quiet_since``, only
+        those still quiet since before that day when the deletion runs (see ``pruning``):
+        a source that submitted meanwhile is kept, with what it sent."""
         with self.sessions.begin() as db:
-            item_ids = list(db.scalars(select(Item.id).where(Item.source_id.in_(source_ids))))
-            reply_ids = list(db.scalars(select(Reply.id).where(Reply.source_id.in_(source_ids))))
+            # A write first, so that no submission can land while the rest reads and
+            # deletes: it takes the write lock on SQLite and locks these rows on
+            # PostgreSQL (a new item's foreign key waits for them). Otherwise a file
+            # committed meanwhile could lose its row but stay on disk, or a source just
+            # heard from could be pruned with its new tip.
+            db.execute(update(Source).where(Source.id.in_(source_ids))
+                       .values(starred=Source.starred)
+                       .execution_options(synchronize_session=False))
+            wanted = select(Source.id).where(Source.id.in_(source_ids))
+            if quiet_since is not None:
+                wanted = wanted.where(*_quiet_since(quiet_since))
+            found = list(db.scalars(wanted))
+            item_ids = list(db.scalars(select(Item.id).where(Item.source_id.in_(found))))
+            reply_ids = list(db.scalars(select(Reply.id).where(Reply.source_id.in_(found))))
             db.execute(delete(ItemRead).where(ItemRead.item_id.in_(item_ids)))
-            db.execute(delete(Item).where(Item.source_id.in_(source_ids)))
-            db.execute(delete(Reply).where(Reply.source_id.in_(source_ids)))
-            found = list(db.scalars(select(Source.id).where(Source.id.in_(source_ids))))
+            db.execute(delete(Item).where(Item.source_id.in_(found)))
+            db.execute(delete(Reply).where(Reply.source_id.in_(found)))
             db.execute(delete(Source).where(Source.id.in_(found)))
         for file_id in item_ids + reply_ids:
             self.store.delete(file_id)
         with self.sessions() as db:
             forget_deleted(db)
         return len(found)
+
+
+def _quiet_since(cutoff: dt.date) -> tuple[ColumnElement[bool], ...]:
+    """A source whose last submission and last reply are both before ``cutoff``."""
+    recent_reply = exists().where(Reply.source_id == Source.id, Reply.sent_on >= cutoff)
+    return Source.last_activity_on < cutoff, ~recent_reply
