@@ -276,34 +276,54 @@ def _print_demo_journalist(settings: Settings) -> None:
 
 
 def _serve_both(host: str, source_port: int, newsroom_port: int, offline_dir: Path) -> None:
-    """Two servers, two ports, as in production; Ctrl-C (or SIGTERM, SIGHUP) stops both."""
+    """Two servers, two ports, as in production; Ctrl-C (or SIGTERM, SIGHUP) stops both,
+    whenever it comes."""
     import signal
     import subprocess
 
+    stop_signals = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+
     def stop(_signum: int, _frame: object) -> None:
+        # Only the first signal counts: a second Ctrl-C must not cut the clean-up short
+        # and leave a server behind.
+        for signum in stop_signals:
+            signal.signal(signum, signal.SIG_IGN)
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGHUP, stop)
+    def unblock() -> None:  # in the child, before exec: the servers need these signals
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
+
+    # Installed for SIGINT too: a process started in the background inherits SIGINT
+    # ignored, and Python then never turns it into KeyboardInterrupt.
+    for signum in stop_signals:
+        signal.signal(signum, stop)
     base = [sys.executable, "-m", "tipbox.cli", "serve"]
-    # Each server runs in a session of its own, so the terminal's Ctrl-C reaches only this
-    # process, which then stops each server once. Were a gunicorn worker to get the
-    # terminal's SIGINT and its master's SIGQUIT together, the two nested handlers could
-    # deadlock in gthread's executor shutdown and keep the port taken.
-    procs = [subprocess.Popen([*base, "source", "--host", host, "--port", str(source_port)],
-                              start_new_session=True),
-             subprocess.Popen([*base, "newsroom", "--host", host, "--port",
-                               str(newsroom_port)], start_new_session=True)]
-    click.echo("\n".join([
-        "",
-        f"  Source interface:   http://{host}:{source_port}/   (what the public would see)",
-        f"  Newsroom interface: http://{host}:{newsroom_port}/login   (journalists only)",
-        f"  Decrypt on the 'air-gapped machine': .venv/bin/tipbox-open BUNDLE.tar --out DIR "
-        f"--gnupghome {offline_dir / 'gnupg'}",
-        "  Press Ctrl-C to stop both.",
-        "",
-    ]), err=True)
+    commands = [[*base, "source", "--host", host, "--port", str(source_port)],
+                [*base, "newsroom", "--host", host, "--port", str(newsroom_port)]]
+    procs: list[subprocess.Popen[bytes]] = []
     try:
+        for command in commands:
+            # Signals wait while a server starts, so none is started without being in
+            # `procs` to be stopped. Each runs in a session of its own: the terminal's
+            # Ctrl-C reaches only this process, which stops each server once. (A gunicorn
+            # worker hit by the terminal's SIGINT and its master's SIGQUIT together can
+            # deadlock in gthread's executor shutdown and keep the port taken.)
+            signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+            try:
+                # preexec_fn is safe here: no other thread runs in this process now.
+                procs.append(subprocess.Popen(command, start_new_session=True,
+                                              preexec_fn=unblock))
+            finally:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
+        click.echo("\n".join([
+            "",
+            f"  Source interface:   http://{host}:{source_port}/   (what the public would see)",
+            f"  Newsroom interface: http://{host}:{newsroom_port}/login   (journalists only)",
+            f"  Decrypt on the 'air-gapped machine': .venv/bin/tipbox-open BUNDLE.tar "
+            f"--out DIR --gnupghome {offline_dir / 'gnupg'}",
+            "  Press Ctrl-C to stop both.",
+            "",
+        ]), err=True)
         while all(p.poll() is None for p in procs):
             try:
                 procs[0].wait(timeout=1)
@@ -312,18 +332,19 @@ def _serve_both(host: str, source_port: int, newsroom_port: int, offline_dir: Pa
     except KeyboardInterrupt:
         pass
     finally:
-        # A second Ctrl-C must not cut the clean-up short and leave a server behind.
-        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        for signum in stop_signals:
             signal.signal(signum, signal.SIG_IGN)
-        _stop_servers(procs)
-    failed = [p.returncode for p in procs if p.returncode not in (0, -15, None)]
+        killed = _stop_servers(procs)
+    failed = [p.returncode for p in procs
+              if p.pid not in killed and p.returncode not in (0, -signal.SIGTERM, None)]
     if failed:
         raise click.ClickException("A server stopped with an error; see the messages above.")
 
 
-def _stop_servers(procs: list[Any], grace: float = 10.0) -> None:
+def _stop_servers(procs: list[Any], grace: float = 10.0) -> set[int]:
     """SIGTERM to each server (gunicorn finishes the requests in flight), and after
-    ``grace`` seconds SIGKILL to whatever is left of its session: master, workers, gpg."""
+    ``grace`` seconds SIGKILL to whatever is left of its session: master, workers, gpg.
+    Returns the pids that had to be killed."""
     import signal
     import subprocess
     import time
@@ -334,6 +355,7 @@ def _stop_servers(procs: list[Any], grace: float = 10.0) -> None:
     for proc in live:
         proc.terminate()
     deadline = time.monotonic() + grace
+    killed: set[int] = set()
     for proc in live:
         try:
             proc.wait(timeout=max(0.0, deadline - time.monotonic()))
@@ -344,6 +366,8 @@ def _stop_servers(procs: list[Any], grace: float = 10.0) -> None:
             # its workers and their gpg processes too.
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+            killed.add(proc.pid)
+    return killed
 
 
 def ensure_demo_key(keys_dir: Path, offline_dir: Path) -> None:
