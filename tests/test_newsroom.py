@@ -272,3 +272,14 @@ def test_a_source_heard_from_after_the_plan_is_kept_with_its_new_tip(desk: Desk)
     view = desk.newsroom.source(ada, source_id)
     assert view is not None and len(view.items) == 2
     assert len(store_ids(desk.settings.store_dir)) == 2
+
+
+def test_a_source_marked_unread_after_the_plan_is_kept(desk: Desk) -> None:
+    ada = add_journalist(desk.db, "ada")
+    source_id = desk.source_with("old tip", day=JAN)
+    read_all(desk, ada, source_id)
+    plan = desk.newsroom.pruning(MAR)
+    desk.newsroom.mark_source_read(ada, source_id, read=False)  # meanwhile
+    assert desk.newsroom.delete_sources(plan.source_ids, quiet_since=plan.cutoff,
+                                        keep_unread=True) == 0
+    assert desk.newsroom.delete_sources(plan.source_ids, quiet_since=plan.cutoff) == 1

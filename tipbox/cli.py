@@ -684,38 +684,46 @@ def _fmt_day(ts: int | None) -> str:
 @click.option("--include-unread", is_flag=True,
               help="Delete sources past the cutoff even if nobody has read all their items.")
 @click.option("--dry-run", is_flag=True, help="Say what would be deleted; delete nothing.")
-def prune(days: int | None, include_unread: bool, dry_run: bool) -> None:
+@click.option("--counts/--no-counts", default=None,
+              help="Print how many sources, items and replies (default: only on a terminal).")
+def prune(days: int | None, include_unread: bool, dry_run: bool, counts: bool | None) -> None:
     """Delete sources gone quiet, with all their items and replies (a retention policy).
 
     Run it daily (cron or a systemd timer) so that a seized server holds as little as
     possible. A source with an item no journalist has read is kept unless
-    --include-unread."""
+    --include-unread. Run from a timer, it prints no counts: a daily count with its date
+    would keep in the system log when each deleted source was last active."""
     settings = _settings()
     days = days or settings.retention_days
     if days is None:
         raise click.ClickException("How old? Give --older-than DAYS, or set "
                                    "TIPBOX_RETENTION_DAYS.")
-    with _newsroom(settings) as (newsroom, audit):
+    if counts is None:
+        counts = sys.stdout.isatty()
+    with _newsroom(settings) as newsroom:
         plan = newsroom.pruning(_retention_cutoff(days), include_unread=include_unread)
-        what = (f"{len(plan.source_ids)} source(s) with {plan.items} item(s) and "
-                f"{plan.replies} reply(ies), quiet since before {plan.cutoff.isoformat()}")
+        period = f"quiet for more than {days} day(s)"
         if dry_run:
-            click.echo(f"Would delete {what}.")
-        elif plan.source_ids:
-            deleted = newsroom.delete_sources(plan.source_ids, quiet_since=plan.cutoff)
-            if deleted < len(plan.source_ids):
-                what = (f"{deleted} source(s) quiet since before {plan.cutoff.isoformat()}; "
-                        f"{len(plan.source_ids) - deleted} sent something while this ran and "
-                        "were kept")
-            # A count and a date: the audit log names no source.
-            audit.record(_actor(), "sources pruned", what)
-            click.echo(f"Deleted {what}.")
+            click.echo(f"Would delete {len(plan.source_ids)} source(s) with {plan.items} "
+                       f"item(s) and {plan.replies} reply(ies), {period}.")
         else:
-            click.echo(f"Nothing to delete: no source has been quiet since before "
-                       f"{plan.cutoff.isoformat()}.")
-    if plan.kept_unread:
+            # Not in the audit log, like every deletion: an entry per run would date the
+            # last activity of the sources it deleted.
+            deleted = newsroom.delete_sources(plan.source_ids, quiet_since=plan.cutoff,
+                                              keep_unread=not include_unread)
+            if counts:
+                spared = len(plan.source_ids) - deleted
+                click.echo(f"Deleted {deleted} source(s), {period}"
+                           + (f"; {spared} sent something while this ran and were kept"
+                              if spared else "") + ".")
+            else:
+                click.echo(f"Done: deleted the sources {period}.")
+    if plan.kept_unread and (counts or dry_run):
         click.echo(f"Kept {plan.kept_unread} source(s) just as old whose items nobody has read "
                    "all of: read them, or use --include-unread.")
+    elif plan.kept_unread:
+        click.echo("Kept sources just as old whose items nobody has read all of: read them, "
+                   "or use --include-unread.")
 
 
 def _retention_cutoff(days: int) -> dt.date:
@@ -725,8 +733,7 @@ def _retention_cutoff(days: int) -> dt.date:
 
 
 @contextmanager
-def _newsroom(settings: Settings) -> Iterator[tuple[Any, Any]]:
-    from tipbox.audit import AuditLog
+def _newsroom(settings: Settings) -> Iterator[Any]:
     from tipbox.db import is_current, make_engine, make_session_factory
     from tipbox.newsroom import NewsroomService
     from tipbox.storage import CiphertextStore
@@ -738,8 +745,7 @@ def _newsroom(settings: Settings) -> Iterator[tuple[Any, Any]]:
     try:
         if not is_current(engine):
             raise click.ClickException("The database schema is out of date: run `tipbox init`.")
-        sessions = make_session_factory(engine)
-        yield NewsroomService(sessions, CiphertextStore(settings.store_dir)), AuditLog(sessions)
+        yield NewsroomService(make_session_factory(engine), CiphertextStore(settings.store_dir))
     finally:
         engine.dispose()
 
@@ -775,13 +781,15 @@ def doctor() -> None:
     finally:
         engine.dispose()
     if settings.retention_days is not None and not problems:
-        with _newsroom(settings) as (newsroom, _audit):
-            plan = newsroom.pruning(_retention_cutoff(settings.retention_days))
+        # A day's grace: the cutoff is a UTC day, and a daily timer may run at local
+        # midnight, hours after the UTC day changed.
+        with _newsroom(settings) as newsroom:
+            plan = newsroom.pruning(_retention_cutoff(settings.retention_days + 1))
         notes.append(f"Retention: sources quiet for {settings.retention_days} days are "
                      "deleted by `tipbox prune`.")
         if plan.source_ids:
             problems.append(f"{len(plan.source_ids)} source(s) have been quiet for more than "
-                            f"{settings.retention_days} days but are still here: schedule "
+                            f"{settings.retention_days + 1} days but are still here: schedule "
                             "`tipbox prune` to run daily (docs/admin-guide.md).")
         if plan.kept_unread:
             notes.append(f"{plan.kept_unread} source(s) past the retention period are kept "

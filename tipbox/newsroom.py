@@ -226,12 +226,11 @@ class NewsroomService:
         """The sources a retention policy would delete: last submission and last reply
         both before ``cutoff``. A source with an item that no journalist has read is kept
         unless ``include_unread``: a tip nobody has looked at is never deleted unseen."""
-        never_read = exists().where(
-            Item.source_id == Source.id, ~exists().where(ItemRead.item_id == Item.id))
         quiet = select(Source.id).where(*_quiet_since(cutoff))
         with self.sessions() as db:
             stale = set(db.scalars(quiet))
-            unread = set(db.scalars(quiet.where(never_read))) if stale else set()
+            unread = set(db.scalars(select(Source.id).where(
+                Source.id.in_(stale), _has_unread_item())))
             doomed = sorted(stale if include_unread else stale - unread)
             items = db.scalar(select(func.count()).select_from(Item)
                               .where(Item.source_id.in_(doomed))) or 0
@@ -241,10 +240,11 @@ class NewsroomService:
                        0 if include_unread else len(unread))
 
     def delete_sources(self, source_ids: Sequence[int], *,
-                       quiet_since: dt.date | None = None) -> int:
+                       quiet_since: dt.date | None = None, keep_unread: bool = False) -> int:
         """Delete sources with every item and reply they have. With ``quiet_since``, only
         those still quiet since before that day when the deletion runs (see ``pruning``):
-        a source that submitted meanwhile is kept, with what it sent."""
+        a source that submitted meanwhile is kept, with what it sent. With
+        ``keep_unread``, only those whose every item someone has read by then."""
         with self.sessions.begin() as db:
             # A write first, so that no submission can land while the rest reads and
             # deletes: it takes the write lock on SQLite and locks these rows on
@@ -257,6 +257,8 @@ class NewsroomService:
             wanted = select(Source.id).where(Source.id.in_(source_ids))
             if quiet_since is not None:
                 wanted = wanted.where(*_quiet_since(quiet_since))
+            if keep_unread:
+                wanted = wanted.where(~_has_unread_item())
             found = list(db.scalars(wanted))
             item_ids = list(db.scalars(select(Item.id).where(Item.source_id.in_(found))))
             reply_ids = list(db.scalars(select(Reply.id).where(Reply.source_id.in_(found))))
@@ -275,3 +277,9 @@ def _quiet_since(cutoff: dt.date) -> tuple[ColumnElement[bool], ...]:
     """A source whose last submission and last reply are both before ``cutoff``."""
     recent_reply = exists().where(Reply.source_id == Source.id, Reply.sent_on >= cutoff)
     return Source.last_activity_on < cutoff, ~recent_reply
+
+
+def _has_unread_item() -> ColumnElement[bool]:
+    """A source with an item that no journalist has read (downloaded or marked read)."""
+    return exists().where(Item.source_id == Source.id,
+                          ~exists().where(ItemRead.item_id == Item.id))
