@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.conftest import FAST_SCRYPT
@@ -19,6 +19,7 @@ from tipbox.config import Settings
 from tipbox.crypto.keys import Keyring, load_keyring
 from tipbox.errors import SubmissionRejected, UploadTooLarge
 from tipbox.models import Item, ItemKind, Source
+from tipbox.newsroom import NewsroomService
 from tipbox.sources import SourceService
 from tipbox.storage import CiphertextStore
 from tipbox.submissions import Draft, safe_filename, worth_compressing
@@ -100,6 +101,32 @@ def test_a_failed_database_commit_removes_the_renamed_files(world: World) -> Non
         draft.add_message("for a source that does not exist")
         draft.commit(source_id=999_999)
     assert store_files(settings.data_dir) == [] and temp_files(settings.data_dir) == []
+
+
+def test_a_source_deleted_while_its_submission_commits_gets_a_clear_refusal(
+        world: World) -> None:
+    # A journalist (or `tipbox prune`) deletes the source after the draft has read it and
+    # before its rows are written: a clear page for the source, and no file left behind.
+    settings = world.settings
+    source_id = world.sources.create(generate_codename())
+
+    deleted: list[int] = []
+
+    def delete_the_source(session: Session, *_: object) -> None:
+        if not deleted:  # once: the deletion flushes a session of its own
+            deleted.append(NewsroomService(world.db, world.store).delete_sources([source_id]))
+
+    event.listen(world.db, "before_flush", delete_the_source)
+    try:
+        with pytest.raises(SubmissionRejected, match="session ended"), world.draft() as draft:
+            draft.add_message("sent just as the source was deleted")
+            draft.commit(source_id)
+    finally:
+        event.remove(world.db, "before_flush", delete_the_source)
+    assert deleted == [1]
+    assert store_files(settings.data_dir) == [] and temp_files(settings.data_dir) == []
+    with world.db() as s:
+        assert s.scalar(select(func.count(Item.id))) == 0
 
 
 def encrypted_elsewhere(world: World, data: bytes, tmp: Path) -> bytes:

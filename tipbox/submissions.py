@@ -18,7 +18,9 @@ from pathlib import Path
 from types import TracebackType
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm.exc import StaleDataError
 
 from tipbox.crypto.gpg import GnuPG, Readable
 from tipbox.crypto.message_check import EncryptedMessageCheck, MessageRefused, Refusal
@@ -187,6 +189,12 @@ class Draft:
                                 kind=item.kind, size=item.size, key_fingerprints=fprs,
                                 submitted_on=day))
                 source.last_activity_on = day
+        except (StaleDataError, IntegrityError):
+            # The source was deleted while this committed (by a journalist, or by prune).
+            for path in finals:
+                self.store.discard(path)
+            raise SubmissionRejected("Your session ended. Log in with your codename and "
+                                     "submit again.") from None
         except BaseException:
             for path in finals:
                 self.store.discard(path)
