@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections import Counter
 from pathlib import Path
 
@@ -33,16 +34,27 @@ def render(result: Result, home: Path, today: str) -> str:
         "",
     ]
     table = [_COLUMNS, *(_cells(row) for row in rows)]
-    widths = [min(_MAX_COLUMN, max(len(cells[n]) for cells in table))
+    widths = [min(_MAX_COLUMN, max(width(cells[n]) for cells in table))
               for n in range(len(_COLUMNS) - 1)]
     for cells in table:
-        lines.append("  ".join([*(c.ljust(w) for c, w in zip(cells, widths, strict=False)),
+        lines.append("  ".join([*(pad(c, w) for c, w in zip(cells, widths, strict=False)),
                                 cells[-1]]).rstrip())
     lines += _keys_needed(rows, home)
     if result.mat2_missing:
         lines += ["", "--scrub was asked for, but mat2 is not installed: no metadata was "
                   "removed. Install it (Debian: apt-get install mat2) and run mat2 on the files."]
     return "\n".join(lines) + "\n"
+
+
+def width(text: str) -> int:
+    """Columns ``text`` takes in a terminal: East Asian wide characters take two,
+    combining marks none (file names from anywhere in the world go in these columns)."""
+    return sum(0 if unicodedata.combining(ch) else
+               2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def pad(text: str, columns: int) -> str:
+    return text + " " * max(0, columns - width(text))
 
 
 def summary(result: Result) -> str:
