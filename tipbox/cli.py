@@ -278,43 +278,11 @@ def _print_demo_journalist(settings: Settings) -> None:
 def _serve_both(host: str, source_port: int, newsroom_port: int, offline_dir: Path) -> None:
     """Two servers, two ports, as in production; Ctrl-C (or SIGTERM, SIGHUP) stops both,
     whenever it comes."""
-    import signal
-    import subprocess
+    from tipbox.supervise import run_together
 
-    stop_signals = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
-
-    def stop(_signum: int, _frame: object) -> None:
-        # Only the first signal counts: a second Ctrl-C must not cut the clean-up short
-        # and leave a server behind.
-        for signum in stop_signals:
-            signal.signal(signum, signal.SIG_IGN)
-        raise KeyboardInterrupt
-
-    def unblock() -> None:  # in the child, before exec: the servers need these signals
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
-
-    # Installed for SIGINT too: a process started in the background inherits SIGINT
-    # ignored, and Python then never turns it into KeyboardInterrupt.
-    for signum in stop_signals:
-        signal.signal(signum, stop)
     base = [sys.executable, "-m", "tipbox.cli", "serve"]
-    commands = [[*base, "source", "--host", host, "--port", str(source_port)],
-                [*base, "newsroom", "--host", host, "--port", str(newsroom_port)]]
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
-        for command in commands:
-            # Signals wait while a server starts, so none is started without being in
-            # `procs` to be stopped. Each runs in a session of its own: the terminal's
-            # Ctrl-C reaches only this process, which stops each server once. (A gunicorn
-            # worker hit by the terminal's SIGINT and its master's SIGQUIT together can
-            # deadlock in gthread's executor shutdown and keep the port taken.)
-            signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
-            try:
-                # preexec_fn is safe here: no other thread runs in this process now.
-                procs.append(subprocess.Popen(command, start_new_session=True,
-                                              preexec_fn=unblock))
-            finally:
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
+
+    def started() -> None:
         click.echo("\n".join([
             "",
             f"  Source interface:   http://{host}:{source_port}/   (what the public would see)",
@@ -324,50 +292,12 @@ def _serve_both(host: str, source_port: int, newsroom_port: int, offline_dir: Pa
             "  Press Ctrl-C to stop both.",
             "",
         ]), err=True)
-        while all(p.poll() is None for p in procs):
-            try:
-                procs[0].wait(timeout=1)
-            except subprocess.TimeoutExpired:
-                continue
-    except KeyboardInterrupt:
-        pass
-    finally:
-        for signum in stop_signals:
-            signal.signal(signum, signal.SIG_IGN)
-        killed = _stop_servers(procs)
-    failed = [p.returncode for p in procs
-              if p.pid not in killed and p.returncode not in (0, -signal.SIGTERM, None)]
-    if failed:
+
+    ok = run_together([[*base, "source", "--host", host, "--port", str(source_port)],
+                       [*base, "newsroom", "--host", host, "--port", str(newsroom_port)]],
+                      started=started, say=lambda text: click.echo(text, err=True))
+    if not ok:
         raise click.ClickException("A server stopped with an error; see the messages above.")
-
-
-def _stop_servers(procs: list[Any], grace: float = 10.0) -> set[int]:
-    """SIGTERM to each server (gunicorn finishes the requests in flight), and after
-    ``grace`` seconds SIGKILL to whatever is left of its session: master, workers, gpg.
-    Returns the pids that had to be killed."""
-    import signal
-    import subprocess
-    import time
-
-    live = [p for p in procs if p.poll() is None]
-    if live:
-        click.echo("Stopping the servers...", err=True)
-    for proc in live:
-        proc.terminate()
-    deadline = time.monotonic() + grace
-    killed: set[int] = set()
-    for proc in live:
-        try:
-            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            click.echo(f"Server {proc.pid} did not stop within {grace:.0f} s: killing it.",
-                       err=True)
-            # The master still runs, so its process group is still its own: this reaches
-            # its workers and their gpg processes too.
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            killed.add(proc.pid)
-    return killed
 
 
 def ensure_demo_key(keys_dir: Path, offline_dir: Path) -> None:
