@@ -16,6 +16,8 @@ from tests.helpers import Newsroom
 from tipbox.audit import AuditLog
 from tipbox.cli import initialise
 from tipbox.config import Settings
+from tipbox.crypto.gpg import GnuPG
+from tipbox.crypto.packets import SUBPACKET_FEATURES, asks_for_ocb
 from tipbox.db import make_engine, make_session_factory
 from tipbox.errors import KeyRefused
 from tipbox.keys import KeyringProvider, KeyService
@@ -232,3 +234,36 @@ def test_prove_works_with_the_gpg_command_line_only(service: KeyService, tmp_pat
     out = subprocess.run(["gpg", "--homedir", str(home), "--batch", "--decrypt",
                           str(challenge)], capture_output=True, check=True).stdout.decode()
     assert re.fullmatch(rf"tipbox-challenge v1 {fpr} [A-Z2-7]{{4}}(-[A-Z2-7]{{4}}){{3}}\n", out)
+
+
+def asking_for_ocb(data: bytes) -> bytes:
+    """The key with GnuPG's AEAD feature flag set in its user id's self-signature, as
+    GnuPG 2.3 and later write it (GnuPG 2.2 here cannot make such a key itself)."""
+    features_mdc_only = bytes([2, SUBPACKET_FEATURES, 0x01])
+    assert data.count(features_mdc_only) >= 1
+    return data.replace(features_mdc_only, bytes([2, SUBPACKET_FEATURES, 0x03]), 1)
+
+
+def test_a_key_that_asks_for_ocb_is_refused_with_the_fix(
+        service: KeyService, tmp_path: Path) -> None:
+    home = tmp_path / "ocb"
+    fpr = new_key(home)
+    plain = gpg(home, "--export", fpr)
+    assert not asks_for_ocb(plain)
+    with pytest.raises(KeyRefused, match="asks for OCB") as refused:
+        service.add(asking_for_ocb(plain), "t")
+    assert "setpref AES256 AES192 AES SHA512 SHA384 SHA256 ZLIB BZIP2 ZIP Uncompressed" in str(
+        refused.value)
+    assert service.records() == []
+
+
+def test_keys_tipbox_makes_never_ask_for_ocb(tmp_path: Path) -> None:
+    offline = GnuPG(tmp_path / "offline")
+    fpr = offline.generate_key("Newsroom", "n@example.invalid", passphrase=None)
+    exported = offline.export_public(fpr, armor=False)
+    assert isinstance(exported, bytes) and not asks_for_ocb(exported)
+    (tmp_path / "k.pgp").write_bytes(exported)
+    packets = gpg(tmp_path / "offline", "--list-packets", str(tmp_path / "k.pgp")).decode()
+    assert "(pref-sym-algos: 9 8 7)" in packets  # AES256, AES192, AES128
+    assert "(pref-hash-algos: 10 9 8)" in packets  # SHA512, SHA384, SHA256
+    assert "(features: 01)" in packets and "pref-aead" not in packets

@@ -25,7 +25,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from tipbox.audit import AuditLog
 from tipbox.crypto.gpg import GnuPG, KeyInfo
 from tipbox.crypto.keys import Keyring, build_home, keyring_for, secret_material_problem
-from tipbox.crypto.packets import PacketError, has_secret_material, weak_binding_hashes
+from tipbox.crypto.packets import (
+    PacketError,
+    asks_for_ocb,
+    has_secret_material,
+    weak_binding_hashes,
+)
 from tipbox.errors import KeyRefused
 from tipbox.models import Item, KeyState, NewsroomKey, Reply
 from tipbox.submissions import today
@@ -94,6 +99,18 @@ class KeyService:
             raise KeyRefused("That file holds SECRET key material, so it was refused and not "
                              "stored. The secret key must stay on the offline machine. "
                              "Export only the public half: gpg --export --armor FPR > key.asc")
+        try:
+            ocb = asks_for_ocb(data)
+        except PacketError:
+            ocb = False  # not OpenPGP at all, or damaged: gpg's scan below says which
+        if ocb:
+            raise KeyRefused(
+                "That key asks for OCB (AEAD) encryption, as keys made by GnuPG 2.3 or later "
+                "do. A server with such a GnuPG would then store items that Sequoia's sq and "
+                "GnuPG before 2.2.21 cannot read. On the offline computer run gpg --edit-key "
+                "with its fingerprint; at the gpg> prompt type: setpref AES256 AES192 AES "
+                "SHA512 SHA384 SHA256 ZLIB BZIP2 ZIP Uncompressed, then save. Export the "
+                "public key again and add that file.")
         scanner = GnuPG(self.gnupg_root / "scan", self.gpg_binary, agent=False)
         infos = scanner.scan_key_data(data)
         if not infos:

@@ -50,6 +50,9 @@ personal-cipher-preferences AES256 AES192 AES
 
 # Linux caps unprivileged pipes at /proc/sys/fs/pipe-max-size, 1 MiB by default.
 PIPE_BYTES = 1024 * 1024
+# Preferences of the keys tipbox makes (setpref syntax): strong ciphers and hashes, and no
+# AEAD algorithm, so that no GnuPG encrypts to them with OCB.
+KEY_PREFERENCES = "AES256 AES192 AES SHA512 SHA384 SHA256 ZLIB BZIP2 ZIP Uncompressed"
 
 
 class _GPG(gnupg.GPG):  # type: ignore[misc]
@@ -192,7 +195,10 @@ class GnuPG:
         spec = self._gpg.gen_key_input(
             name_real=name, name_email=email, expire_date=expire,
             passphrase=passphrase or "", no_protection=not passphrase,
-            key_usage="sign,cert", subkey_usage="encrypt", **params,
+            key_usage="sign,cert", subkey_usage="encrypt",
+            # No AEAD (OCB) in the preferences: GnuPG 2.3 and later would otherwise set its
+            # AEAD feature flag and encrypt to the key in a form sq cannot read.
+            preferences=KEY_PREFERENCES, **params,
         )
         result = self._gpg.gen_key(spec)
         if not result.fingerprint:

@@ -1,6 +1,7 @@
 """Just enough of OpenPGP's packet framing (RFC 9580 section 4) to judge what a file is
 before gpg is asked anything: secret key material, the hashes of a key's
-self-signatures. Bounded: it reads only the input it is given, never recurses.
+self-signatures, the features a key asks for. Bounded: it reads only the input it is
+given, never recurses.
 """
 
 from __future__ import annotations
@@ -23,6 +24,12 @@ SECRET_TAGS = frozenset({TAG_SECRET_KEY, TAG_SECRET_SUBKEY})
 # Signature types that bind a key's own parts together (self-signatures in practice).
 BINDING_SIG_TYPES = frozenset({0x13, 0x18, 0x19, 0x1F})
 WEAK_HASHES = {1: "MD5", 2: "SHA-1", 3: "RIPEMD-160"}
+# Self-signatures on user ids (0x10-0x13) and on the key itself (0x1F) carry its features.
+FEATURE_SIG_TYPES = frozenset({0x10, 0x11, 0x12, 0x13, 0x1F})
+SUBPACKET_FEATURES = 30
+# GnuPG's (LibrePGP's) flag for its OCB "AEAD encrypted data" packets (tag 20): GnuPG 2.3
+# and later encrypt that way to a key that sets it.
+FEATURE_LIBREPGP_AEAD = 0x02
 
 _ARMOR_RE = re.compile(
     rb"-----BEGIN PGP ([A-Z ]+)-----\r?\n(.*?)-----END PGP \1-----", re.DOTALL)
@@ -152,3 +159,43 @@ def weak_binding_hashes(data: bytes) -> list[str]:
         if parsed and parsed[0] in BINDING_SIG_TYPES and parsed[1] in WEAK_HASHES:
             found.append(WEAK_HASHES[parsed[1]])
     return sorted(set(found))
+
+
+def asks_for_ocb(data: bytes) -> bool:
+    """True if any self-signature of the key sets GnuPG's AEAD (OCB) feature flag."""
+    for packet in iter_packets(dearmor(data)):
+        if packet.tag != TAG_SIGNATURE:
+            continue
+        parsed = signature_hash(packet.body)
+        if not parsed or parsed[0] not in FEATURE_SIG_TYPES:
+            continue
+        for kind, value in _hashed_subpackets(packet.body):
+            if kind == SUBPACKET_FEATURES and value and value[0] & FEATURE_LIBREPGP_AEAD:
+                return True
+    return False
+
+
+def _hashed_subpackets(body: bytes) -> Iterator[tuple[int, bytes]]:
+    """(type without the critical bit, data) of a v4 signature's hashed subpackets."""
+    if len(body) < 6 or body[0] != 4:
+        return
+    end = 6 + int.from_bytes(body[4:6], "big")
+    if end > len(body):
+        raise PacketError("signature subpackets run past the packet")
+    pos = 6
+    while pos < end:
+        first = body[pos]
+        if first < 192:
+            length, pos = first, pos + 1
+        elif first < 255:
+            if pos + 1 >= end:
+                raise PacketError("truncated subpacket length")
+            length, pos = ((first - 192) << 8) + body[pos + 1] + 192, pos + 2
+        else:
+            if pos + 5 > end:
+                raise PacketError("truncated subpacket length")
+            length, pos = int.from_bytes(body[pos + 1:pos + 5], "big"), pos + 5
+        if length == 0 or pos + length > end:
+            raise PacketError("subpacket runs past the signature's hashed area")
+        yield body[pos] & 0x7F, body[pos + 1:pos + length]
+        pos += length

@@ -1,0 +1,51 @@
+"""The packet reader that judges key files before gpg sees them: bounded, and it fails only
+with PacketError, whatever the bytes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tests.crypto.keyfactory import gpg, new_key
+from tipbox.crypto.packets import (
+    SUBPACKET_FEATURES,
+    PacketError,
+    asks_for_ocb,
+    has_secret_material,
+    weak_binding_hashes,
+)
+
+
+def outcome(judge: Callable[[bytes], object], data: bytes) -> object:
+    try:
+        return judge(data)
+    except PacketError:
+        return PacketError
+
+
+@given(st.binary(max_size=512))
+def test_any_bytes_give_an_answer_or_packet_error(data: bytes) -> None:
+    assert outcome(asks_for_ocb, data) in (True, False, PacketError)
+    found = outcome(weak_binding_hashes, data)
+    assert found is PacketError or isinstance(found, list)
+    assert has_secret_material(data) in (True, False)
+
+
+def test_the_features_flag_is_read_from_the_hashed_subpackets(tmp_path: Path) -> None:
+    home = tmp_path / "k"
+    fpr = new_key(home)
+    data = gpg(home, "--export", fpr)
+    assert asks_for_ocb(data) is False
+    flipped = data.replace(bytes([2, SUBPACKET_FEATURES, 0x01]),
+                           bytes([2, SUBPACKET_FEATURES, 0x03]), 1)
+    assert flipped != data and asks_for_ocb(flipped) is True
+
+
+def test_a_truncated_key_is_a_packet_error_not_a_crash(tmp_path: Path) -> None:
+    home = tmp_path / "k"
+    data = gpg(home, "--export", new_key(home))
+    outcomes = {outcome(asks_for_ocb, data[:cut]) for cut in range(1, len(data))}
+    assert outcomes == {False, PacketError}  # never True, never another exception
