@@ -24,6 +24,7 @@ from tipbox.crypto.gpg import GnuPG
 from tipbox.crypto.keys import Keyring, load_keyring
 from tipbox.db import make_engine, make_session_factory
 from tipbox.models import WebSession
+from tipbox.web.browser_encryption import BrowserEncryption
 from tipbox.web.source import create_source_app
 
 COOKIE = "tipbox_source"
@@ -403,3 +404,12 @@ def test_every_route_answers_503_while_the_key_is_unusable(
     # The page can still be styled.
     with client.get("/static/tipbox.css") as css:
         assert css.status_code == 200
+
+
+def test_the_landing_page_tells_sources_the_retention_period(
+        browser: SourceBrowser, settings: Settings) -> None:
+    assert "We delete what you send" not in browser.client.get("/").get_data(as_text=True)
+    app = create_source_app(settings.with_overrides(retention_days=365),
+                            browser=BrowserEncryption.off("not under test"))
+    page = app.test_client().get("/").get_data(as_text=True)
+    assert "We delete what you send, and our replies, 365 days after your last" in page

@@ -92,6 +92,7 @@ def make_blueprint(deps: SourceDeps) -> Blueprint:
         keyring = g.get("keyring")
         return {"demo_key": keyring.is_demo if keyring else False,
                 "newsroom_fingerprints": keyring.fingerprints if keyring else (),
+                "retention_days": deps.settings.retention_days,
                 "logged_in": logged_in,
                 # Only for a logged-in source: making a token for an anonymous visitor
                 # would create a server-side session on every page view.
