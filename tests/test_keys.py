@@ -11,13 +11,21 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import FAST_SCRYPT
-from tests.crypto.keyfactory import export, gpg, new_key, revoke
+from tests.crypto.keyfactory import (
+    export,
+    gpg,
+    key_asking_for_ocb,
+    new_key,
+    packet,
+    revoke,
+    signature_packet,
+)
 from tests.helpers import Newsroom
 from tipbox.audit import AuditLog
 from tipbox.cli import initialise
 from tipbox.config import Settings
 from tipbox.crypto.gpg import GnuPG
-from tipbox.crypto.packets import SUBPACKET_FEATURES, asks_for_ocb
+from tipbox.crypto.packets import asks_for_ocb, iter_packets
 from tipbox.db import make_engine, make_session_factory
 from tipbox.errors import KeyRefused
 from tipbox.keys import KeyringProvider, KeyService
@@ -236,24 +244,31 @@ def test_prove_works_with_the_gpg_command_line_only(service: KeyService, tmp_pat
     assert re.fullmatch(rf"tipbox-challenge v1 {fpr} [A-Z2-7]{{4}}(-[A-Z2-7]{{4}}){{3}}\n", out)
 
 
-def asking_for_ocb(data: bytes) -> bytes:
-    """The key with GnuPG's AEAD feature flag set in its user id's self-signature, as
-    GnuPG 2.3 and later write it (GnuPG 2.2 here cannot make such a key itself)."""
-    features_mdc_only = bytes([2, SUBPACKET_FEATURES, 0x01])
-    assert data.count(features_mdc_only) >= 1
-    return data.replace(features_mdc_only, bytes([2, SUBPACKET_FEATURES, 0x03]), 1)
-
-
 def test_a_key_that_asks_for_ocb_is_refused_with_the_fix(
         service: KeyService, tmp_path: Path) -> None:
-    home = tmp_path / "ocb"
-    fpr = new_key(home)
-    plain = gpg(home, "--export", fpr)
-    assert not asks_for_ocb(plain)
+    data = key_asking_for_ocb(tmp_path / "ocb")
+    # A good key in gpg's eyes: its self-signatures check out.
+    (tmp_path / "ocb.pgp").write_bytes(data)
+    checked = gpg(tmp_path / "check", "--import", str(tmp_path / "ocb.pgp"))
+    listing = gpg(tmp_path / "check", "--check-signatures").decode()
+    assert listing.count("sig!") == 2, (checked, listing)
     with pytest.raises(KeyRefused, match="asks for OCB") as refused:
-        service.add(asking_for_ocb(plain), "t")
-    assert "setpref AES256 AES192 AES SHA512 SHA384 SHA256 ZLIB BZIP2 ZIP Uncompressed" in str(
-        refused.value)
+        service.add(data, "t")
+    assert ("`setpref AES256 AES192 AES SHA512 SHA384 SHA256 ZLIB BZIP2 ZIP Uncompressed`"
+            in str(refused.value))
+    assert service.records() == []
+
+
+def test_a_malformed_certification_cannot_hide_a_request_for_ocb(
+        service: KeyService, tmp_path: Path) -> None:
+    data = key_asking_for_ocb(tmp_path / "ocb")
+    key, uid, *rest = iter_packets(data)
+    junk = signature_packet(0x10, hashed=bytes([40, 30, 0x03]))  # length past the area
+    # The junk comes before the self-signature, so the reader meets it first.
+    crafted = (packet(key.tag, key.body) + packet(uid.tag, uid.body) + junk
+               + b"".join(packet(p.tag, p.body) for p in rest))
+    with pytest.raises(KeyRefused):  # whichever reason comes first, it is not accepted
+        service.add(crafted, "t")
     assert service.records() == []
 
 

@@ -99,18 +99,6 @@ class KeyService:
             raise KeyRefused("That file holds SECRET key material, so it was refused and not "
                              "stored. The secret key must stay on the offline machine. "
                              "Export only the public half: gpg --export --armor FPR > key.asc")
-        try:
-            ocb = asks_for_ocb(data)
-        except PacketError:
-            ocb = False  # not OpenPGP at all, or damaged: gpg's scan below says which
-        if ocb:
-            raise KeyRefused(
-                "That key asks for OCB (AEAD) encryption, as keys made by GnuPG 2.3 or later "
-                "do. A server with such a GnuPG would then store items that Sequoia's sq and "
-                "GnuPG before 2.2.21 cannot read. On the offline computer run gpg --edit-key "
-                "with its fingerprint; at the gpg> prompt type: setpref AES256 AES192 AES "
-                "SHA512 SHA384 SHA256 ZLIB BZIP2 ZIP Uncompressed, then save. Export the "
-                "public key again and add that file.")
         scanner = GnuPG(self.gnupg_root / "scan", self.gpg_binary, agent=False)
         infos = scanner.scan_key_data(data)
         if not infos:
@@ -126,9 +114,19 @@ class KeyService:
         self._check(info)
         try:
             weak = weak_binding_hashes(data)
+            ocb = asks_for_ocb(data)
         except PacketError:
             raise KeyRefused("That key file is damaged: its packets could not be read.") \
                 from None
+        if ocb:
+            raise KeyRefused(
+                f"Key {info.fingerprint} asks for OCB (AEAD) encryption, as keys made by "
+                "GnuPG 2.3 or later can. A server with such a GnuPG would then store items "
+                "that Sequoia's sq and GnuPG before 2.2.21 cannot read. On the offline "
+                f"computer run `gpg --homedir ~/newsroom-gnupg --edit-key {info.fingerprint}`; "
+                "at the gpg> prompt type `setpref AES256 AES192 AES SHA512 SHA384 SHA256 ZLIB "
+                "BZIP2 ZIP Uncompressed`, then `save`. Export the public key again and add "
+                "that file.")
         if weak:
             raise KeyRefused(f"Key {info.fingerprint} binds its parts with {', '.join(weak)} "
                              "signatures, which can be forged. Re-sign it with a current "

@@ -9,7 +9,7 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.crypto.keyfactory import gpg, new_key
+from tests.crypto.keyfactory import gpg, new_key, signature_packet
 from tipbox.crypto.packets import (
     SUBPACKET_FEATURES,
     PacketError,
@@ -49,3 +49,22 @@ def test_a_truncated_key_is_a_packet_error_not_a_crash(tmp_path: Path) -> None:
     data = gpg(home, "--export", new_key(home))
     outcomes = {outcome(asks_for_ocb, data[:cut]) for cut in range(1, len(data))}
     assert outcomes == {False, PacketError}  # never True, never another exception
+
+
+def test_a_certification_by_someone_else_does_not_speak_for_the_key(tmp_path: Path) -> None:
+    home = tmp_path / "k"
+    data = gpg(home, "--export", new_key(home))
+    other = bytes(range(20))
+    by_other = signature_packet(0x10, hashed=bytes([22, 33, 4]) + other
+                                + bytes([2, SUBPACKET_FEATURES, 0x03]))
+    assert asks_for_ocb(data + by_other) is False
+    unsigned = signature_packet(0x13, hashed=bytes([2, SUBPACKET_FEATURES, 0x03]))
+    assert asks_for_ocb(data + unsigned) is True  # says nobody made it: counted
+
+
+def test_v6_signatures_are_read_with_four_octet_area_lengths() -> None:
+    hashed = bytes([2, SUBPACKET_FEATURES, 0x03])
+    body = (bytes([6, 0x13, 27, 10]) + len(hashed).to_bytes(4, "big") + hashed
+            + (0).to_bytes(4, "big") + b"\0\0")
+    packet = bytes([0xC0 | 2, len(body)]) + body
+    assert asks_for_ocb(packet) is True

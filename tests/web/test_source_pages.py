@@ -408,8 +408,12 @@ def test_every_route_answers_503_while_the_key_is_unusable(
 
 def test_the_landing_page_tells_sources_the_retention_period(
         browser: SourceBrowser, settings: Settings) -> None:
-    assert "We delete what you send" not in browser.client.get("/").get_data(as_text=True)
+    assert "we delete it" not in browser.client.get("/").get_data(as_text=True)
     app = create_source_app(settings.with_overrides(retention_days=365),
                             browser=BrowserEncryption.off("not under test"))
     page = app.test_client().get("/").get_data(as_text=True)
-    assert "We delete what you send, and our replies, 365 days after your last" in page
+    assert "we delete it, with our replies, 365 days after your last submission" in page
+    assert "Once our journalists have read what you sent" in page  # unread is kept
+    one = create_source_app(settings.with_overrides(retention_days=1),
+                            browser=BrowserEncryption.off("not under test"))
+    assert "1 day after your last" in one.test_client().get("/").get_data(as_text=True)

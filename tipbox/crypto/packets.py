@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,7 +27,9 @@ BINDING_SIG_TYPES = frozenset({0x13, 0x18, 0x19, 0x1F})
 WEAK_HASHES = {1: "MD5", 2: "SHA-1", 3: "RIPEMD-160"}
 # Self-signatures on user ids (0x10-0x13) and on the key itself (0x1F) carry its features.
 FEATURE_SIG_TYPES = frozenset({0x10, 0x11, 0x12, 0x13, 0x1F})
+SUBPACKET_ISSUER = 16  # key id, 8 octets
 SUBPACKET_FEATURES = 30
+SUBPACKET_ISSUER_FPR = 33  # version octet, then the fingerprint
 # GnuPG's (LibrePGP's) flag for its OCB "AEAD encrypted data" packets (tag 20): GnuPG 2.3
 # and later encrypt that way to a key that sets it.
 FEATURE_LIBREPGP_AEAD = 0x02
@@ -162,27 +165,59 @@ def weak_binding_hashes(data: bytes) -> list[str]:
 
 
 def asks_for_ocb(data: bytes) -> bool:
-    """True if any self-signature of the key sets GnuPG's AEAD (OCB) feature flag."""
+    """True if a self-signature of the key (one its primary key made, or one that does not
+    say who made it) sets GnuPG's AEAD (OCB) feature flag. Certifications by other keys do
+    not count: gpg takes a key's features from its own self-signatures."""
+    primary: bytes | None = None
     for packet in iter_packets(dearmor(data)):
+        if packet.tag == TAG_PUBLIC_KEY and primary is None:
+            primary = _v4_fingerprint(packet.body)
+            continue
         if packet.tag != TAG_SIGNATURE:
             continue
         parsed = signature_hash(packet.body)
         if not parsed or parsed[0] not in FEATURE_SIG_TYPES:
             continue
-        for kind, value in _hashed_subpackets(packet.body):
+        hashed, unhashed = _subpackets(packet.body)
+        issuers = {value[1:] for kind, value in hashed if kind == SUBPACKET_ISSUER_FPR}
+        issuers |= {value for kind, value in hashed + unhashed if kind == SUBPACKET_ISSUER}
+        if primary and issuers and not any(primary.endswith(i) for i in issuers if i):
+            continue  # made by someone else
+        for kind, value in hashed:
             if kind == SUBPACKET_FEATURES and value and value[0] & FEATURE_LIBREPGP_AEAD:
                 return True
     return False
 
 
-def _hashed_subpackets(body: bytes) -> Iterator[tuple[int, bytes]]:
-    """(type without the critical bit, data) of a v4 signature's hashed subpackets."""
-    if len(body) < 6 or body[0] != 4:
-        return
-    end = 6 + int.from_bytes(body[4:6], "big")
-    if end > len(body):
+def _v4_fingerprint(body: bytes) -> bytes | None:
+    """A v4 key's fingerprint (RFC 9580 5.5.4.2); None for other versions."""
+    if not body or body[0] != 4:
+        return None
+    return hashlib.sha1(b"\x99" + len(body).to_bytes(2, "big") + body).digest()  # noqa: S324
+
+
+def _subpackets(body: bytes) -> tuple[list[tuple[int, bytes]], list[tuple[int, bytes]]]:
+    """The hashed and unhashed subpackets of a v4, v5 or v6 signature, as (type without
+    the critical bit, data). v4 counts each area's length in two octets, v5 and v6 in
+    four (RFC 9580 5.2.3)."""
+    if not body or body[0] not in (4, 5, 6):
+        return [], []
+    width = 2 if body[0] == 4 else 4
+    hashed_start = 4 + width
+    if len(body) < hashed_start:
+        raise PacketError("truncated signature")
+    hashed_end = hashed_start + int.from_bytes(body[4:hashed_start], "big")
+    unhashed_start = hashed_end + width
+    if unhashed_start > len(body):
         raise PacketError("signature subpackets run past the packet")
-    pos = 6
+    unhashed_end = unhashed_start + int.from_bytes(body[hashed_end:unhashed_start], "big")
+    if unhashed_end > len(body):
+        raise PacketError("signature subpackets run past the packet")
+    return (list(_subpacket_area(body, hashed_start, hashed_end)),
+            list(_subpacket_area(body, unhashed_start, unhashed_end)))
+
+
+def _subpacket_area(body: bytes, pos: int, end: int) -> Iterator[tuple[int, bytes]]:
     while pos < end:
         first = body[pos]
         if first < 192:
@@ -196,6 +231,6 @@ def _hashed_subpackets(body: bytes) -> Iterator[tuple[int, bytes]]:
                 raise PacketError("truncated subpacket length")
             length, pos = int.from_bytes(body[pos + 1:pos + 5], "big"), pos + 5
         if length == 0 or pos + length > end:
-            raise PacketError("subpacket runs past the signature's hashed area")
+            raise PacketError("subpacket runs past its signature's subpacket area")
         yield body[pos] & 0x7F, body[pos + 1:pos + length]
         pos += length
