@@ -13,7 +13,9 @@ from tests.crypto.keyfactory import gpg, new_key, signature_packet
 from tipbox.crypto.packets import (
     SUBPACKET_FEATURES,
     PacketError,
+    armor_kinds,
     asks_for_ocb,
+    dearmor,
     has_secret_material,
     weak_binding_hashes,
 )
@@ -68,3 +70,21 @@ def test_v6_signatures_are_read_with_four_octet_area_lengths() -> None:
             + (0).to_bytes(4, "big") + b"\0\0")
     packet = bytes([0xC0 | 2, len(body)]) + body
     assert asks_for_ocb(packet) is True
+
+
+def test_armor_blocks_are_found_after_an_unterminated_one(tmp_path: Path) -> None:
+    home = tmp_path / "k"
+    fpr = new_key(home)
+    public = gpg(home, "--armor", "--export", fpr)
+    secret = gpg(home, "--armor", "--export-secret-keys", fpr)
+    # A secret key hiding behind a BEGIN line that never ends is still found.
+    hidden = b"-----BEGIN PGP PUBLIC KEY BLOCK-----\n" * 1000 + secret
+    assert armor_kinds(hidden) == ["PRIVATE KEY BLOCK"] and has_secret_material(hidden)
+    both = public + public.replace(b"\n", b"\r\n")
+    assert armor_kinds(both) == ["PUBLIC KEY BLOCK", "PUBLIC KEY BLOCK"]
+    assert dearmor(both) == gpg(home, "--export", fpr) * 2
+
+
+def test_a_megabyte_of_begin_lines_is_refused_as_unterminated_armor() -> None:
+    flood = b"-----BEGIN PGP PUBLIC KEY BLOCK-----\n" * 30_000
+    assert outcome(dearmor, flood) is PacketError and armor_kinds(flood) == []

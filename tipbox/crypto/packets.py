@@ -34,8 +34,7 @@ SUBPACKET_ISSUER_FPR = 33  # version octet, then the fingerprint
 # and later encrypt that way to a key that sets it.
 FEATURE_LIBREPGP_AEAD = 0x02
 
-_ARMOR_RE = re.compile(
-    rb"-----BEGIN PGP ([A-Z ]+)-----\r?\n(.*?)-----END PGP \1-----", re.DOTALL)
+_ARMOR_BEGIN_RE = re.compile(rb"-----BEGIN PGP ([A-Z ]{1,40})-----\r?\n")
 
 
 class PacketError(ValueError):
@@ -50,7 +49,7 @@ class Packet:
 
 def dearmor(data: bytes) -> bytes:
     """Binary OpenPGP from armored text (every block, concatenated), or ``data`` as is."""
-    blocks = _ARMOR_RE.findall(data)
+    blocks = _armor_blocks(data)
     if not blocks:
         if data.lstrip().startswith(b"-----BEGIN"):
             raise PacketError("unterminated armor")
@@ -71,7 +70,30 @@ def dearmor(data: bytes) -> bytes:
 
 def armor_kinds(data: bytes) -> list[str]:
     """The armor labels in ``data``, e.g. ["PUBLIC KEY BLOCK"]."""
-    return [kind.decode() for kind, _ in _ARMOR_RE.findall(data)]
+    return [kind.decode() for kind, _ in _armor_blocks(data)]
+
+
+def _armor_blocks(data: bytes) -> list[tuple[bytes, bytes]]:
+    """(label, text) of each complete armor block. Linear in the input: each label's END
+    line is looked for once, not from every BEGIN line again (a file of a million BEGIN
+    lines must not take minutes)."""
+    blocks: list[tuple[bytes, bytes]] = []
+    unterminated: set[bytes] = set()
+    pos = 0
+    while (begin := _ARMOR_BEGIN_RE.search(data, pos)) is not None:
+        label = begin.group(1)
+        if label in unterminated:
+            pos = begin.end()
+            continue
+        end_line = b"-----END PGP " + label + b"-----"
+        end = data.find(end_line, begin.end())
+        if end < 0:
+            unterminated.add(label)
+            pos = begin.end()
+            continue
+        blocks.append((label, data[begin.end():end]))
+        pos = end + len(end_line)
+    return blocks
 
 
 def iter_packets(data: bytes) -> Iterator[Packet]:
