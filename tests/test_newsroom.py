@@ -283,3 +283,21 @@ def test_a_source_marked_unread_after_the_plan_is_kept(desk: Desk) -> None:
     assert desk.newsroom.delete_sources(plan.source_ids, quiet_since=plan.cutoff,
                                         keep_unread=True) == 0
     assert desk.newsroom.delete_sources(plan.source_ids, quiet_since=plan.cutoff) == 1
+
+
+def test_the_date_shown_for_deletion_is_the_day_prune_first_deletes(desk: Desk) -> None:
+    ada = add_journalist(desk.db, "ada")
+    source_id = desk.source_with("old tip", day=JAN)
+    read_all(desk, ada, source_id)
+    row = desk.newsroom.inbox(ada).rows[0]
+    due = row.pruned_on(30)
+    view = desk.newsroom.source(ada, source_id)
+    assert view is not None and view.pruned_on(30) == due == JAN + dt.timedelta(days=31)
+    # `tipbox prune --older-than 30` on that day deletes it; the day before, it does not.
+    assert desk.newsroom.pruning(due - dt.timedelta(days=30)).source_ids == [source_id]
+    assert desk.newsroom.pruning(due - dt.timedelta(days=31)).source_ids == []
+    # A reply moves the date.
+    with desk.db.begin() as s:
+        s.add(Reply(id="q" * 32, source_id=source_id, journalist_id=ada, seq=2, size=1,
+                    key_fingerprints="F" * 40, sent_on=MAR))
+    assert desk.newsroom.inbox(ada).rows[0].pruned_on(30) == MAR + dt.timedelta(days=31)

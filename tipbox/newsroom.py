@@ -20,6 +20,13 @@ from tipbox.storage import CiphertextStore
 PAGE_SIZE = 50
 
 
+def pruned_on(last_submission: dt.date, last_reply: dt.date | None, days: int) -> dt.date:
+    """The day `tipbox prune` with a retention of ``days`` first deletes a source (if
+    someone has read all its items by then): the day its cutoff passes the later of its
+    last submission and its last reply."""
+    return max(last_submission, last_reply or last_submission) + dt.timedelta(days=days + 1)
+
+
 @dataclass(frozen=True)
 class InboxRow:
     id: int
@@ -29,6 +36,10 @@ class InboxRow:
     items: int
     unread: int
     replies: int
+    last_reply_on: dt.date | None = None
+
+    def pruned_on(self, days: int) -> dt.date:
+        return pruned_on(self.last_activity_on, self.last_reply_on, days)
 
 
 @dataclass(frozen=True)
@@ -75,6 +86,10 @@ class SourceView:
     replies: list[ReplyView]
     can_receive_replies: bool
 
+    def pruned_on(self, days: int) -> dt.date:
+        return pruned_on(self.last_activity_on,
+                         max((r.day for r in self.replies), default=None), days)
+
 
 @dataclass(frozen=True)
 class Pruning:
@@ -118,12 +133,12 @@ class NewsroomService:
             ).all()
             ids = [s.id for s in sources]
             counts = self._counts(db, journalist_id, ids)
-            replies = dict(db.execute(
-                select(Reply.source_id, func.count(Reply.id))
-                .where(Reply.source_id.in_(ids)).group_by(Reply.source_id)).all())
+            replies = {sid: (count, last) for sid, count, last in db.execute(
+                select(Reply.source_id, func.count(Reply.id), func.max(Reply.sent_on))
+                .where(Reply.source_id.in_(ids)).group_by(Reply.source_id)).all()}
         rows = [InboxRow(s.id, s.designation, s.starred, s.last_activity_on,
                          counts.get(s.id, (0, 0))[0], counts.get(s.id, (0, 0))[1],
-                         replies.get(s.id, 0)) for s in sources]
+                         *replies.get(s.id, (0, None))) for s in sources]
         return InboxPage(rows, page, pages, total)
 
     @staticmethod

@@ -3,6 +3,7 @@ and that neither app serves the other's routes."""
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import re
 import tarfile
@@ -11,11 +12,17 @@ import pyotp
 from flask import Flask
 from flask.testing import FlaskClient
 
+from tests.conftest import FAST_SCRYPT
 from tests.helpers import Clock, Newsroom, SourceBrowser, csrf_from, gpg_decrypt, log_in
+from tests.newsroom_fixtures import submit
 from tipbox.accounts import AccountService, NewCredentials
 from tipbox.bundles import read_manifest
+from tipbox.codenames import CodenameHasher, generate_codename
 from tipbox.config import Settings
+from tipbox.crypto.keys import load_keyring
 from tipbox.db import make_engine, make_session_factory
+from tipbox.sources import SourceService
+from tipbox.storage import CiphertextStore
 from tipbox.web.newsroom import create_newsroom_app
 
 
@@ -197,3 +204,26 @@ def test_odd_numbers_in_the_address_get_a_page_not_a_crash(journalist: FlaskClie
     resp = journalist.post("/bulk", data={"csrf_token": csrf_from(page), "source": ["²", "x"],
                                           "action": "download_unread"})
     assert resp.status_code == 302  # "select at least one source first"
+
+
+def test_with_a_retention_period_each_source_shows_when_it_will_be_deleted(
+        settings: Settings, accounts: AccountService, ada: NewCredentials,
+        clock: Clock) -> None:
+    db = make_session_factory(make_engine(settings.database_url))
+    source_id = SourceService(db, CodenameHasher(b"p" * 32, FAST_SCRYPT)).create(
+        generate_codename())
+    submit(db, load_keyring(settings.keys_dir, settings.gnupg_dir),
+           CiphertextStore(settings.store_dir), source_id, "a tip",
+           day=dt.date(2026, 1, 10))
+    app = create_newsroom_app(settings.with_overrides(retention_days=30), accounts=accounts)
+    client = app.test_client()
+    assert log_in(client, ada, clock)[0] == 302
+    inbox = client.get("/").get_data(as_text=True)
+    assert "Deleted on" in inbox and "2026-02-10" in inbox
+    assert "a source is deleted 30 days after its last submission" in inbox
+    page = client.get(f"/sources/{source_id}").get_data(as_text=True)
+    assert "Deleted on 2026-02-10 by the retention rule" in page
+
+    without = create_newsroom_app(settings, accounts=accounts).test_client()
+    assert log_in(without, ada, clock)[0] == 302
+    assert "Deleted on" not in without.get("/").get_data(as_text=True)

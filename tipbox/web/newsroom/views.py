@@ -54,7 +54,8 @@ def make_blueprint(deps: NewsroomDeps) -> Blueprint:
     @bp.app_context_processor
     def page_context() -> dict[str, Any]:
         return {"journalist": g.get("journalist"), "action_form": ActionForm(formdata=None),
-                "demo_key": deps.keys.current().is_demo}
+                "demo_key": deps.keys.current().is_demo,
+                "retention_days": deps.settings.retention_days, "today": today()}
 
     def login_required(view: F) -> F:
         @functools.wraps(view)
