@@ -424,13 +424,27 @@ def _audit(accounts: AccountService, action: str, detail: str) -> None:
 @contextmanager
 def _accounts() -> Iterator[AccountService]:
     """The account service on the configured database, with errors told as next steps."""
+    settings = _settings()
+    with _database(settings) as engine:
+        try:
+            yield account_service(settings, engine)
+        except NoSuchAccount:
+            raise click.ClickException("There is no account with that name: "
+                                       "`tipbox users list` shows them all.") from None
+        except TipboxError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@contextmanager
+def _database(settings: Settings) -> Iterator[Engine]:
+    """An engine on the configured database once it is initialised and its schema current;
+    anything else is told as the next step to take."""
     from sqlalchemy.exc import OperationalError
 
     from tipbox.db import is_current, make_engine
 
     # Alembic's start-up chatter (INFO) would bury the output an admin needs to read.
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    settings = _settings()
     # Checked first: opening a SQLite URL in a missing data folder would create a stray file.
     if not settings.secrets_file.exists():
         raise click.ClickException(f"{settings.data_dir} is not initialised: run `tipbox init` "
@@ -440,17 +454,12 @@ def _accounts() -> Iterator[AccountService]:
         if not is_current(engine):
             raise click.ClickException("The database is not initialised or its schema is out "
                                        "of date: run `tipbox init` first.")
-        yield account_service(settings, engine)
+        yield engine
     except OperationalError as exc:
         # The message, not the URL: the URL may hold the database password.
         raise click.ClickException(
             f"Cannot use the database ({type(exc.orig).__name__}). Check that it is running "
             "and that TIPBOX_DATABASE_URL is right, then try again.") from None
-    except NoSuchAccount:
-        raise click.ClickException("There is no account with that name: "
-                                   "`tipbox users list` shows them all.") from None
-    except TipboxError as exc:
-        raise click.ClickException(str(exc)) from None
     finally:
         engine.dispose()
 
@@ -648,12 +657,10 @@ def prune(days: int | None, include_unread: bool, dry_run: bool, counts: bool | 
                               if spared else "") + ".")
             else:
                 click.echo(f"Done: deleted the sources {period}.")
-    if plan.kept_unread and (counts or dry_run):
-        click.echo(f"Kept {plan.kept_unread} source(s) just as old whose items nobody has read "
-                   "all of: read them, or use --include-unread.")
-    elif plan.kept_unread:
-        click.echo("Kept sources just as old whose items nobody has read all of: read them, "
-                   "or use --include-unread.")
+    if plan.kept_unread:
+        how_many = f"{plan.kept_unread} source(s)" if counts or dry_run else "sources"
+        click.echo(f"Kept {how_many} just as old whose items nobody has read all of: read "
+                   "them, or use --include-unread.")
 
 
 def _retention_cutoff(days: int) -> dt.date:
@@ -664,20 +671,12 @@ def _retention_cutoff(days: int) -> dt.date:
 
 @contextmanager
 def _newsroom(settings: Settings) -> Iterator[Any]:
-    from tipbox.db import is_current, make_engine, make_session_factory
+    from tipbox.db import make_session_factory
     from tipbox.newsroom import NewsroomService
     from tipbox.storage import CiphertextStore
 
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    if not settings.secrets_file.exists():
-        raise click.ClickException(f"{settings.data_dir} is not initialised: run `tipbox init`.")
-    engine = make_engine(settings.database_url)
-    try:
-        if not is_current(engine):
-            raise click.ClickException("The database schema is out of date: run `tipbox init`.")
+    with _database(settings) as engine:
         yield NewsroomService(make_session_factory(engine), CiphertextStore(settings.store_dir))
-    finally:
-        engine.dispose()
 
 
 @main.command()
@@ -694,10 +693,11 @@ def doctor() -> None:
         raise click.ClickException(f"{settings.data_dir} is not initialised: run `tipbox init`.")
     engine = make_engine(settings.database_url)
     try:
-        if not is_current(engine):
-            problems.append("The database schema is out of date: run `tipbox init`.")
+        schema_current = is_current(engine)
     finally:
         engine.dispose()
+    if not schema_current:
+        problems.append("The database schema is out of date: run `tipbox init`.")
     folder = secret_material_problem(settings.keys_dir, settings.gnupg_dir, settings.gpg_binary)
     if folder:
         problems.append(folder)
@@ -710,7 +710,7 @@ def doctor() -> None:
         problems.extend(service.expiry_warnings())
     finally:
         engine.dispose()
-    if settings.retention_days is not None and not problems:
+    if settings.retention_days is not None and schema_current:
         # A day's grace: the cutoff is a UTC day, and a daily timer may run at local
         # midnight, hours after the UTC day changed.
         with _newsroom(settings) as newsroom:

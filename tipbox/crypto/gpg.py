@@ -114,7 +114,6 @@ class KeyInfo:
         # gpg writes a capital E on the primary when some valid subkey can encrypt.
         return "E" in self.capabilities
 
-
     @property
     def is_demo(self) -> bool:
         return any("DEMO" in uid for uid in self.uids)
