@@ -22,10 +22,11 @@ from tests.helpers import (
     instance_sealer,
     log_in,
     make_newsroom,
+    require_browser_encryption,
 )
 from tipbox.accounts import AccountService, NewCredentials
 from tipbox.cli import initialise
-from tipbox.config import REPO_ROOT, ScryptParams, Settings
+from tipbox.config import ScryptParams, Settings
 from tipbox.db import make_engine, make_session_factory
 from tipbox.web.browser_encryption import BrowserEncryption
 from tipbox.web.newsroom import create_newsroom_app
@@ -96,12 +97,7 @@ def app(settings: Settings) -> Flask:
 @pytest.fixture
 def js_app(settings: Settings) -> Flask:
     """The source app with OpenPGP.js installed (`make install`), as `make run` serves it."""
-    browser = BrowserEncryption.load(REPO_ROOT / "static", REPO_ROOT / "package-lock.json")
-    if not browser.enabled:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must install OpenPGP.js (make install): {browser.problem}")
-        pytest.skip(f"in-browser encryption is off: {browser.problem}")
-    app = create_source_app(settings, browser=browser)
+    app = create_source_app(settings, browser=require_browser_encryption())
     app.config["TESTING"] = True
     return app
 

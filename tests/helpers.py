@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import os
 import re
 import subprocess
 import urllib.parse
@@ -12,13 +13,15 @@ from pathlib import Path
 from typing import Any
 
 import pyotp
+import pytest
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from tipbox.accounts import NewCredentials, TotpSealer
-from tipbox.config import Settings
+from tipbox.config import REPO_ROOT, Settings
 from tipbox.crypto.gpg import GnuPG
 from tipbox.instance import InstanceSecrets
+from tipbox.web.browser_encryption import BrowserEncryption
 
 
 @dataclass(frozen=True)
@@ -154,6 +157,22 @@ def log_in(client: FlaskClient, creds: NewCredentials, clock: Clock,
         "passphrase": creds.passphrase,
         "code": code or pyotp.TOTP(creds.totp_secret).at(clock.now)})
     return resp.status_code, resp.get_data(as_text=True)
+
+
+def require_browser_encryption() -> BrowserEncryption:
+    """OpenPGP.js as `make install` puts it; fails under CI, skips (and says why) elsewhere."""
+    browser = BrowserEncryption.load(REPO_ROOT / "static", REPO_ROOT / "package-lock.json")
+    if not browser.enabled:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must install OpenPGP.js (make install): {browser.problem}")
+        pytest.skip(f"in-browser encryption is off: {browser.problem}")
+    return browser
+
+
+def cli_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment that points the `tipbox` command at ``settings``."""
+    return {"TIPBOX_DATA_DIR": str(settings.data_dir), "TIPBOX_KEYS_DIR": str(settings.keys_dir),
+            "TIPBOX_DATABASE_URL": settings.database_url, "TIPBOX_SCRYPT_N": "16", **extra}
 
 
 def instance_sealer(settings: Settings) -> TotpSealer:

@@ -528,16 +528,11 @@ def test_no_passphrase_code_or_secret_reaches_a_repr_a_log_or_an_error(
 
 # --- on both databases ---------------------------------------------------------------
 
-@pytest.fixture
-def any_db(any_database: sessionmaker[Session]) -> sessionmaker[Session]:
-    return any_database
-
-
 class TestOnBothDatabases:
     @pytest.fixture
-    def accounts(self, any_db: sessionmaker[Session], clock: Clock,
+    def accounts(self, any_database: sessionmaker[Session], clock: Clock,
                  hasher: CountingHasher, sealer: TotpSealer) -> AccountService:
-        return AccountService(any_db, sealer, clock=clock, hasher=hasher)
+        return AccountService(any_database, sealer, clock=clock, hasher=hasher)
 
     def test_login_replay_and_older_codes(self, accounts: AccountService,
                                           clock: Clock) -> None:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import pwd
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from tests.crypto.keyfactory import export, gpg, new_key
-from tipbox.cli import main
+from tipbox.cli import _actor, main
 
 
 @pytest.fixture
@@ -77,11 +79,6 @@ def test_activation_needs_a_code_or_the_loud_flag(env: dict[str, str], tmp_path:
 def test_the_audit_log_names_who_ran_a_command(
         monkeypatch: pytest.MonkeyPatch, variables: dict[str, str],
         expected: str | None) -> None:
-    import os
-    import pwd
-
-    from tipbox.cli import _actor
-
     for name in ("SUDO_USER", "USER", "LOGNAME"):
         monkeypatch.delenv(name, raising=False)
     for name, value in variables.items():

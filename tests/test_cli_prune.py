@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.conftest import FAST_SCRYPT
+from tests.helpers import cli_env
 from tests.newsroom_fixtures import add_journalist, store_ids, submit
 from tipbox.cli import main
 from tipbox.codenames import CodenameHasher, generate_codename
@@ -29,11 +30,6 @@ def db(settings: Settings) -> sessionmaker[Session]:
     return make_session_factory(make_engine(settings.database_url))
 
 
-def env(settings: Settings, **extra: str) -> dict[str, str]:
-    return {"TIPBOX_DATA_DIR": str(settings.data_dir), "TIPBOX_KEYS_DIR": str(settings.keys_dir),
-            "TIPBOX_DATABASE_URL": settings.database_url, "TIPBOX_SCRYPT_N": "16", **extra}
-
-
 def source_last_heard(settings: Settings, db: sessionmaker[Session], days_ago: int, *,
                       read: bool = True) -> int:
     ring = load_keyring(settings.keys_dir, settings.gnupg_dir)
@@ -48,7 +44,7 @@ def source_last_heard(settings: Settings, db: sessionmaker[Session], days_ago: i
 
 
 def prune(settings: Settings, *args: str, **extra: str) -> Result:
-    return CliRunner().invoke(main, ["prune", *args], env=env(settings, **extra))
+    return CliRunner().invoke(main, ["prune", *args], env=cli_env(settings, **extra))
 
 
 def remaining(db: sessionmaker[Session]) -> list[int]:
@@ -120,17 +116,17 @@ def test_doctor_says_when_prune_is_not_running(settings: Settings,
                                                db: sessionmaker[Session]) -> None:
     runner = CliRunner()
     source_last_heard(settings, db, 100)
-    unset = runner.invoke(main, ["doctor"], env=env(settings))
+    unset = runner.invoke(main, ["doctor"], env=cli_env(settings))
     assert unset.exit_code == 0 and "Retention" not in unset.output
 
-    overdue = runner.invoke(main, ["doctor"], env=env(settings, TIPBOX_RETENTION_DAYS="30"))
+    overdue = runner.invoke(main, ["doctor"], env=cli_env(settings, TIPBOX_RETENTION_DAYS="30"))
     assert overdue.exit_code == 1
     # One day of grace: the cutoff is a UTC day, a daily timer may run at local midnight.
     assert "1 source(s) have been quiet for more than 31 days" in overdue.output
     assert "schedule `tipbox prune`" in overdue.output
 
     assert prune(settings, TIPBOX_RETENTION_DAYS="30").exit_code == 0
-    fine = runner.invoke(main, ["doctor"], env=env(settings, TIPBOX_RETENTION_DAYS="30"))
+    fine = runner.invoke(main, ["doctor"], env=cli_env(settings, TIPBOX_RETENTION_DAYS="30"))
     assert fine.exit_code == 0, fine.output
     assert "Retention: sources quiet for 30 days are deleted" in fine.output
 

@@ -14,7 +14,7 @@ import pyotp
 import pytest
 from click.testing import CliRunner, Result
 
-from tests.helpers import instance_sealer
+from tests.helpers import cli_env, instance_sealer
 from tipbox.accounts import AccountService, NewCredentials
 from tipbox.cli import main
 from tipbox.config import Settings
@@ -24,8 +24,7 @@ from tipbox.errors import LoginFailed
 
 @pytest.fixture
 def env(settings: Settings) -> dict[str, str]:
-    return {"TIPBOX_DATA_DIR": str(settings.data_dir), "TIPBOX_KEYS_DIR": str(settings.keys_dir),
-            "TIPBOX_DATABASE_URL": settings.database_url, "TIPBOX_SCRYPT_N": "16"}
+    return cli_env(settings)
 
 
 @pytest.fixture

@@ -22,11 +22,22 @@ from typing import Any
 
 import pytest
 
-from tests.browser.kit import WireRecorder, chromium_args, keep_screenshot, require_chromium
+from tests.browser.kit import (
+    CHROMIUM,
+    WireRecorder,
+    chromium_args,
+    keep_screenshot,
+    require_chromium,
+)
 from tests.e2e.server import TIPBOX, RunningServer, received_count, tipbox_server
-from tests.helpers import Newsroom, gpg_decrypt, store_files, temp_files
-from tipbox.config import MIB, REPO_ROOT
-from tipbox.web.browser_encryption import BrowserEncryption
+from tests.helpers import (
+    Newsroom,
+    gpg_decrypt,
+    require_browser_encryption,
+    store_files,
+    temp_files,
+)
+from tipbox.config import MIB
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -42,7 +53,7 @@ def chromium() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
                                              args=chromium_args())
         yield browser
         browser.close()
@@ -90,11 +101,7 @@ def site(tmp_path: Path, newsroom: Newsroom) -> Iterator[Site]:
 
 @pytest.fixture
 def js_required() -> None:
-    browser = BrowserEncryption.load(REPO_ROOT / "static", REPO_ROOT / "package-lock.json")
-    if not browser.enabled:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must install OpenPGP.js (make install): {browser.problem}")
-        pytest.skip(f"in-browser encryption is off: {browser.problem}")
+    require_browser_encryption()
 
 
 @dataclass

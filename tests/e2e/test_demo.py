@@ -15,6 +15,8 @@ import pytest
 
 from tests.e2e.server import TIPBOX, free_port
 
+pytestmark = pytest.mark.e2e
+
 
 def two_free_ports() -> int:
     """A port whose next one is free too: the demo puts the newsroom there."""

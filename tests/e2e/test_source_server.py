@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import os
 import secrets
 import shutil
@@ -133,8 +134,6 @@ def test_the_server_log_never_holds_the_client_address(server: RunningServer) ->
 
 
 def test_the_server_names_no_software_and_cannot_dump_core(server: RunningServer) -> None:
-    import http.client
-
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
     conn.request("GET", "/")
     resp = conn.getresponse()
