@@ -8,10 +8,14 @@ the store keeps no finer timestamp than the database does.
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import os
 import re
 import secrets
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from tipbox.errors import StoreError
@@ -91,3 +95,33 @@ class CiphertextStore:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+@contextmanager
+def early_writeback(path: Path, interval: float = 0.2) -> Iterator[None]:
+    """Ask the kernel to start writing ``path`` to disk while it is still being written
+    (by gpg, or by an upload the browser encrypted).
+
+    The store fsyncs every ciphertext before it counts as received; started early, the
+    writeback overlaps encryption instead of adding a pause of about 0.5 s per GiB at the
+    end (bench/upload.py). POSIX_FADV_DONTNEED starts writeback of dirty pages without
+    waiting for it. Best effort: any error just leaves the final fsync to do the work.
+    """
+    stop = threading.Event()
+
+    def nudge() -> None:
+        while not stop.wait(interval):
+            with contextlib.suppress(OSError):
+                fd = os.open(path, os.O_RDONLY)
+                try:
+                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                finally:
+                    os.close(fd)
+
+    thread = threading.Thread(target=nudge, name="writeback", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()

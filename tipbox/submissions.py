@@ -26,7 +26,7 @@ from tipbox.crypto.gpg import GnuPG, Readable
 from tipbox.crypto.message_check import EncryptedMessageCheck, MessageRefused, Refusal
 from tipbox.errors import SubmissionRejected, UploadTooLarge
 from tipbox.models import Item, ItemKind, Source
-from tipbox.storage import CiphertextStore, new_item_id
+from tipbox.storage import CiphertextStore, early_writeback, new_item_id
 
 # OpenPGP literal data packets hold at most 255 bytes of file name.
 MAX_FILENAME_BYTES = 255
@@ -145,7 +145,7 @@ class Draft:
         temp = self.store.temp_path()
         self.pending.append(_Pending(temp, kind, 0))
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as out:
+        with os.fdopen(fd, "wb") as out, early_writeback(temp):
             while chunk := data.read(ENCRYPTED_CHUNK_BYTES):
                 if max_bytes is not None and check.bytes_seen + len(chunk) > max_bytes:
                     raise SubmissionRejected(
@@ -177,8 +177,7 @@ class Draft:
             with self.sessions.begin() as db:
                 source = db.get(Source, source_id)
                 if source is None:
-                    raise SubmissionRejected("Your session ended. Log in with your codename "
-                                             "and submit again.")
+                    raise _source_gone()
                 seq = db.scalar(select(func.coalesce(func.max(Item.seq), 0))
                                 .where(Item.source_id == source_id)) or 0
                 fprs = " ".join(self.recipients)
@@ -189,15 +188,12 @@ class Draft:
                                 kind=item.kind, size=item.size, key_fingerprints=fprs,
                                 submitted_on=day))
                 source.last_activity_on = day
-        except (StaleDataError, IntegrityError):
-            # The source was deleted while this committed (by a journalist, or by prune).
+        except BaseException as exc:
             for path in finals:
                 self.store.discard(path)
-            raise SubmissionRejected("Your session ended. Log in with your codename and "
-                                     "submit again.") from None
-        except BaseException:
-            for path in finals:
-                self.store.discard(path)
+            if isinstance(exc, StaleDataError | IntegrityError):
+                # The source was deleted while this committed (by a journalist, or prune).
+                raise _source_gone() from None
             raise
         self._committed = True
         messages = sum(1 for p in self.pending if p.kind is ItemKind.MESSAGE)
@@ -208,6 +204,11 @@ class Draft:
         for item in self.pending:
             self.store.discard(item.temp)
         self.pending.clear()
+
+
+def _source_gone() -> SubmissionRejected:
+    return SubmissionRejected("Your session ended. Log in with your codename and submit "
+                              "again.")
 
 
 def _checked(step: Callable[..., None], *args: bytes) -> None:

@@ -29,7 +29,7 @@ from tests.browser.kit import (
     keep_screenshot,
     require_chromium,
 )
-from tests.e2e.server import TIPBOX, RunningServer, received_count, tipbox_server
+from tests.e2e.server import TIPBOX, received_count, tipbox_server
 from tests.helpers import (
     Newsroom,
     gpg_decrypt,
@@ -75,7 +75,6 @@ def payloads(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @dataclass
 class Site:
-    server: RunningServer
     relay: WireRecorder
     data_dir: Path
     env: dict[str, str]
@@ -94,7 +93,7 @@ def site(tmp_path: Path, newsroom: Newsroom) -> Iterator[Site]:
     with tipbox_server("source", env, tmp_path / "server.log") as server:
         relay = WireRecorder(server.port, [MARKER.encode()])
         try:
-            yield Site(server, relay, tmp_path / "data", env)
+            yield Site(relay, tmp_path / "data", env)
         finally:
             relay.close()
 

@@ -14,9 +14,8 @@ import fcntl
 import logging
 import os
 import re
-import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -24,6 +23,7 @@ from typing import Any, Protocol
 import gnupg
 
 from tipbox.errors import EncryptionError, KeyProblem
+from tipbox.storage import early_writeback
 
 # python-gnupg logs command lines (which carry --set-filename) and data chunks at DEBUG.
 # Pin its logger above that so no configuration of the root logger can leak them.
@@ -232,7 +232,7 @@ class GnuPG:
         if not fprs:
             raise EncryptionError("No newsroom key to encrypt to.")
         try:
-            with _early_writeback(output):
+            with early_writeback(output):
                 result = self._gpg.encrypt_file(
                     source, fprs, armor=False, always_trust=True, output=str(output),
                     extra_args=args,
@@ -303,35 +303,6 @@ class GnuPG:
         if not ok:
             _remove(output)
         return ok, lines
-
-
-@contextlib.contextmanager
-def _early_writeback(path: Path, interval: float = 0.2) -> Iterator[None]:
-    """Ask the kernel to start writing ``path`` to disk while gpg is still writing it.
-
-    The store fsyncs every ciphertext before it counts as received; started early, the
-    writeback overlaps encryption instead of adding a pause of about 0.5 s per GiB at the
-    end (bench/upload.py). POSIX_FADV_DONTNEED starts writeback of dirty pages without
-    waiting for it. Best effort: any error just leaves the final fsync to do the work.
-    """
-    stop = threading.Event()
-
-    def nudge() -> None:
-        while not stop.wait(interval):
-            with contextlib.suppress(OSError):
-                fd = os.open(path, os.O_RDONLY)
-                try:
-                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-                finally:
-                    os.close(fd)
-
-    thread = threading.Thread(target=nudge, name="writeback", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
 
 
 def _checked_fpr(fpr: str) -> str:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Collection, Mapping
 
-from tipbox.crypto.packets import TAG_PKESK, TAG_SEIPD, PacketError
+from tipbox.crypto.packets import TAG_PKESK, TAG_SEIPD, PacketError, new_length
 
 MAX_PKESK_BODY = 4096  # RSA-8192 needs about 1 KiB; anything larger is not a real PKESK
 # Version octet, the shortest random prefix (8-byte block + 2), a literal data packet
@@ -48,12 +48,6 @@ class MessageRefused(PacketError):
         self.reason = reason
 
 
-class _Phase(enum.Enum):
-    RECIPIENTS = 1  # PKESK packets, then the SEIPD packet
-    DATA = 2  # inside the SEIPD packet
-    DONE = 3  # the SEIPD packet ended: nothing may follow
-
-
 class EncryptedMessageCheck:
     """Feed the upload with :meth:`feed`, then call :meth:`finish`; either raises
     :class:`MessageRefused` as soon as the input cannot be an acceptable message."""
@@ -63,7 +57,7 @@ class EncryptedMessageCheck:
         self._owner = {kid.upper(): fpr for fpr, kids in recipients.items() for kid in kids}
         self._uncovered = set(recipients)
         self._seen_ids: set[str] = set()
-        self._phase = _Phase.RECIPIENTS
+        self._done = False  # the SEIPD packet ended: nothing may follow
         self._header = bytearray()  # header octets of the packet or chunk being read
         self._in_packet = False  # a partial-length packet continues with another chunk
         self._tag = 0
@@ -79,7 +73,7 @@ class EncryptedMessageCheck:
         pos = 0
         self.bytes_seen += len(data)
         while pos < len(view):
-            if self._phase is _Phase.DONE:
+            if self._done:
                 raise MessageRefused(Refusal.TRAILING_DATA)
             if self._remaining:
                 take = min(self._remaining, len(view) - pos)
@@ -95,7 +89,7 @@ class EncryptedMessageCheck:
 
     def finish(self) -> None:
         """The upload ended: it must have ended exactly at the end of the SEIPD packet."""
-        if self._phase is not _Phase.DONE:
+        if not self._done:
             raise MessageRefused(Refusal.NOT_ENCRYPTED if not self.bytes_seen
                                  else Refusal.TRUNCATED)
 
@@ -147,7 +141,6 @@ class EncryptedMessageCheck:
         elif tag == TAG_SEIPD:
             if self._uncovered or not self._seen_ids:
                 raise MessageRefused(Refusal.MISSING_RECIPIENT)
-            self._phase = _Phase.DATA
             self._seipd_bytes = 0
         elif tag in (3, 9, 20):  # password-encrypted, unprotected, or LibrePGP OCB
             raise MessageRefused(Refusal.UNSUPPORTED)
@@ -182,25 +175,16 @@ class EncryptedMessageCheck:
         else:
             if self._seipd_bytes < MIN_SEIPD_BODY:
                 raise MessageRefused(Refusal.TRUNCATED)
-            self._phase = _Phase.DONE
+            self._done = True
 
 
 def _new_length(octets: bytes | bytearray) -> tuple[int, bool] | None:
     """(length, partial) of a new-format length, or None while more octets are needed."""
-    if not octets:
+    try:
+        length, partial, _ = new_length(bytes(octets), 0)
+    except PacketError:  # truncated: the next chunk brings the rest
         return None
-    first = octets[0]
-    if first < 192:
-        return first, False
-    if first < 224:
-        if len(octets) < 2:
-            return None
-        return ((first - 192) << 8) + octets[1] + 192, False
-    if first == 255:
-        if len(octets) < 5:
-            return None
-        return int.from_bytes(octets[1:5], "big"), False
-    return 1 << (first & 0x1F), True
+    return length, partial
 
 
 def pkesk_key_id(body: bytes) -> str:

@@ -113,7 +113,7 @@ def _read_packet(data: bytes, pos: int) -> tuple[int, bytes, int]:
         tag = ctb & 0x3F
         body = bytearray()
         while True:
-            length, partial, pos = _new_length(data, pos)
+            length, partial, pos = new_length(data, pos)
             if pos + length > len(data):
                 raise PacketError("packet runs past the end")
             body += data[pos:pos + length]
@@ -134,7 +134,7 @@ def _read_packet(data: bytes, pos: int) -> tuple[int, bytes, int]:
     return tag, data[pos:pos + length], pos + length
 
 
-def _new_length(data: bytes, pos: int) -> tuple[int, bool, int]:
+def new_length(data: bytes, pos: int) -> tuple[int, bool, int]:
     """(length, is_partial, new position) of a new-format length (RFC 9580 4.2.1)."""
     if pos >= len(data):
         raise PacketError("truncated packet length")

@@ -129,9 +129,7 @@ def make_blueprint(deps: SourceDeps) -> Blueprint:
     @bp.get("/public-key")
     def public_key() -> ViewResult:
         """The active newsroom key(s), to verify the fingerprint or to encrypt oneself."""
-        keyring: Keyring = g.keyring
-        gpg = keyring.require()
-        armored = "\n".join(str(gpg.export_public(fpr)) for fpr in keyring.fingerprints)
+        armored = "\n".join(key["armored"] for key in armored_keys(g.keyring))
         return Response(armored, mimetype="application/pgp-keys", headers={
             "Content-Disposition": 'attachment; filename="newsroom-public-key.asc"'})
 
