@@ -8,7 +8,7 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from tipbox.crypto.keys import Keyring
+from tipbox.crypto.keyring import Keyring
 from tipbox.models import Journalist
 from tipbox.storage import CiphertextStore
 from tipbox.submissions import Draft

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from sqlalchemy import select, update
 
 from tipbox.cli import DEMO_KEY_FILE, main
-from tipbox.crypto.keys import load_keyring
+from tipbox.crypto.keyring import load_keyring
 from tipbox.db import make_engine
 from tipbox.errors import ConfigError
 from tipbox.instance import InstanceSecrets

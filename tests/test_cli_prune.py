@@ -15,10 +15,10 @@ from tests.newsroom_fixtures import add_journalist, store_ids, submit
 from tipbox.cli import main
 from tipbox.codenames import CodenameHasher, generate_codename
 from tipbox.config import Settings
-from tipbox.crypto.keys import load_keyring
+from tipbox.crypto.keyring import load_keyring
 from tipbox.db import make_engine, make_session_factory
+from tipbox.inbox import InboxService
 from tipbox.models import AuditEntry, Source
-from tipbox.newsroom import NewsroomService
 from tipbox.sources import SourceService
 from tipbox.storage import CiphertextStore
 
@@ -39,7 +39,7 @@ def source_last_heard(settings: Settings, db: sessionmaker[Session], days_ago: i
     submit(db, ring, store, source_id, "a tip", day=TODAY - dt.timedelta(days=days_ago))
     if read:
         reader = add_journalist(db, f"reader{source_id}")
-        NewsroomService(db, store).mark_source_read(reader, source_id)
+        InboxService(db, store).mark_source_read(reader, source_id)
     return source_id
 
 

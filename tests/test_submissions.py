@@ -16,10 +16,10 @@ from tests.conftest import FAST_SCRYPT
 from tests.helpers import Newsroom, gpg_decrypt, store_files, temp_files
 from tipbox.codenames import CodenameHasher, generate_codename
 from tipbox.config import Settings
-from tipbox.crypto.keys import Keyring, load_keyring
+from tipbox.crypto.keyring import Keyring, load_keyring
 from tipbox.errors import SubmissionRejected, UploadTooLarge
+from tipbox.inbox import InboxService
 from tipbox.models import Item, ItemKind, Source
-from tipbox.newsroom import NewsroomService
 from tipbox.sources import SourceService
 from tipbox.storage import CiphertextStore
 from tipbox.submissions import Draft, safe_filename, worth_compressing
@@ -114,7 +114,7 @@ def test_a_source_deleted_while_its_submission_commits_gets_a_clear_refusal(
 
     def delete_the_source(session: Session, *_: object) -> None:
         if not deleted:  # once: the deletion flushes a session of its own
-            deleted.append(NewsroomService(world.db, world.store).delete_sources([source_id]))
+            deleted.append(InboxService(world.db, world.store).delete_sources([source_id]))
 
     event.listen(world.db, "before_flush", delete_the_source)
     try:

@@ -120,10 +120,10 @@ def import_keys_folder(settings: Settings, *, trust: bool) -> None:
     """Bring public keys placed in the keys folder into the registry, as pending (or, for
     demonstrations and tests that hold the secret key themselves, active at once)."""
     from tipbox.audit import AuditLog
-    from tipbox.crypto.keys import KEY_SUFFIXES
+    from tipbox.crypto.keyring import KEY_SUFFIXES
     from tipbox.db import make_engine, make_session_factory
     from tipbox.errors import KeyRefused
-    from tipbox.keys import KeyService
+    from tipbox.key_registry import KeyService
     from tipbox.models import KeyState
 
     if not settings.keys_dir.is_dir():
@@ -303,7 +303,7 @@ def _serve_both(host: str, source_port: int, newsroom_port: int, offline_dir: Pa
 def ensure_demo_key(keys_dir: Path, offline_dir: Path) -> None:
     """Make a demo key pair unless the keys folder already has a key."""
     from tipbox.crypto.gpg import GnuPG
-    from tipbox.crypto.keys import KEY_SUFFIXES
+    from tipbox.crypto.keyring import KEY_SUFFIXES
 
     keys_dir.mkdir(parents=True, exist_ok=True)
     if any(p.suffix in KEY_SUFFIXES for p in keys_dir.iterdir()):
@@ -490,7 +490,7 @@ def _show_credentials(creds: NewCredentials, heading: str) -> None:
 def _key_service(settings: Settings) -> tuple[Any, Any]:
     from tipbox.audit import AuditLog
     from tipbox.db import make_engine, make_session_factory
-    from tipbox.keys import KeyService
+    from tipbox.key_registry import KeyService
 
     if not settings.secrets_file.exists():
         raise click.ClickException(f"{settings.data_dir} is not initialised: run `tipbox init`.")
@@ -664,7 +664,7 @@ def prune(days: int | None, include_unread: bool, dry_run: bool, counts: bool | 
 
 
 def _retention_cutoff(days: int) -> dt.date:
-    from tipbox.submissions import today
+    from tipbox.clock import today
 
     return today() - dt.timedelta(days=days)
 
@@ -672,17 +672,17 @@ def _retention_cutoff(days: int) -> dt.date:
 @contextmanager
 def _newsroom(settings: Settings) -> Iterator[Any]:
     from tipbox.db import make_session_factory
-    from tipbox.newsroom import NewsroomService
+    from tipbox.inbox import InboxService
     from tipbox.storage import CiphertextStore
 
     with _database(settings) as engine:
-        yield NewsroomService(make_session_factory(engine), CiphertextStore(settings.store_dir))
+        yield InboxService(make_session_factory(engine), CiphertextStore(settings.store_dir))
 
 
 @main.command()
 def doctor() -> None:
     """Check the installation and the newsroom keys; say what to fix."""
-    from tipbox.crypto.keys import secret_material_problem
+    from tipbox.crypto.keyring import secret_material_problem
     from tipbox.db import is_current, make_engine
 
     logging.getLogger("alembic").setLevel(logging.WARNING)  # quiet for cron mail

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from tipbox.crypto.keys import KeyringSource
-from tipbox.crypto.replies import (
+from tipbox.clock import today
+from tipbox.crypto.keyring import KeyringSource
+from tipbox.crypto.reply_keys import (
     ReplyDecryptionError,
     ReplyPrivateKey,
     decrypt_reply,
@@ -28,7 +29,6 @@ from tipbox.crypto.replies import (
 from tipbox.errors import SubmissionRejected
 from tipbox.models import Reply, Source
 from tipbox.storage import CiphertextStore, new_item_id
-from tipbox.submissions import today
 
 MAX_REPLY_CHARS = 20_000
 

@@ -10,9 +10,9 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from tipbox.clock import today
 from tipbox.codenames import CodenameHasher, generate_designation, normalize_codename
 from tipbox.models import Item, Source
-from tipbox.submissions import today
 
 
 @dataclass(frozen=True)

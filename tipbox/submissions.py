@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
+from tipbox.clock import today
 from tipbox.crypto.gpg import GnuPG, Readable
 from tipbox.crypto.message_check import EncryptedMessageCheck, MessageRefused, Refusal
 from tipbox.errors import SubmissionRejected, UploadTooLarge
@@ -59,10 +60,6 @@ _REFUSALS = {
         "An encrypted item had extra data after its end, so nothing from this submission "
         "was kept. Reload the page and send it again.",
 }
-
-
-def today() -> dt.date:
-    return dt.datetime.now(dt.UTC).date()
 
 
 @dataclass

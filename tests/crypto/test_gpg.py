@@ -12,7 +12,7 @@ import pytest
 
 from tests.helpers import Newsroom, gpg_decrypt
 from tipbox.crypto.gpg import PIPE_BYTES, GnuPG
-from tipbox.crypto.keys import load_keyring
+from tipbox.crypto.keyring import load_keyring
 from tipbox.errors import EncryptionError, KeyProblem
 
 

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from tests.helpers import Newsroom
 from tipbox.crypto.gpg import GnuPG
-from tipbox.crypto.keys import load_keyring
+from tipbox.crypto.keyring import load_keyring
 from tipbox.crypto.message_check import (
     MAX_PKESK_BODY,
     MIN_SEIPD_BODY,

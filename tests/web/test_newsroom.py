@@ -19,7 +19,7 @@ from tipbox.accounts import AccountService, NewCredentials
 from tipbox.bundles import read_manifest
 from tipbox.codenames import CodenameHasher, generate_codename
 from tipbox.config import Settings
-from tipbox.crypto.keys import load_keyring
+from tipbox.crypto.keyring import load_keyring
 from tipbox.db import make_engine, make_session_factory
 from tipbox.sources import SourceService
 from tipbox.storage import CiphertextStore

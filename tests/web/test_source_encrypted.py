@@ -26,7 +26,7 @@ from tests.helpers import Newsroom, SourceBrowser, csrf_from, gpg_decrypt, store
 from tests.openpgpjs import openpgpjs_encrypt
 from tipbox.config import Settings
 from tipbox.crypto.gpg import GnuPG
-from tipbox.crypto.keys import keyring_for
+from tipbox.crypto.keyring import keyring_for
 from tipbox.web.browser_encryption import BrowserEncryption
 from tipbox.web.source import create_source_app
 

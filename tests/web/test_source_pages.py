@@ -21,7 +21,7 @@ from tests.helpers import Newsroom, SourceBrowser, csrf_from, hidden, store_file
 from tipbox.codenames import eff_words
 from tipbox.config import Settings
 from tipbox.crypto.gpg import GnuPG
-from tipbox.crypto.keys import Keyring, load_keyring
+from tipbox.crypto.keyring import Keyring, load_keyring
 from tipbox.db import make_engine, make_session_factory
 from tipbox.models import WebSession
 from tipbox.web.browser_encryption import BrowserEncryption

@@ -6,9 +6,9 @@ from flask import Flask
 
 from tests.helpers import SourceBrowser, csrf_from
 from tipbox.config import Settings
-from tipbox.crypto.keys import load_keyring
+from tipbox.crypto.keyring import load_keyring
 from tipbox.db import make_engine, make_session_factory
-from tipbox.keys import StaticKeyring
+from tipbox.key_registry import StaticKeyring
 from tipbox.models import Reply, Source
 from tipbox.replies import ReplyService
 from tipbox.storage import CiphertextStore

@@ -14,7 +14,6 @@ import fcntl
 import logging
 import os
 import re
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,9 +96,9 @@ class KeyInfo:
     # (algorithm id, bits) of each valid encryption-capable (sub)key.
     encryption_algorithms: tuple[tuple[int, int], ...] = field(default=())
 
-    @property
-    def expired(self) -> bool:
-        return self.validity == "e" or (self.expires is not None and self.expires <= time.time())
+    def expired_at(self, now: float) -> bool:
+        """Has the key itself expired at ``now`` (gpg's verdict, or its expiry date)?"""
+        return self.validity == "e" or (self.expires is not None and self.expires <= now)
 
     def usable_at(self, now: float) -> bool:
         """Can anything be encrypted to this key at ``now``?"""

@@ -119,7 +119,7 @@ def _print_advice(out: TextIO, home: Path, fpr: str, public: Path, request: KeyR
     out.write("\n".join(lines) + "\n")
 
 
-# What `tipbox keys challenge` encrypts (tipbox/keys.py), and nothing else is printed.
+# What `tipbox keys challenge` encrypts (tipbox/key_registry.py), and nothing else is printed.
 CHALLENGE_RE = re.compile(rb"tipbox-challenge v1 ([0-9A-F]{40}|[0-9A-F]{64}) "
                           rb"([A-Z2-7]{4}(?:-[A-Z2-7]{4}){3})\n?")
 

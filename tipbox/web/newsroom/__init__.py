@@ -8,9 +8,9 @@ from flask import Flask
 from tipbox.accounts import AccountService, TotpSealer
 from tipbox.audit import AuditLog
 from tipbox.config import Settings
-from tipbox.crypto.keys import Keyring, KeyringSource
-from tipbox.keys import KeyringProvider, KeyService, StaticKeyring
-from tipbox.newsroom import NewsroomService
+from tipbox.crypto.keyring import Keyring, KeyringSource
+from tipbox.inbox import InboxService
+from tipbox.key_registry import KeyringProvider, KeyService, StaticKeyring
 from tipbox.replies import ReplyService
 from tipbox.storage import CiphertextStore
 from tipbox.web.common import build_app
@@ -29,7 +29,7 @@ def create_newsroom_app(settings: Settings | None = None, *, keyring: Keyring | 
         settings=settings,
         accounts=accounts or AccountService(plumbing.sessions,
                                             TotpSealer(plumbing.secrets.totp_key)),
-        newsroom=NewsroomService(plumbing.sessions, store),
+        inbox=InboxService(plumbing.sessions, store),
         replies=ReplyService(plumbing.sessions, store, keys),
         keys=keys,
     )

@@ -26,7 +26,7 @@ from werkzeug.wrappers import Response
 from tipbox.accounts import AccountService, LoginFailed, LoginThrottled
 from tipbox.audit import AuditLog
 from tipbox.errors import AccountError, KeyRefused
-from tipbox.keys import KeyService
+from tipbox.key_registry import KeyService
 from tipbox.web.newsroom.auth import (
     ADMIN_FRESH_SECONDS,
     confirm_identity,

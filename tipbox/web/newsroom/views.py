@@ -25,12 +25,12 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from tipbox.accounts import AccountService, LoginFailed, LoginThrottled
 from tipbox.bundles import BundleEntry, new_bundle, stream_bundle
+from tipbox.clock import today
 from tipbox.config import Settings
-from tipbox.crypto.keys import KeyringSource
+from tipbox.crypto.keyring import KeyringSource
 from tipbox.errors import KeyProblem, SubmissionRejected
-from tipbox.newsroom import NewsroomService
+from tipbox.inbox import InboxService
 from tipbox.replies import ReplyService
-from tipbox.submissions import today
 from tipbox.web.common import error_page
 from tipbox.web.newsroom.auth import current_journalist, refusal, start_session
 from tipbox.web.newsroom.forms import ActionForm, ConfirmDeleteForm, LoginForm, ReplyForm
@@ -43,7 +43,7 @@ ViewResult = str | BaseResponse | tuple[str, int]
 class NewsroomDeps:
     settings: Settings
     accounts: AccountService
-    newsroom: NewsroomService
+    inbox: InboxService
     replies: ReplyService
     keys: KeyringSource
 
@@ -105,7 +105,7 @@ def make_blueprint(deps: NewsroomDeps) -> Blueprint:
     def inbox() -> ViewResult:
         page = request.args.get("page", "1")
         starred_first = request.args.get("starred_first") == "1"
-        result = deps.newsroom.inbox(g.journalist_id, _int(page, default=1),
+        result = deps.inbox.inbox(g.journalist_id, _int(page, default=1),
                                      starred_first=starred_first)
         return render_template("newsroom/inbox.html", inbox=result, starred_first=starred_first)
 
@@ -119,14 +119,14 @@ def make_blueprint(deps: NewsroomDeps) -> Blueprint:
             flash(gettext("Select at least one source first."))
             return redirect(url_for("newsroom.inbox"))
         if action == "download_unread":
-            return _bundle_response(deps, g.journalist_id, deps.newsroom.bundle_entries(
+            return _bundle_response(deps, g.journalist_id, deps.inbox.bundle_entries(
                 g.journalist_id, source_ids=source_ids, unread_only=True,
                 include_replies=False))
         if action == "delete":
             if request.form.get("confirm") != "yes":
                 flash(gettext("Tick “confirm” to delete the selected sources."))
                 return redirect(url_for("newsroom.inbox"))
-            count = deps.newsroom.delete_sources(source_ids)
+            count = deps.inbox.delete_sources(source_ids)
             flash(gettext("Deleted %(num)s source(s) and everything they sent.", num=count))
             return redirect(url_for("newsroom.inbox"))
         abort(400)
@@ -134,13 +134,13 @@ def make_blueprint(deps: NewsroomDeps) -> Blueprint:
     @bp.get("/download/unread")
     @login_required
     def download_all_unread() -> ViewResult:
-        return _bundle_response(deps, g.journalist_id, deps.newsroom.bundle_entries(
+        return _bundle_response(deps, g.journalist_id, deps.inbox.bundle_entries(
             g.journalist_id, unread_only=True, include_replies=False))
 
     @bp.get("/sources/<int:source_id>")
     @login_required
     def source(source_id: int) -> ViewResult:
-        view = deps.newsroom.source(g.journalist_id, source_id)
+        view = deps.inbox.source(g.journalist_id, source_id)
         if view is None:
             abort(404)
         return render_template("newsroom/source.html", source=view, reply_form=ReplyForm(),
@@ -150,7 +150,7 @@ def make_blueprint(deps: NewsroomDeps) -> Blueprint:
     @login_required
     def star(source_id: int) -> ViewResult:
         checked_action()
-        deps.newsroom.set_star(source_id, request.form.get("starred") == "1")
+        deps.inbox.set_star(source_id, request.form.get("starred") == "1")
         if request.form.get("next") == "inbox":
             return redirect(url_for("newsroom.inbox"))
         return redirect(url_for("newsroom.source", source_id=source_id))
@@ -162,9 +162,9 @@ def make_blueprint(deps: NewsroomDeps) -> Blueprint:
         read = request.form.get("read") != "0"
         item_ids = request.form.getlist("item")
         if item_ids:
-            deps.newsroom.mark_read(g.journalist_id, item_ids, read)
+            deps.inbox.mark_read(g.journalist_id, item_ids, read)
         else:
-            deps.newsroom.mark_source_read(g.journalist_id, source_id, read)
+            deps.inbox.mark_source_read(g.journalist_id, source_id, read)
         return redirect(url_for("newsroom.source", source_id=source_id))
 
     @bp.post("/sources/<int:source_id>/items")
@@ -174,15 +174,15 @@ def make_blueprint(deps: NewsroomDeps) -> Blueprint:
         item_ids = request.form.getlist("item")
         action = request.form.get("action")
         if action == "download":
-            entries = deps.newsroom.bundle_entries(g.journalist_id, source_ids=[source_id],
+            entries = deps.inbox.bundle_entries(g.journalist_id, source_ids=[source_id],
                                                    item_ids=item_ids) if item_ids else \
-                deps.newsroom.bundle_entries(g.journalist_id, source_ids=[source_id])
+                deps.inbox.bundle_entries(g.journalist_id, source_ids=[source_id])
             return _bundle_response(deps, g.journalist_id, entries)
         if action == "delete":
             if not item_ids:
                 flash(gettext("Select the items to delete first."))
             else:
-                count = deps.newsroom.delete_items(source_id, item_ids)
+                count = deps.inbox.delete_items(source_id, item_ids)
                 flash(gettext("Deleted %(num)s item(s).", num=count))
             return redirect(url_for("newsroom.source", source_id=source_id))
         abort(400)
@@ -194,7 +194,7 @@ def make_blueprint(deps: NewsroomDeps) -> Blueprint:
         if not form.validate_on_submit():
             flash(gettext("Tick the box to confirm, then press Delete again."))
             return redirect(url_for("newsroom.source", source_id=source_id))
-        deps.newsroom.delete_sources([source_id])
+        deps.inbox.delete_sources([source_id])
         flash(gettext("The source and everything it sent were deleted."))
         return redirect(url_for("newsroom.inbox"))
 
@@ -222,10 +222,10 @@ def make_blueprint(deps: NewsroomDeps) -> Blueprint:
     @bp.get("/items/<item_id>.gpg")
     @login_required
     def download_item(item_id: str) -> ViewResult:
-        entry = deps.newsroom.item_entry(item_id)
+        entry = deps.inbox.item_entry(item_id)
         if entry is None:
             abort(404)
-        deps.newsroom.mark_read(g.journalist_id, [item_id])
+        deps.inbox.mark_read(g.journalist_id, [item_id])
         return Response(_file_chunks(entry), mimetype="application/pgp-encrypted",
                         headers={"Content-Disposition":
                                  f'attachment; filename="{entry.id}.gpg"',
@@ -256,7 +256,7 @@ def _bundle_response(deps: NewsroomDeps, journalist_id: int,
     def chunks() -> Iterator[bytes]:
         yield from stream_bundle(bundle, entries)
         # Marked read only once the whole bundle went out.
-        deps.newsroom.mark_read(journalist_id, [e.id for e in entries if e.kind != "reply"])
+        deps.inbox.mark_read(journalist_id, [e.id for e in entries if e.kind != "reply"])
 
     return Response(stream_with_context(chunks()), mimetype="application/x-tar",
                     headers={"Content-Disposition": f'attachment; filename="{bundle.filename}"'})

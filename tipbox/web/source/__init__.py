@@ -8,9 +8,9 @@ from flask import Flask
 
 from tipbox.codenames import CodenameHasher, CodenameSigner
 from tipbox.config import REPO_ROOT, Settings
-from tipbox.crypto.keys import Keyring, KeyringSource
-from tipbox.crypto.replies import ReplyKeyDeriver
-from tipbox.keys import KeyringProvider, StaticKeyring
+from tipbox.crypto.keyring import Keyring, KeyringSource
+from tipbox.crypto.reply_keys import ReplyKeyDeriver
+from tipbox.key_registry import KeyringProvider, StaticKeyring
 from tipbox.replies import ReplyKeyCache, ReplyService
 from tipbox.sources import SourceService
 from tipbox.storage import CiphertextStore
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 def create_source_app(settings: Settings | None = None, *,
                       keyring: Keyring | None = None,
                       browser: BrowserEncryption | None = None) -> Flask:
-    """Build the source app. Keys come from the registry's active keys (see tipbox.keys);
+    """Build the source app. Keys come from the registry's active keys (see tipbox.key_registry);
     tests may hand in a fixed ``keyring`` instead. The in-browser encryption scripts are
     read and hashed here, once (tests may hand in ``browser``)."""
     settings = settings or Settings.from_env()

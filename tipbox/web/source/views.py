@@ -28,8 +28,8 @@ from wtforms import ValidationError
 
 from tipbox.codenames import CodenameSigner, codename_bits, generate_codename, normalize_codename
 from tipbox.config import Settings
-from tipbox.crypto.keys import Keyring, KeyringSource
-from tipbox.crypto.replies import ReplyKeyDeriver
+from tipbox.crypto.keyring import Keyring, KeyringSource
+from tipbox.crypto.reply_keys import ReplyKeyDeriver
 from tipbox.errors import (
     EncryptionError,
     KeyProblem,

@@ -105,7 +105,7 @@ class Pruning:
 
 
 @dataclass(frozen=True)
-class NewsroomService:
+class InboxService:
     sessions: sessionmaker[Session]
     store: CiphertextStore
 

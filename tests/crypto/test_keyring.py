@@ -6,7 +6,7 @@ from pathlib import Path
 
 from tests.crypto.keyfactory import export, new_key, revoke
 from tests.helpers import Newsroom
-from tipbox.crypto.keys import load_keyring
+from tipbox.crypto.keyring import load_keyring
 
 
 def _load(keys: Path, tmp_path: Path):

@@ -28,7 +28,7 @@ from tipbox.crypto.gpg import GnuPG
 from tipbox.crypto.packets import asks_for_ocb, iter_packets
 from tipbox.db import make_engine, make_session_factory
 from tipbox.errors import KeyRefused
-from tipbox.keys import KeyringProvider, KeyService
+from tipbox.key_registry import KeyringProvider, KeyService
 from tipbox.models import KeyState
 
 

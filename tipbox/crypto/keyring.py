@@ -78,7 +78,7 @@ class KeyringSource(Protocol):
 
 def load_keyring(keys_dir: Path, gnupg_root: Path, gpg_binary: str = "gpg") -> Keyring:
     """A keyring straight from the key files in ``keys_dir``, through the same checks as
-    the registry's active keys (for tests and tools; the apps use tipbox.keys)."""
+    the registry's active keys (for tests and tools; the apps use tipbox.key_registry)."""
     files = sorted(p for p in keys_dir.glob("*") if p.suffix.lower() in KEY_SUFFIXES
                    and p.is_file()) if keys_dir.is_dir() else []
     if not files:
@@ -87,12 +87,13 @@ def load_keyring(keys_dir: Path, gnupg_root: Path, gpg_binary: str = "gpg") -> K
                        problem=secret_material_problem(keys_dir, gnupg_root, gpg_binary))
 
 
-def unusable_reason(key: KeyInfo) -> str | None:
+def unusable_reason(key: KeyInfo, now: float) -> str | None:
+    """Why nothing can be encrypted to ``key`` at ``now``, or None if something can."""
     if key.revoked:
         return "is revoked"
-    if key.expired:
+    if key.expired_at(now):
         return "has expired"
-    if not key.usable_at(time.time()):
+    if not key.usable_at(now):
         return "has no encryption subkey that is still valid (they expired)"
     if not key.can_encrypt:
         return "has no valid encryption-capable key or subkey"
@@ -123,8 +124,10 @@ def secret_material_problem(keys_dir: Path, gnupg_root: Path | None = None,
 
 
 def keyring_for(public_keys: Sequence[bytes], gnupg_root: Path, gpg_binary: str = "gpg",
-                *, problem: str | None = None) -> Keyring:
-    """A keyring holding exactly these public keys (the registry's active ones)."""
+                *, problem: str | None = None, now: float | None = None) -> Keyring:
+    """A keyring holding exactly these public keys (the registry's active ones), less any
+    that cannot be encrypted to at ``now`` (default: the current time)."""
+    now = time.time() if now is None else now
     if problem:
         return Keyring(None, (), problem)
     if not public_keys:
@@ -141,7 +144,7 @@ def keyring_for(public_keys: Sequence[bytes], gnupg_root: Path, gpg_binary: str 
         if not infos:
             rejected.append("a file with no OpenPGP key in it")
         for key in infos:
-            reason = unusable_reason(key)
+            reason = unusable_reason(key, now)
             if reason:
                 rejected.append(f"key {key.fingerprint} {reason}")
             else:

@@ -6,7 +6,7 @@ import pytest
 
 from tests.conftest import FAST_SCRYPT
 from tipbox.codenames import CodenameHasher, generate_codename
-from tipbox.crypto.replies import (
+from tipbox.crypto.reply_keys import (
     ReplyDecryptionError,
     ReplyKeyDeriver,
     decrypt_reply,

@@ -23,8 +23,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from tipbox.audit import AuditLog
+from tipbox.clock import today
 from tipbox.crypto.gpg import GnuPG, KeyInfo
-from tipbox.crypto.keys import Keyring, build_home, keyring_for, secret_material_problem
+from tipbox.crypto.keyring import Keyring, build_home, keyring_for, secret_material_problem
 from tipbox.crypto.packets import (
     PacketError,
     asks_for_ocb,
@@ -33,7 +34,6 @@ from tipbox.crypto.packets import (
 )
 from tipbox.errors import KeyRefused
 from tipbox.models import Item, KeyState, NewsroomKey, Reply
-from tipbox.submissions import today
 
 EXPIRY_WARNING_DAYS = 30
 MAX_KEY_BYTES = 1024 * 1024
@@ -111,7 +111,7 @@ class KeyService:
         if info.secret:  # gpg's own view, behind the packet check above
             raise KeyRefused("That file holds SECRET key material, so it was refused and not "
                              "stored. Export only the public half: gpg --export --armor FPR")
-        self._check(info)
+        self._check(info, time.time())
         try:
             weak = weak_binding_hashes(data)
             ocb = asks_for_ocb(data)
@@ -136,15 +136,15 @@ class KeyService:
         return Inspected(info, armored, _describe(info))
 
     @staticmethod
-    def _check(info: KeyInfo) -> None:
+    def _check(info: KeyInfo, now: float) -> None:
         fpr = info.fingerprint
         if info.revoked:
             raise KeyRefused(f"Key {fpr} is revoked. Use the newsroom's current key.")
-        if info.expired:
+        if info.expired_at(now):
             raise KeyRefused(f"Key {fpr} has expired. Extend it on the offline machine "
                              "(gpg --quick-set-expire FPR 2y, and for subkeys FPR 2y '*'), "
                              "then export it and run `tipbox keys add` with it again.")
-        if not info.can_encrypt or not info.usable_at(time.time()):
+        if not info.can_encrypt or not info.usable_at(now):
             raise KeyRefused(f"Key {fpr} has no valid encryption-capable key or subkey, so "
                              "nothing could be encrypted to it. Add an encryption subkey "
                              "(gpg --quick-add-key FPR cv25519 encr 2y).")

@@ -19,12 +19,12 @@ from tests.newsroom_fixtures import add_journalist, store_ids, submit
 from tipbox.bundles import new_bundle, read_manifest, stream_bundle
 from tipbox.codenames import CodenameHasher, generate_codename
 from tipbox.config import Settings
-from tipbox.crypto.keys import Keyring, load_keyring
-from tipbox.crypto.replies import ReplyKeyDeriver
+from tipbox.crypto.keyring import Keyring, load_keyring
+from tipbox.crypto.reply_keys import ReplyKeyDeriver
 from tipbox.db import make_engine, make_session_factory
-from tipbox.keys import StaticKeyring
+from tipbox.inbox import InboxService
+from tipbox.key_registry import StaticKeyring
 from tipbox.models import Item, ItemRead, Reply, Source
-from tipbox.newsroom import NewsroomService
 from tipbox.replies import ReplyService
 from tipbox.sources import SourceService
 from tipbox.storage import CiphertextStore
@@ -37,7 +37,7 @@ class Desk:
     ring: Keyring
     store: CiphertextStore
     sources: SourceService
-    newsroom: NewsroomService
+    newsroom: InboxService
 
     def source_with(self, *messages: str, day: dt.date | None = None) -> int:
         source_id = self.sources.create(generate_codename())
@@ -53,7 +53,7 @@ def desk(any_database_settings: Settings, any_database: sessionmaker[Session],
     store = CiphertextStore(settings.store_dir)
     return Desk(settings, db, load_keyring(newsroom.keys_dir, settings.gnupg_dir), store,
                 SourceService(db, CodenameHasher(b"p" * 32, FAST_SCRYPT)),
-                NewsroomService(db, store))
+                InboxService(db, store))
 
 
 def test_inbox_lists_sources_with_items_latest_first_and_pages(desk: Desk) -> None:
@@ -199,7 +199,7 @@ def test_deleted_rows_do_not_linger_in_the_sqlite_write_ahead_log(
     submit(db, ring, store, doomed, "remove me")
     with db() as s:
         designation = s.get(Source, doomed).designation  # type: ignore[union-attr]
-    NewsroomService(db, store).delete_sources([doomed])
+    InboxService(db, store).delete_sources([doomed])
     wal = settings.data_dir / "tipbox.db-wal"
     assert not wal.exists() or wal.stat().st_size == 0
     assert designation.encode() not in (settings.data_dir / "tipbox.db").read_bytes()
