@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -33,15 +33,48 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+FORGET_AFTER_COMMIT = "tipbox_forget_after_commit"
+
+
 def forget_deleted(session: Session) -> None:
-    """After a deletion: copy SQLite's write-ahead log into the (secure_delete) database
-    and truncate it, so deleted rows do not linger in the -wal file."""
-    if session.get_bind().dialect.name == "sqlite":
-        session.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
+    """Ask that, once this session's transaction commits, SQLite's write-ahead log be
+    copied into the (secure_delete) database file and truncated.
+
+    Call it from any transaction that deletes or overwrites something a seized server
+    should not show (a reply, a source, a session). The checkpoint must come after the
+    commit: run inside the transaction it would leave the deletion's own frames, which
+    hold the old page images, in the -wal file.
+    """
+    session.info[FORGET_AFTER_COMMIT] = True
+
+
+def _checkpoint_after_commit(session: Session) -> None:
+    if not session.info.pop(FORGET_AFTER_COMMIT, False):
+        return
+    bind = session.get_bind()
+    engine = bind if isinstance(bind, Engine) else bind.engine
+    if engine.dialect.name == "sqlite":
+        checkpoint_wal(engine)
+
+
+def _forget_request_dropped(session: Session, _previous: object = None) -> None:
+    # A rolled-back transaction deleted nothing: the next one must ask again.
+    session.info.pop(FORGET_AFTER_COMMIT, None)
+
+
+def checkpoint_wal(engine: Engine) -> bool:
+    """Copy SQLite's WAL into the database file and truncate it. False if a reader kept
+    part of it (the next checkpoint, or SQLite's own, takes the rest)."""
+    with engine.connect() as conn:
+        busy, _log, _done = conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").one()
+    return not busy
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
+    factory = sessionmaker(engine, expire_on_commit=False)
+    event.listen(factory, "after_commit", _checkpoint_after_commit)
+    event.listen(factory, "after_soft_rollback", _forget_request_dropped)
+    return factory
 
 
 def alembic_config(url: str) -> Any:

@@ -231,10 +231,9 @@ class InboxService:
             doomed = [r.id for r in rows]
             for row in rows:
                 db.delete(row)
+            forget_deleted(db)
         for item_id in doomed:
             self.store.delete(item_id)
-        with self.sessions() as db:
-            forget_deleted(db)
         return len(doomed)
 
     def pruning(self, cutoff: dt.date, *, include_unread: bool = False) -> Pruning:
@@ -281,10 +280,9 @@ class InboxService:
             db.execute(delete(Item).where(Item.source_id.in_(found)))
             db.execute(delete(Reply).where(Reply.source_id.in_(found)))
             db.execute(delete(Source).where(Source.id.in_(found)))
+            forget_deleted(db)
         for file_id in item_ids + reply_ids:
             self.store.delete(file_id)
-        with self.sessions() as db:
-            forget_deleted(db)
         return len(found)
 
 

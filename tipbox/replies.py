@@ -26,6 +26,7 @@ from tipbox.crypto.reply_keys import (
     decrypt_reply,
     encrypt_reply,
 )
+from tipbox.db import forget_deleted
 from tipbox.errors import SubmissionRejected
 from tipbox.models import Reply, Source
 from tipbox.storage import CiphertextStore, new_item_id
@@ -110,6 +111,7 @@ class ReplyService:
                 return False
             row.deleted_by_source = True
             row.for_source = None
+            forget_deleted(db)  # the old page image holds the source's copy
         return True
 
 

@@ -19,6 +19,7 @@ from sqlalchemy import delete
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.datastructures import CallbackDict
 
+from tipbox.db import forget_deleted
 from tipbox.models import WebSession
 
 
@@ -97,7 +98,9 @@ class DatabaseSessionInterface(SessionInterface):
             db.merge(WebSession(id_hash=_hash(sid), interface=self._interface,
                                 data=json.dumps(dict(session)), expires_at=expires))
             # Opportunistic clean-up keeps expired rows from piling up.
-            db.execute(delete(WebSession).where(WebSession.expires_at < _now()))
+            purged = db.execute(delete(WebSession).where(WebSession.expires_at < _now()))
+            if purged.rowcount:  # type: ignore[attr-defined]
+                forget_deleted(db)
         if sid != session.sid:
             session.sid = sid
         response.set_cookie(
@@ -109,3 +112,5 @@ class DatabaseSessionInterface(SessionInterface):
     def _delete(self, sid: str) -> None:
         with self._sessions.begin() as db:
             db.execute(delete(WebSession).where(WebSession.id_hash == _hash(sid)))
+            # A session row names its source: it must not outlive log-out in the WAL.
+            forget_deleted(db)
