@@ -73,6 +73,8 @@ class Item(Base):
     """One message or one file, stored as one ciphertext file named by ``id``."""
 
     __tablename__ = "items"
+    # Item numbers are unique per source: the database, not only the code, says so.
+    __table_args__ = (UniqueConstraint("source_id", "seq"),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     source_id: Mapped[int] = mapped_column(ForeignKey("sources.id", ondelete="CASCADE"),
