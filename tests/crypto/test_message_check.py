@@ -21,6 +21,7 @@ from tipbox.crypto.gpg import GnuPG
 from tipbox.crypto.keyring import load_keyring
 from tipbox.crypto.message_check import (
     MAX_PKESK_BODY,
+    MIN_PARTIAL_CHUNK,
     MIN_SEIPD_BODY,
     EncryptedMessageCheck,
     MessageRefused,
@@ -84,6 +85,8 @@ def oracle_accepts(data: bytes, recipients: dict[str, tuple[str, ...]] = RECIPIE
                     pos += 5
                 else:
                     length, partial, pos = 1 << (first & 0x1F), True, pos + 1
+                    if length < MIN_PARTIAL_CHUNK:
+                        return False
                 if pos + length > len(data):
                     return False
                 body += data[pos:pos + length]
@@ -177,7 +180,7 @@ framings = st.builds(
     Framing,
     legacy_size=st.sampled_from([None, 1, 2, 4]),
     new_form=st.integers(0, 2),
-    partial_exp=st.one_of(st.none(), st.integers(0, 9)),
+    partial_exp=st.one_of(st.none(), st.integers(0, 10)),
 )
 pkesk_payloads = st.binary(min_size=1, max_size=300).map(
     lambda b: b if b[0] else b"\x01" + b[1:])  # an MPI's leading octet is never zero
@@ -194,7 +197,8 @@ def valid_messages(draw: st.DrawFn) -> bytes:
                draw(framings.filter(lambda f: f.partial_exp is None)))
         for kid in ids)
     seipd = b"\x01" + draw(st.binary(min_size=MIN_SEIPD_BODY - 1, max_size=3000))
-    return out + packet(18, seipd, draw(framings))
+    return out + packet(18, seipd, draw(framings.filter(
+        lambda f: f.partial_exp is None or 1 << f.partial_exp >= MIN_PARTIAL_CHUNK)))
 
 
 def chunkings(data: bytes) -> st.SearchStrategy[list[int]]:
@@ -284,6 +288,8 @@ def test_random_packet_sequences_are_accepted_only_in_the_valid_shape(
         and len(set(ids)) == len(ids) and all(i in owners for i in ids)
         and {owners[i] for i in ids} == set(RECIPIENTS)
         and shape[-1][:2] == (18, 1)
+        # These bodies are under 512 octets: any partial chunk in them is too short.
+        and not shape[-1][2]
     )
     event("valid shape" if expected else "refused")
     assert (verdict(blob, data.draw(chunkings(blob))) is None) == expected
@@ -297,8 +303,8 @@ def pkesks(*ids: str) -> bytes:
     return b"".join(packet(1, pkesk_body(i, 18, b"\x40" * 33), Framing(None)) for i in ids)
 
 
-def message_to(*ids: str, seipd: bytes = b"\x01" + bytes(60)) -> bytes:
-    return pkesks(*ids) + packet(18, seipd, Framing(None, partial_exp=4))
+def message_to(*ids: str, seipd: bytes = b"\x01" + bytes(1500)) -> bytes:
+    return pkesks(*ids) + packet(18, seipd, Framing(None, partial_exp=9))
 
 
 ALL = ("1111111111111111", "3333333333333333")
@@ -341,6 +347,23 @@ def test_a_pkesk_may_not_use_partial_lengths() -> None:
     pkesk = pkesk_body(ALL[0], 18, b"\x40" * 40)
     blob = packet(1, pkesk, Framing(None, partial_exp=4)) + message_to(ALL[1])
     assert verdict(blob) is Refusal.MALFORMED
+
+
+@pytest.mark.parametrize("exp", [0, 4, 8])
+def test_partial_chunks_shorter_than_512_octets_are_refused(exp: int) -> None:
+    # One octet per chunk cost 130 times the CPU of a normal stream: a 2 GiB upload made
+    # of them would have held a worker for 45 minutes.
+    seipd = b"\x01" + bytes(4096)
+    assert verdict(pkesks(*ALL) + packet(18, seipd, Framing(None, partial_exp=exp))) \
+        is Refusal.MALFORMED
+
+
+def test_partial_chunks_of_512_octets_and_more_are_accepted() -> None:
+    seipd = b"\x01" + bytes(5000)
+    for exp in (9, 10, 12):
+        assert 1 << exp >= MIN_PARTIAL_CHUNK
+        assert verdict(pkesks(*ALL) + packet(18, seipd, Framing(None, partial_exp=exp))) \
+            is None
 
 
 def test_memory_stays_small_for_a_large_message() -> None:

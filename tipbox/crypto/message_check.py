@@ -22,6 +22,12 @@ from collections.abc import Collection, Mapping
 from tipbox.crypto.packets import TAG_PKESK, TAG_SEIPD, PacketError, new_length
 
 MAX_PKESK_BODY = 4096  # RSA-8192 needs about 1 KiB; anything larger is not a real PKESK
+# RFC 9580 4.2.1.4 asks at least 512 octets of the first partial-length chunk. Asking it of
+# every partial chunk caps the check's work: each chunk header costs a few Python steps,
+# so a stream of 1-octet chunks cost 130 times a normal one (1.33 s of CPU per MiB). GnuPG
+# and OpenPGP.js both write chunks of 512 octets or more; only the last, which has a
+# definite length, may be shorter. bench/packet_check.py measures the cost at 512.
+MIN_PARTIAL_CHUNK = 512
 # Version octet, the shortest random prefix (8-byte block + 2), a literal data packet
 # (2 + 6 octets) and the 22-octet MDC packet.
 MIN_SEIPD_BODY = 1 + 10 + 8 + 22
@@ -124,6 +130,8 @@ class EncryptedMessageCheck:
                 tag = (ctb >> 2) & 0x0F
                 length, partial = int.from_bytes(head[1:1 + size], "big"), False
             self._start_packet(tag, partial)
+        if partial and length < MIN_PARTIAL_CHUNK:
+            raise MessageRefused(Refusal.MALFORMED)
         self._header.clear()
         self._remaining = length
         self._partial = partial
