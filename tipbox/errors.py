@@ -23,6 +23,10 @@ class EncryptionError(TipboxError):
     """gpg failed to encrypt; nothing from the attempt is kept."""
 
 
+class GpgStalled(EncryptionError):
+    """gpg made no progress for too long and was killed; nothing from the attempt is kept."""
+
+
 class StoreError(TipboxError):
     """The ciphertext store refused or failed an operation."""
 

@@ -14,6 +14,7 @@ import fcntl
 import logging
 import os
 import re
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,8 @@ from typing import Any, Protocol
 
 import gnupg
 
-from tipbox.errors import EncryptionError, KeyProblem
+from tipbox.crypto.gpg_watchdog import DEFAULT_STALL_SECONDS, Watch, Watchdog, WatchedSource
+from tipbox.errors import EncryptionError, GpgStalled, KeyProblem
 from tipbox.storage import early_writeback
 
 # python-gnupg logs command lines (which carry --set-filename) and data chunks at DEBUG.
@@ -64,12 +66,29 @@ class _GPG(gnupg.GPG):  # type: ignore[misc]
     python-gnupg (pinned below 0.6) starts every gpg process.
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # One GnuPG object serves every request thread; each run's watch is the calling
+        # thread's, and python-gnupg starts gpg in the calling thread. Set first: the
+        # constructor already runs gpg (--version).
+        self.local = threading.local()
+        super().__init__(*args, **kwargs)
+
     def _open_subprocess(self, args: list[str], passphrase: bool = False) -> Any:
         process = super()._open_subprocess(args, passphrase)
         # Best effort: not Linux, or over the per-user pipe quota, keeps 64 KiB.
         with contextlib.suppress(AttributeError, OSError):
             fcntl.fcntl(process.stdin.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+        watch: Watch | None = getattr(self.local, "watch", None)
+        if watch is not None:
+            watch.started(process)
         return process
+
+    def _handle_io(self, args: Any, fileobj_or_path: Any, result: Any, *rest: Any,
+                   **kwargs: Any) -> Any:
+        # Kept so that a run ended by an exception (gpg closing its input) can still
+        # report what gpg said.
+        self.local.result = result
+        return super()._handle_io(args, fileobj_or_path, result, *rest, **kwargs)
 
 
 class Readable(Protocol):
@@ -122,10 +141,14 @@ class GnuPG:
     """A GnuPG home of our own (mode 0700), driven through python-gnupg."""
 
     def __init__(self, home: Path, binary: str = "gpg", buffer_size: int = 1024 * 1024,
-                 *, agent: bool = True, own_home: bool = True) -> None:
+                 *, agent: bool = True, own_home: bool = True,
+                 stall_seconds: float = DEFAULT_STALL_SECONDS) -> None:
         """``agent=False`` for homes that hold public keys only (the server's): gpg then
         never starts a gpg-agent, which would outlive the request and the home.
-        ``own_home=False`` uses someone's existing home untouched (see existing_home)."""
+        ``own_home=False`` uses someone's existing home untouched (see existing_home).
+        ``stall_seconds``: how long an encryption may make no progress before its gpg
+        is killed (see tipbox.crypto.gpg_watchdog)."""
+        self.stall_seconds = stall_seconds
         if own_home:
             home.mkdir(mode=0o700, parents=True, exist_ok=True)
             os.chmod(home, 0o700)
@@ -230,18 +253,33 @@ class GnuPG:
         fprs = [_checked_fpr(f) for f in recipients]
         if not fprs:
             raise EncryptionError("No newsroom key to encrypt to.")
+        watch = Watch(self.stall_seconds)
+        self._gpg.local.watch = watch
+        self._gpg.local.result = None
         try:
-            with early_writeback(output):
+            with early_writeback(output), Watchdog(watch):
                 result = self._gpg.encrypt_file(
-                    source, fprs, armor=False, always_trust=True, output=str(output),
-                    extra_args=args,
+                    WatchedSource(source, watch), fprs, armor=False, always_trust=True,
+                    output=str(output), extra_args=args,
                 )
+        except BrokenPipeError:
+            # gpg closed its input before the end: it died, or the watchdog killed it.
+            _remove(output)
+            raise self._failure(watch, self._gpg.local.result) from None
         except BaseException:
             _remove(output)
             raise
+        finally:
+            self._gpg.local.watch = None
         if not result.ok:
             _remove(output)
-            raise EncryptionError(f"gpg could not encrypt: {_last_error(result)}")
+            raise self._failure(watch, result)
+
+    def _failure(self, watch: Watch, result: Any) -> EncryptionError:
+        if watch.killed:
+            return GpgStalled(f"gpg made no progress for {watch.stall_seconds:g} s and was "
+                              "stopped")
+        return EncryptionError(f"gpg could not encrypt: {_last_error(result)}")
 
     def encrypt_bytes(self, data: bytes, recipients: Sequence[str], output: Path,
                       *, filename: str | None = None) -> None:
