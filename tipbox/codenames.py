@@ -18,6 +18,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from tipbox.config import ScryptParams
+from tipbox.hashing_slots import UNLIMITED, HashingSlots
 
 CODENAME_WORDS = 7
 # Longer input is refused before hashing, so a 10,000-character "codename" costs nothing.
@@ -84,11 +85,13 @@ class CodenameHasher:
 
     pepper: bytes
     params: ScryptParams
+    slots: HashingSlots = UNLIMITED  # the app's shared bound on memory-hard hashing
 
     def hash(self, codename: str) -> str:
         kdf = Scrypt(salt=self.pepper, length=32, n=self.params.n, r=self.params.r,
                      p=self.params.p)
-        return kdf.derive(codename.encode("utf-8")).hex()
+        with self.slots.slot():
+            return kdf.derive(codename.encode("utf-8")).hex()
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,17 @@ class GpgStalled(EncryptionError):
     """gpg made no progress for too long and was killed; nothing from the attempt is kept."""
 
 
+class HashingBusy(TipboxError):
+    """Every slot for memory-hard hashing is taken and the queue is full: the site is
+    busy. Nothing was checked or stored; trying again in a minute will do."""
+
+    retry_after = 60
+
+    def __init__(self) -> None:
+        super().__init__("The site is busy right now, so nothing was checked or kept. Wait "
+                         "a minute and try again.")
+
+
 class StoreError(TipboxError):
     """The ciphertext store refused or failed an operation."""
 

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from tipbox.config import ScryptParams
 from tipbox.errors import TipboxError
+from tipbox.hashing_slots import UNLIMITED, HashingSlots
 
 SUITE = hpke.Suite(hpke.KEM.MLKEM768_X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM)
 INFO = b"tipbox reply v1"
@@ -42,14 +43,17 @@ class ReplyKeyDeriver:
 
     pepper: bytes = field(repr=False)
     params: ScryptParams
+    slots: HashingSlots = UNLIMITED  # the app's shared bound on memory-hard hashing
 
     @property
     def salt(self) -> bytes:
         return hmac.new(self.pepper, b"tipbox reply key v1", hashlib.sha256).digest()
 
     def derive(self, codename: str) -> ReplyPrivateKey:
-        seed = Scrypt(salt=self.salt, length=96, n=self.params.n, r=self.params.r,
-                      p=self.params.p).derive(codename.encode("utf-8"))
+        kdf = Scrypt(salt=self.salt, length=96, n=self.params.n, r=self.params.r,
+                     p=self.params.p)
+        with self.slots.slot():
+            seed = kdf.derive(codename.encode("utf-8"))
         kem = mlkem.MLKEM768PrivateKey.from_seed_bytes(seed[:64])
         dh = x25519.X25519PrivateKey.from_private_bytes(seed[64:])
         public = kem.public_key().public_bytes_raw() + dh.public_key().public_bytes_raw()
