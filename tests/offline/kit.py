@@ -77,6 +77,25 @@ class Sender:
                     raw_name.decode("utf-8", "replace"))
 
 
+    def compressed_item(self, source: str, seq: int, chunk: bytes, count: int, *,
+                        filename: str, to: str) -> Item:
+        """A file item of ``chunk`` repeated ``count`` times, compressed by gpg (zlib, level
+        9) as a compression bomb is: the plaintext is streamed, never held whole."""
+        out = self.work / f"{new_id()}.gpg"
+        with out.open("wb") as fh:
+            proc = subprocess.Popen(
+                ["gpg", "--homedir", str(self.gpg.home), "--batch", "--no-tty", "--quiet",
+                 "--trust-model", "always", "--compress-algo", "zlib", "--compress-level",
+                 "9", "--set-filename", filename, "--recipient", to, "--encrypt"],
+                stdin=subprocess.PIPE, stdout=fh)
+            assert proc.stdin is not None
+            for _ in range(count):
+                proc.stdin.write(chunk)
+            proc.stdin.close()
+            assert proc.wait() == 0
+        return Item(source, "file", seq, out.read_bytes(), [to], b"", filename)
+
+
 def tar_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     info = tarfile.TarInfo(name)
     info.size = len(data)

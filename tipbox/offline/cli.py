@@ -20,6 +20,7 @@ from tipbox.offline import keys
 from tipbox.offline.decrypt import Decryptor, Passphrases
 from tipbox.offline.errors import BundleRefused, Refused
 from tipbox.offline.index import summary, write_index
+from tipbox.offline.limits import EXPANSION_FLOOR, MAX_EXPANSION, Limits
 from tipbox.offline.opener import Opener
 from tipbox.offline.progress import Progress
 
@@ -107,6 +108,12 @@ def _open(argv: list[str]) -> int:
     parser.add_argument("--scrub", action="store_true",
                         help="also write a metadata-free copy of each file with mat2 (see "
                              "above; the original is kept)")
+    parser.add_argument("--max-expansion", type=_expansion, default=MAX_EXPANSION,
+                        metavar="N",
+                        help=f"refuse an item that decompresses to more than N times its "
+                             f"encrypted size plus {EXPANSION_FLOOR // 2**20} MiB, as a likely "
+                             f"compression bomb (default {MAX_EXPANSION}); also bounds what "
+                             "mat2 may unpack")
     parser.add_argument("--quiet", action="store_true",
                         help="no progress lines; only problems are reported")
     parser.add_argument("--version", action="version", version=f"tipbox-open {__version__}")
@@ -123,7 +130,8 @@ def _open(argv: list[str]) -> int:
                       "secret key, or import it there.")
     decryptor = Decryptor(gpg, _passphrases(args.passphrase_fd))
     progress = Progress(None if args.quiet else sys.stderr, 0)
-    result = Opener(out, decryptor, secret_keys).run(args.bundle, progress, args.scrub)
+    limits = Limits(max_expansion=args.max_expansion)
+    result = Opener(out, decryptor, secret_keys, limits).run(args.bundle, progress, args.scrub)
     index = write_index(result, out, home, dt.date.today().isoformat())
     complete = result.complete and not result.interrupted
     if not (args.quiet and complete):
@@ -134,6 +142,16 @@ def _open(argv: list[str]) -> int:
                "(Debian: apt-get install mat2; carry the packages over) and open the bundle "
                "again, or run mat2 on the files yourself.")
     return ALL_DECRYPTED if complete else INCOMPLETE
+
+
+def _expansion(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 1_000_000:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 1 to 1000000")
+    return value
 
 
 def _keys(argv: list[str]) -> int:
