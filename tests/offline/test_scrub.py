@@ -7,7 +7,10 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import signal
 import subprocess
+import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -117,3 +120,30 @@ def test_an_archive_bomb_stops_mat2_at_its_bound_and_leaves_no_trace(tmp_path: P
 
     assert not list(work.iterdir())
     assert sorted(p.name for p in folder.iterdir()) == [".work", "01-bomb.zip"]
+
+
+def test_stopping_tipbox_open_while_mat2_runs_removes_its_area_and_still_writes_the_index(
+        sender: Sender, newsroom: Newsroom, tmp_path: Path) -> None:
+    archive = zip_of_zeros(48 * MIB)  # within the budget: mat2 works on it for a while
+    item = sender.item(SOURCE, "file", 1, archive, filename="big.zip", to=[newsroom.fingerprint])
+    bundle = write_bundle(tmp_path / "b.tar", [item])
+    env, tmpdir = _temp_env(tmp_path)
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "tipbox.offline", str(bundle), "--out", str(out),
+            "--gnupghome", str(newsroom.secret_home), "--scrub"]
+    with subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True) as proc:
+        deadline = time.monotonic() + 60
+        while not list(out.glob(".tipbox-work-*/scrub-*/tmp")) and proc.poll() is None:
+            assert time.monotonic() < deadline, "mat2 never started"
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGTERM)  # what a plain `kill` sends; Ctrl-C takes the same path
+        _, stderr = proc.communicate(timeout=60)
+
+    assert proc.returncode == 1, stderr
+    assert not list(tmpdir.iterdir())
+    assert not [p for p in out.iterdir() if p.name.startswith(".tipbox-work")]
+    assert sorted(p.name for p in (out / SOURCE).iterdir()) == ["01-big.zip"]
+    index = (out / "index.txt").read_text()
+    assert "NOT scrubbed: tipbox-open was interrupted" in index
+    assert "1 of 1 items decrypted; 0 of 1 files scrubbed, 1 NOT scrubbed." in index
