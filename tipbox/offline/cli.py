@@ -20,14 +20,14 @@ from tipbox.offline import keys
 from tipbox.offline.decrypt import Decryptor, Passphrases
 from tipbox.offline.errors import BundleRefused, Refused
 from tipbox.offline.index import summary, write_index
-from tipbox.offline.limits import EXPANSION_FLOOR, MAX_EXPANSION, Limits
+from tipbox.offline.limits import EXPANSION_FLOOR, MAX_EXPANSION, MIB, RESERVED_BYTES, Limits
 from tipbox.offline.opener import Opener
 from tipbox.offline.progress import Progress
 
 ALL_DECRYPTED, INCOMPLETE, REFUSED = 0, 1, 2
 MAX_PASSPHRASE_BYTES = 4096
 
-_OPEN_HELP = """\
+_OPEN_HELP = f"""\
 Check an export bundle against its manifest and decrypt every item with the local GnuPG
 keyring. In DIR: one folder per source designation, holding NN-message.txt,
 NN-reply.txt and NN-<original file name> (NN is the item's sequence number), and
@@ -41,10 +41,17 @@ Passphrase: if the secret key has one, gpg-agent asks with its usual dialog; whe
 cannot, tipbox-open asks in the terminal. --passphrase-fd N reads it from file
 descriptor N instead (one line), e.g. `--passphrase-fd 3 3<passphrase-file`.
 
+An item that decompresses to more than --max-expansion times its encrypted size plus
+{EXPANSION_FLOOR // MIB} MiB (default: {MAX_EXPANSION} times) is refused as a likely
+compression bomb, and the bundle stops rather than leave less than {RESERVED_BYTES // MIB} MiB
+free on the disk: index.txt says so on each item's line.
+
 --scrub: after decrypting, run mat2 on each decrypted file and write a metadata-free
 copy next to it as NN-name.cleaned.ext. The ORIGINAL IS KEPT: its metadata can be what
 proves a document genuine, and it can also identify the source, so share only the
-.cleaned copy. Without mat2 on PATH, --scrub says so and changes nothing else.
+.cleaned copy. A file mat2 could not clean is marked NOT scrubbed in index.txt. mat2's
+temporary files stay inside DIR and are removed. Without mat2 on PATH, --scrub says so
+and changes nothing else.
 
 Exit status: 0 every item was decrypted; 1 some items could not be decrypted (a missing
 key, a failure, an item that did not match the manifest: see index.txt); 2 the bundle
@@ -111,7 +118,7 @@ def _open(argv: list[str]) -> int:
     parser.add_argument("--max-expansion", type=_expansion, default=MAX_EXPANSION,
                         metavar="N",
                         help=f"refuse an item that decompresses to more than N times its "
-                             f"encrypted size plus {EXPANSION_FLOOR // 2**20} MiB, as a likely "
+                             f"encrypted size plus {EXPANSION_FLOOR // MIB} MiB, as a likely "
                              f"compression bomb (default {MAX_EXPANSION}); also bounds what "
                              "mat2 may unpack")
     parser.add_argument("--quiet", action="store_true",
