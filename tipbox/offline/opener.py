@@ -83,7 +83,7 @@ class Opener:
             work = Path(tempfile.mkdtemp(prefix=".tipbox-work-", dir=self.out))
             try:
                 result = self._open(bundle, work, progress)
-                if scrub and not result.interrupted:
+                if scrub:
                     self._scrub(result, work, progress)
             finally:
                 shutil.rmtree(work, ignore_errors=True)
@@ -230,6 +230,10 @@ class Opener:
         files = [row for row in result.rows if row.decrypted and row.kind == "file"]
         if mat2 is None:
             result.mat2_missing = True
+            return
+        if result.interrupted:
+            for row in files:
+                _not_scrubbed(row, "tipbox-open was interrupted before scrubbing")
             return
         progress.restart(len(files))
         try:

@@ -56,11 +56,11 @@ def scrub(mat2: str, original: Path, work: Path, tag: str, limits: Limits) -> Pa
     try:
         # mat2 recognises formats by extension; the stem is ours, so it holds nothing odd.
         staged = area / f"file{ext}"
-        shutil.copyfile(original, staged)
-        size = staged.stat().st_size
-        budget, room = limits.budget(size), limits.room(work)
+        size = original.stat().st_size
+        budget, room = limits.budget(size), limits.room(work) - size  # after the copy
         if room <= 0:
             raise NotScrubbed(_full(limits))
+        shutil.copyfile(original, staged)
         over = (f"what it unpacked outgrew {human_size(budget)}, {limits.max_expansion}x "
                 "the file's size plus a floor: likely an archive bomb" if budget <= room
                 else _full(limits))
