@@ -13,6 +13,7 @@ import struct
 import subprocess
 import sys
 import tarfile
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -161,3 +162,15 @@ def passphrase_fd(passphrase: str) -> int:
 def tree(root: Path) -> set[str]:
     """Every path under ``root``, to prove that nothing was written anywhere else."""
     return {str(p.relative_to(root)) for p in root.rglob("*")}
+
+
+def png_with_author(author: bytes) -> bytes:
+    """A 1x1 PNG whose tEXt chunk names ``author``: metadata for mat2 to remove."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + \
+            struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", 1, 1, 8, 0, 0, 0, 0)
+    pixels = zlib.compress(b"\x00\x80")
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"tEXt", b"Author\x00" + author)
+            + chunk(b"IDAT", pixels) + chunk(b"IEND", b""))

@@ -17,8 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import Newsroom
-from tests.offline.kit import Sender, run_open, tree, write_bundle
-from tests.offline.test_open import _png_with_author
+from tests.offline.kit import Sender, png_with_author, run_open, tree, write_bundle
 from tipbox.offline.limits import MIB, Limits
 from tipbox.offline.scrub import NotScrubbed, scrub
 
@@ -74,7 +73,7 @@ def test_mat2_alone_leaves_the_hostile_zips_contents_in_tmpdir(tmp_path: Path) -
 def test_a_zip_that_breaks_mat2_midway_leaves_nothing_outside_out_and_is_not_scrubbed(
         sender: Sender, newsroom: Newsroom, tmp_path: Path, workspace: Path) -> None:
     hostile = zip_that_breaks_mat2()
-    png = _png_with_author(b"Jane Source")
+    png = png_with_author(b"Jane Source")
     items = [sender.item(SOURCE, "file", 1, hostile, filename="leak.zip",
                          to=[newsroom.fingerprint]),
              sender.item(SOURCE, "file", 2, png, filename="photo.png",
