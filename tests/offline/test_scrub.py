@@ -121,8 +121,11 @@ def test_an_archive_bomb_stops_mat2_at_its_bound_and_leaves_no_trace(tmp_path: P
     assert sorted(p.name for p in folder.iterdir()) == [".work", "01-bomb.zip"]
 
 
+# SIGTERM is what a plain `kill` sends, SIGHUP what closing the terminal sends; Ctrl-C's
+# KeyboardInterrupt takes the same path through tipbox-open.
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
 def test_stopping_tipbox_open_while_mat2_runs_removes_its_area_and_still_writes_the_index(
-        sender: Sender, newsroom: Newsroom, tmp_path: Path) -> None:
+        signum: signal.Signals, sender: Sender, newsroom: Newsroom, tmp_path: Path) -> None:
     archive = zip_of_zeros(48 * MIB)  # within the budget: mat2 works on it for a while
     item = sender.item(SOURCE, "file", 1, archive, filename="big.zip", to=[newsroom.fingerprint])
     bundle = write_bundle(tmp_path / "b.tar", [item])
@@ -136,7 +139,7 @@ def test_stopping_tipbox_open_while_mat2_runs_removes_its_area_and_still_writes_
         while not list(out.glob(".tipbox-work-*/scrub-*/tmp")) and proc.poll() is None:
             assert time.monotonic() < deadline, "mat2 never started"
             time.sleep(0.01)
-        proc.send_signal(signal.SIGTERM)  # what a plain `kill` sends; Ctrl-C takes the same path
+        proc.send_signal(signum)
         _, stderr = proc.communicate(timeout=60)
 
     assert proc.returncode == 1, stderr

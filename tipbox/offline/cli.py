@@ -74,9 +74,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     gnupg_log.propagate = False
     # Plaintext and keys are for the journalist's eyes only.
     os.umask(0o077)
-    # A plain `kill` then cleans up like Ctrl-C: no ciphertext copy or partial plaintext
-    # is left in the work folder.
+    # A plain `kill`, or closing the terminal, then cleans up like Ctrl-C: no ciphertext
+    # copy, partial plaintext or mat2 temporary file is left in the work folder (mat2
+    # runs in its own session, so only tipbox-open can stop it).
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGHUP, _interrupt)
     try:
         if args[:1] == ["keys"]:
             return _keys(args[1:])
