@@ -13,6 +13,7 @@ import struct
 import subprocess
 import sys
 import tarfile
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,6 +76,25 @@ class Sender:
         assert proc.returncode == 0, proc.stderr.decode()
         return Item(source, "file", seq, proc.stdout, [to], data,
                     raw_name.decode("utf-8", "replace"))
+
+
+    def compressed_item(self, source: str, seq: int, chunk: bytes, count: int, *,
+                        filename: str, to: str) -> Item:
+        """A file item of ``chunk`` repeated ``count`` times, compressed by gpg (zlib, level
+        9) as a compression bomb is: the plaintext is streamed, never held whole."""
+        out = self.work / f"{new_id()}.gpg"
+        with out.open("wb") as fh:
+            proc = subprocess.Popen(
+                ["gpg", "--homedir", str(self.gpg.home), "--batch", "--no-tty", "--quiet",
+                 "--trust-model", "always", "--compress-algo", "zlib", "--compress-level",
+                 "9", "--set-filename", filename, "--recipient", to, "--encrypt"],
+                stdin=subprocess.PIPE, stdout=fh)
+            assert proc.stdin is not None
+            for _ in range(count):
+                proc.stdin.write(chunk)
+            proc.stdin.close()
+            assert proc.wait() == 0
+        return Item(source, "file", seq, out.read_bytes(), [to], b"", filename)
 
 
 def tar_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
@@ -142,3 +162,15 @@ def passphrase_fd(passphrase: str) -> int:
 def tree(root: Path) -> set[str]:
     """Every path under ``root``, to prove that nothing was written anywhere else."""
     return {str(p.relative_to(root)) for p in root.rglob("*")}
+
+
+def png_with_author(author: bytes) -> bytes:
+    """A 1x1 PNG whose tEXt chunk names ``author``: metadata for mat2 to remove."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + \
+            struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", 1, 1, 8, 0, 0, 0, 0)
+    pixels = zlib.compress(b"\x00\x80")
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"tEXt", b"Author\x00" + author)
+            + chunk(b"IDAT", pixels) + chunk(b"IEND", b""))

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import Newsroom
-from tests.offline.kit import Item, Sender, run_open, run_tool, write_bundle
+from tests.offline.kit import Item, Sender, png_with_author, run_open, run_tool, write_bundle
 from tipbox.crypto.gpg import GnuPG
 
 SOURCE = "sturdy zest"
@@ -197,7 +197,7 @@ def test_scrub_without_mat2_says_so_and_still_succeeds(
 @pytest.mark.skipif(shutil.which("mat2") is None, reason="mat2 is not installed")
 def test_scrub_writes_a_metadata_free_copy_and_keeps_the_original(
         sender: Sender, newsroom: Newsroom, tmp_path: Path) -> None:
-    png = _png_with_author(b"Jane Source")
+    png = png_with_author(b"Jane Source")
     item = sender.item(SOURCE, "file", 1, png, filename="photo.png", to=[newsroom.fingerprint])
     note = sender.item(SOURCE, "message", 2, b"see photo", to=[newsroom.fingerprint])
     bundle = write_bundle(tmp_path / "b.tar", [item, note])
@@ -240,16 +240,3 @@ def test_help_documents_exit_statuses_and_scrub_and_the_console_script_exists() 
                                check=False)
     assert keys_help.returncode == 0 and "generate" in keys_help.stdout
 
-
-def _png_with_author(author: bytes) -> bytes:
-    import struct
-    import zlib
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + \
-            struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", 1, 1, 8, 0, 0, 0, 0)
-    pixels = zlib.compress(b"\x00\x80")
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"tEXt", b"Author\x00" + author)
-            + chunk(b"IDAT", pixels) + chunk(b"IEND", b""))

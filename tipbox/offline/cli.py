@@ -20,13 +20,14 @@ from tipbox.offline import keys
 from tipbox.offline.decrypt import Decryptor, Passphrases
 from tipbox.offline.errors import BundleRefused, Refused
 from tipbox.offline.index import summary, write_index
+from tipbox.offline.limits import EXPANSION_FLOOR, MAX_EXPANSION, MIB, RESERVED_BYTES, Limits
 from tipbox.offline.opener import Opener
 from tipbox.offline.progress import Progress
 
 ALL_DECRYPTED, INCOMPLETE, REFUSED = 0, 1, 2
 MAX_PASSPHRASE_BYTES = 4096
 
-_OPEN_HELP = """\
+_OPEN_HELP = f"""\
 Check an export bundle against its manifest and decrypt every item with the local GnuPG
 keyring. In DIR: one folder per source designation, holding NN-message.txt,
 NN-reply.txt and NN-<original file name> (NN is the item's sequence number), and
@@ -40,10 +41,17 @@ Passphrase: if the secret key has one, gpg-agent asks with its usual dialog; whe
 cannot, tipbox-open asks in the terminal. --passphrase-fd N reads it from file
 descriptor N instead (one line), e.g. `--passphrase-fd 3 3<passphrase-file`.
 
+An item that decompresses to more than --max-expansion times its encrypted size plus
+{EXPANSION_FLOOR // MIB} MiB (default: {MAX_EXPANSION} times) is refused as a likely
+compression bomb, and the bundle stops rather than leave less than {RESERVED_BYTES // MIB} MiB
+free on the disk: index.txt says so on each item's line.
+
 --scrub: after decrypting, run mat2 on each decrypted file and write a metadata-free
 copy next to it as NN-name.cleaned.ext. The ORIGINAL IS KEPT: its metadata can be what
 proves a document genuine, and it can also identify the source, so share only the
-.cleaned copy. Without mat2 on PATH, --scrub says so and changes nothing else.
+.cleaned copy. A file mat2 could not clean is marked NOT scrubbed in index.txt. mat2's
+temporary files stay inside DIR and are removed. Without mat2 on PATH, --scrub says so
+and changes nothing else.
 
 Exit status: 0 every item was decrypted; 1 some items could not be decrypted (a missing
 key, a failure, an item that did not match the manifest: see index.txt); 2 the bundle
@@ -66,9 +74,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     gnupg_log.propagate = False
     # Plaintext and keys are for the journalist's eyes only.
     os.umask(0o077)
-    # A plain `kill` then cleans up like Ctrl-C: no ciphertext copy or partial plaintext
-    # is left in the work folder.
+    # A plain `kill`, or closing the terminal, then cleans up like Ctrl-C: no ciphertext
+    # copy, partial plaintext or mat2 temporary file is left in the work folder (mat2
+    # runs in its own session, so only tipbox-open can stop it).
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGHUP, _interrupt)
     try:
         if args[:1] == ["keys"]:
             return _keys(args[1:])
@@ -107,6 +117,12 @@ def _open(argv: list[str]) -> int:
     parser.add_argument("--scrub", action="store_true",
                         help="also write a metadata-free copy of each file with mat2 (see "
                              "above; the original is kept)")
+    parser.add_argument("--max-expansion", type=_expansion, default=MAX_EXPANSION,
+                        metavar="N",
+                        help=f"refuse an item that decompresses to more than N times its "
+                             f"encrypted size plus {EXPANSION_FLOOR // MIB} MiB, as a likely "
+                             f"compression bomb (default {MAX_EXPANSION}); also bounds what "
+                             "mat2 may unpack")
     parser.add_argument("--quiet", action="store_true",
                         help="no progress lines; only problems are reported")
     parser.add_argument("--version", action="version", version=f"tipbox-open {__version__}")
@@ -123,7 +139,8 @@ def _open(argv: list[str]) -> int:
                       "secret key, or import it there.")
     decryptor = Decryptor(gpg, _passphrases(args.passphrase_fd))
     progress = Progress(None if args.quiet else sys.stderr, 0)
-    result = Opener(out, decryptor, secret_keys).run(args.bundle, progress, args.scrub)
+    limits = Limits(max_expansion=args.max_expansion)
+    result = Opener(out, decryptor, secret_keys, limits).run(args.bundle, progress, args.scrub)
     index = write_index(result, out, home, dt.date.today().isoformat())
     complete = result.complete and not result.interrupted
     if not (args.quiet and complete):
@@ -134,6 +151,16 @@ def _open(argv: list[str]) -> int:
                "(Debian: apt-get install mat2; carry the packages over) and open the bundle "
                "again, or run mat2 on the files yourself.")
     return ALL_DECRYPTED if complete else INCOMPLETE
+
+
+def _expansion(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 1_000_000:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 1 to 1000000")
+    return value
 
 
 def _keys(argv: list[str]) -> int:

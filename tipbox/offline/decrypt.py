@@ -32,6 +32,7 @@ class Outcome:
     needs_passphrase: bool = False
     wrong_passphrase: bool = False
     key_fingerprint: str = ""  # the primary key that decrypted it
+    cut_short: bool = False  # --max-output (or a full disk) stopped the plaintext
 
 
 class Passphrases:
@@ -109,8 +110,9 @@ def classify(ok: bool, lines: Sequence[bytes]) -> Outcome:
                               and not aead):
         return Outcome(False, reason="its integrity check failed: the ciphertext was altered")
     if b"DECRYPTION_OKAY" in words:
-        return Outcome(False, reason="gpg stopped before the end: the plaintext is larger than "
-                                     "the free space, or the disk is full")
+        return Outcome(False, cut_short=True, reason=(
+            "gpg stopped before the end: the plaintext is larger than allowed, or the disk "
+            "is full"))
     errors = [rest.decode("utf-8", "replace") for word, rest in status if word == b"ERROR"]
     detail = f" ({display(errors[0])[:120]})" if errors else ""
     return Outcome(False, reason=f"gpg could not decrypt it{detail}")

@@ -58,7 +58,8 @@ def pad(text: str, columns: int) -> str:
 
 
 def summary(result: Result) -> str:
-    """``10 of 12 items decrypted; 1 needs a missing key; 1 failed.``"""
+    """``10 of 12 items decrypted; 1 needs a missing key; 1 failed.``, and with --scrub
+    ``3 of 4 files scrubbed, 1 NOT scrubbed``."""
     listed = [row for row in result.rows if row.seq is not None]
     counts = Counter(_outcome(row) for row in result.rows)
     parts = [f"{counts['decrypted']} of {len(listed)} items decrypted"]
@@ -66,9 +67,16 @@ def summary(result: Result) -> str:
                        ("mismatch", "did not match the manifest"),
                        ("missing", "missing from the bundle"),
                        ("extra", "not listed in the manifest"),
+                       ("bomb", "refused as likely compression bombs"),
+                       ("no room", "not decrypted for lack of disk space"),
                        ("failed", "failed"), ("not processed", "not processed")):
         if counts[key]:
             parts.append(f"{counts[key]} {words}")
+    scrubbed = [row.scrubbed for row in result.rows if row.scrubbed is not None]
+    if scrubbed:
+        parts.append(f"{sum(scrubbed)} of {len(scrubbed)} files scrubbed")
+        if not all(scrubbed):
+            parts[-1] += f", {scrubbed.count(False)} NOT scrubbed"
     return "; ".join(parts) + "."
 
 
@@ -81,6 +89,10 @@ def _outcome(row: Row) -> str:
         return "missing"
     if "not listed in the manifest" in row.status:
         return "extra"
+    if "for lack of disk space" in row.status:
+        return "no room"
+    if row.status.startswith("refused"):
+        return "bomb"
     if row.status.startswith("not decrypted"):
         return "mismatch"
     if row.status.startswith("not processed"):
