@@ -28,6 +28,7 @@ from sqlalchemy import insert
 
 from tests.helpers import csrf_from, make_newsroom
 from tipbox.accounts import AccountService, TotpSealer
+from tipbox.audit import AuditLog
 from tipbox.cli import initialise
 from tipbox.config import ScryptParams, Settings
 from tipbox.db import make_engine, make_session_factory
@@ -84,11 +85,13 @@ def main() -> None:
         settings = Settings(data_dir=root / "data", keys_dir=room.keys_dir, database_url=url,
                             scrypt=ScryptParams(n=2**4))
         initialise(settings, trust_keys_folder=True)
-        accounts = AccountService(make_session_factory(make_engine(url)),
+        sessions = make_session_factory(make_engine(url))
+        accounts = AccountService(sessions,
                                   TotpSealer(InstanceSecrets.load(settings.secrets_file).totp_key),
+                                  AuditLog(sessions),
                                   hasher=PasswordHasher(time_cost=1, memory_cost=8,
                                                         parallelism=1))
-        creds = accounts.create("bench")
+        creds = accounts.create("bench", "bench")
         t0 = time.perf_counter()
         seed(url, args.sources, args.items, journalist_id=1)
         seeded = time.perf_counter() - t0

@@ -89,11 +89,13 @@ def initialise(settings: Settings, *, trust_keys_folder: bool = False) -> None:
 def _seal_totp_secrets(settings: Settings, totp_key: bytes) -> None:
     """Accounts made by a tipbox that kept TOTP secrets in clear get them sealed."""
     from tipbox.accounts import AccountService, TotpSealer
+    from tipbox.audit import AuditLog
     from tipbox.db import make_engine, make_session_factory
 
     engine = make_engine(settings.database_url)
     try:
-        accounts = AccountService(make_session_factory(engine), TotpSealer(totp_key))
+        sessions = make_session_factory(engine)
+        accounts = AccountService(sessions, TotpSealer(totp_key), AuditLog(sessions))
         sealed = accounts.seal_plaintext_secrets()
         locked_out = accounts.unopenable_secrets()
     finally:
@@ -109,11 +111,13 @@ def _seal_totp_secrets(settings: Settings, totp_key: bytes) -> None:
 
 def account_service(settings: Settings, engine: Engine) -> AccountService:
     from tipbox.accounts import AccountService, TotpSealer
+    from tipbox.audit import AuditLog
     from tipbox.db import make_session_factory
     from tipbox.instance import InstanceSecrets
 
     sealer = TotpSealer(InstanceSecrets.load(settings.secrets_file).totp_key)
-    return AccountService(make_session_factory(engine), sealer)
+    sessions = make_session_factory(engine)
+    return AccountService(sessions, sealer, AuditLog(sessions))
 
 
 def import_keys_folder(settings: Settings, *, trust: bool) -> None:
@@ -257,10 +261,9 @@ def _print_demo_journalist(settings: Settings) -> None:
     accounts = account_service(settings, engine)
     try:
         try:
-            creds = accounts.reset_credentials(DEMO_JOURNALIST)
+            creds = accounts.reset_credentials(DEMO_JOURNALIST, _actor())
         except NoSuchAccount:
-            creds = accounts.create(DEMO_JOURNALIST, admin=True)
-        _audit(accounts, "demo account credentials set", DEMO_JOURNALIST)
+            creds = accounts.create(DEMO_JOURNALIST, _actor(), admin=True)
     finally:
         engine.dispose()
     click.echo("\n".join([
@@ -341,13 +344,12 @@ def users_add(name: str, admin: bool) -> None:
     """
     with _accounts() as accounts:
         try:
-            creds = accounts.create(name, admin=admin)
+            creds = accounts.create(name, _actor(), admin=admin)
         except UsernameTaken as exc:
             raise click.ClickException(
                 f"{exc} To give {exc.existing} new credentials instead, run "
                 f"`tipbox users reset {exc.existing}`.") from None
         role = "admin" if admin else "journalist"
-        _audit(accounts, "account created", f"{creds.username} ({role})")
     _show_credentials(creds, f"Account created: {creds.username} ({role}).")
 
 
@@ -360,8 +362,7 @@ def users_reset(name: str) -> None:
     any login lock is lifted. The new ones are printed once, as for `add`.
     """
     with _accounts() as accounts:
-        creds = accounts.reset_credentials(name)
-        _audit(accounts, "account credentials reset", creds.username)
+        creds = accounts.reset_credentials(name, _actor())
     _show_credentials(creds, f"New credentials for {creds.username}; the old passphrase and "
                              "authenticator no longer work, and any login lock is lifted.")
 
@@ -374,8 +375,7 @@ def users_deactivate(name: str) -> None:
     Nothing is deleted; `tipbox users reactivate NAME` undoes it.
     """
     with _accounts() as accounts:
-        accounts.deactivate(name)
-        _audit(accounts, "account deactivated", name)
+        accounts.deactivate(name, _actor())
     click.echo(f"{name} is deactivated: every login is refused. "
                f"Undo with `tipbox users reactivate {name}`.")
 
@@ -388,8 +388,7 @@ def users_reactivate(name: str) -> None:
     The account keeps its current passphrase and authenticator.
     """
     with _accounts() as accounts:
-        accounts.reactivate(name)
-        _audit(accounts, "account reactivated", name)
+        accounts.reactivate(name, _actor())
     click.echo(f"{name} can log in again with the same passphrase and authenticator. If "
                f"those are lost, run `tipbox users reset {name}`.")
 
@@ -413,12 +412,6 @@ def users_list() -> None:
     for row in rows:
         padded = [cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True)]
         click.echo("  ".join([*padded, row[3]]))
-
-
-def _audit(accounts: AccountService, action: str, detail: str) -> None:
-    from tipbox.audit import AuditLog
-
-    AuditLog(accounts.sessions).record(_actor(), action, detail)
 
 
 @contextmanager
