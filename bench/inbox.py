@@ -29,11 +29,11 @@ from sqlalchemy import insert
 from tests.helpers import csrf_from, make_newsroom
 from tipbox.accounts import AccountService, TotpSealer
 from tipbox.audit import AuditLog
-from tipbox.cli import initialise
 from tipbox.config import ScryptParams, Settings
 from tipbox.db import make_engine, make_session_factory
 from tipbox.instance import InstanceSecrets
 from tipbox.models import Item, ItemKind, ItemRead, Source
+from tipbox.provisioning import initialise
 from tipbox.storage import new_item_id
 from tipbox.web.newsroom import create_newsroom_app
 

@@ -27,9 +27,9 @@ from tests.helpers import (
 )
 from tipbox.accounts import AccountService, NewCredentials
 from tipbox.audit import AuditLog
-from tipbox.cli import initialise
 from tipbox.config import ScryptParams, Settings
 from tipbox.db import make_engine, make_session_factory
+from tipbox.provisioning import initialise
 from tipbox.web.browser_encryption import BrowserEncryption
 from tipbox.web.newsroom import create_newsroom_app
 from tipbox.web.source import create_source_app

@@ -22,7 +22,6 @@ from tests.crypto.keyfactory import (
 )
 from tests.helpers import Newsroom
 from tipbox.audit import AuditLog
-from tipbox.cli import initialise
 from tipbox.config import Settings
 from tipbox.crypto.gpg import GnuPG
 from tipbox.crypto.packets import asks_for_ocb, iter_packets
@@ -30,6 +29,7 @@ from tipbox.db import make_engine, make_session_factory
 from tipbox.errors import KeyRefused
 from tipbox.key_registry import KeyringProvider, KeyService
 from tipbox.models import KeyState
+from tipbox.provisioning import initialise
 
 
 @pytest.fixture
