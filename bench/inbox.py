@@ -28,11 +28,12 @@ from sqlalchemy import insert
 
 from tests.helpers import csrf_from, make_newsroom
 from tipbox.accounts import AccountService, TotpSealer
-from tipbox.cli import initialise
+from tipbox.audit import AuditLog
 from tipbox.config import ScryptParams, Settings
 from tipbox.db import make_engine, make_session_factory
 from tipbox.instance import InstanceSecrets
 from tipbox.models import Item, ItemKind, ItemRead, Source
+from tipbox.provisioning import initialise
 from tipbox.storage import new_item_id
 from tipbox.web.newsroom import create_newsroom_app
 
@@ -84,11 +85,13 @@ def main() -> None:
         settings = Settings(data_dir=root / "data", keys_dir=room.keys_dir, database_url=url,
                             scrypt=ScryptParams(n=2**4))
         initialise(settings, trust_keys_folder=True)
-        accounts = AccountService(make_session_factory(make_engine(url)),
+        sessions = make_session_factory(make_engine(url))
+        accounts = AccountService(sessions,
                                   TotpSealer(InstanceSecrets.load(settings.secrets_file).totp_key),
+                                  AuditLog(sessions),
                                   hasher=PasswordHasher(time_cost=1, memory_cost=8,
                                                         parallelism=1))
-        creds = accounts.create("bench")
+        creds = accounts.create("bench", "bench")
         t0 = time.perf_counter()
         seed(url, args.sources, args.items, journalist_id=1)
         seeded = time.perf_counter() - t0

@@ -16,6 +16,7 @@ from flask.testing import FlaskClient
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.helpers import (
+    ACTOR,
     Clock,
     Newsroom,
     SourceBrowser,
@@ -25,9 +26,10 @@ from tests.helpers import (
     require_browser_encryption,
 )
 from tipbox.accounts import AccountService, NewCredentials
-from tipbox.cli import initialise
+from tipbox.audit import AuditLog
 from tipbox.config import ScryptParams, Settings
 from tipbox.db import make_engine, make_session_factory
+from tipbox.provisioning import initialise
 from tipbox.web.browser_encryption import BrowserEncryption
 from tipbox.web.newsroom import create_newsroom_app
 from tipbox.web.source import create_source_app
@@ -178,7 +180,7 @@ def clock() -> Clock:
 @pytest.fixture
 def accounts(settings: Settings, clock: Clock) -> AccountService:
     db = make_session_factory(make_engine(settings.database_url))
-    return AccountService(db, instance_sealer(settings), clock=clock,
+    return AccountService(db, instance_sealer(settings), AuditLog(db), clock=clock,
                           hasher=PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
 
 
@@ -191,7 +193,7 @@ def newsroom_app(settings: Settings, accounts: AccountService) -> Flask:
 
 @pytest.fixture
 def ada(accounts: AccountService) -> NewCredentials:
-    return accounts.create("ada")
+    return accounts.create("ada", ACTOR)
 
 
 @pytest.fixture

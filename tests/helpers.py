@@ -23,6 +23,9 @@ from tipbox.crypto.gpg import GnuPG
 from tipbox.instance import InstanceSecrets
 from tipbox.web.browser_encryption import BrowserEncryption
 
+# The actor the audit log records for account changes the tests make themselves.
+ACTOR = "test:setup"
+
 
 @dataclass(frozen=True)
 class Newsroom:

@@ -17,7 +17,9 @@ from argon2 import PasswordHasher
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from tests.helpers import ACTOR
 from tipbox.accounts import AccountService, NewCredentials, TotpSealer
+from tipbox.audit import AuditLog
 from tipbox.codenames import eff_words
 from tipbox.config import Settings
 from tipbox.db import make_engine, make_session_factory
@@ -84,7 +86,7 @@ def hasher() -> CountingHasher:
 @pytest.fixture
 def accounts(sessions: sessionmaker[Session], clock: Clock,
              hasher: CountingHasher, sealer: TotpSealer) -> AccountService:
-    return AccountService(sessions, sealer, clock=clock, hasher=hasher)
+    return AccountService(sessions, sealer, AuditLog(sessions), clock=clock, hasher=hasher)
 
 
 @pytest.fixture
@@ -96,8 +98,9 @@ def sealer() -> TotpSealer:
 
 def test_a_new_account_logs_in_with_a_code_computed_for_the_current_time(
         sessions: sessionmaker[Session], sealer: TotpSealer) -> None:
-    accounts = AccountService(sessions, sealer, hasher=PasswordHasher(**CHEAP))  # real clock
-    creds = accounts.create("alice")
+    accounts = AccountService(sessions, sealer, AuditLog(sessions),
+                              hasher=PasswordHasher(**CHEAP))  # real clock
+    creds = accounts.create("alice", ACTOR)
     journalist_id = accounts.authenticate("alice", creds.passphrase,
                                           pyotp.TOTP(creds.totp_secret).now())
     summary = accounts.get(journalist_id)
@@ -107,17 +110,17 @@ def test_a_new_account_logs_in_with_a_code_computed_for_the_current_time(
 
 def test_new_credentials_are_seven_eff_words_and_a_160_bit_totp_secret(
         accounts: AccountService) -> None:
-    creds = accounts.create("alice")
+    creds = accounts.create("alice", ACTOR)
     words = creds.passphrase.split(" ")
     assert len(words) == 7 and set(words) <= set(eff_words())
     assert len(creds.totp_secret) == 32 and set(creds.totp_secret) <= set(
         "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")
-    assert accounts.create("bob").passphrase != creds.passphrase
+    assert accounts.create("bob", ACTOR).passphrase != creds.passphrase
 
 
 def test_the_otpauth_uri_and_qr_code_carry_issuer_name_and_secret(
         accounts: AccountService) -> None:
-    creds = accounts.create("j.doe")
+    creds = accounts.create("j.doe", ACTOR)
     assert creds.otpauth_uri.startswith("otpauth://totp/tipbox:j.doe?")
     assert f"secret={creds.totp_secret}" in creds.otpauth_uri
     assert "issuer=tipbox" in creds.otpauth_uri
@@ -129,7 +132,7 @@ def test_the_otpauth_uri_and_qr_code_carry_issuer_name_and_secret(
 
 def test_the_database_keeps_an_argon2id_hash_not_the_passphrase(
         accounts: AccountService, sessions: sessionmaker[Session]) -> None:
-    creds = accounts.create("alice", admin=True)
+    creds = accounts.create("alice", ACTOR, admin=True)
     with sessions() as db:
         row = db.scalars(select(Journalist)).one()
     assert row.passphrase_hash.startswith("$argon2id$")
@@ -139,13 +142,13 @@ def test_the_database_keeps_an_argon2id_hash_not_the_passphrase(
 
 def test_the_database_keeps_the_totp_secret_sealed(
         accounts: AccountService, sessions: sessionmaker[Session], clock: Clock) -> None:
-    creds = accounts.create("alice")
+    creds = accounts.create("alice", ACTOR)
     with sessions() as db:
         stored = db.scalars(select(Journalist.totp_secret)).one()
     assert stored.startswith("v1:") and creds.totp_secret not in stored
     assert accounts.authenticate("alice", creds.passphrase, code(creds, clock))
     clock.advance(30)
-    fresh = accounts.reset_credentials("alice")
+    fresh = accounts.reset_credentials("alice", ACTOR)
     with sessions() as db:
         resealed = db.scalars(select(Journalist.totp_secret)).one()
     assert resealed.startswith("v1:") and fresh.totp_secret not in resealed
@@ -154,9 +157,9 @@ def test_the_database_keeps_the_totp_secret_sealed(
 def test_a_database_without_its_data_folder_gives_no_second_factor(
         accounts: AccountService, sessions: sessionmaker[Session], clock: Clock,
         hasher: CountingHasher, caplog: pytest.LogCaptureFixture) -> None:
-    creds = accounts.create("alice")
-    elsewhere = AccountService(sessions, TotpSealer(secrets.token_bytes(32)), clock=clock,
-                               hasher=hasher)
+    creds = accounts.create("alice", ACTOR)
+    elsewhere = AccountService(sessions, TotpSealer(secrets.token_bytes(32)),
+                               AuditLog(sessions), clock=clock, hasher=hasher)
     with caplog.at_level(logging.ERROR, logger="tipbox.accounts"), \
             pytest.raises(LoginFailed):
         elsewhere.authenticate("alice", creds.passphrase, code(creds, clock))
@@ -166,8 +169,8 @@ def test_a_database_without_its_data_folder_gives_no_second_factor(
 
 def test_a_sealed_secret_moved_to_another_account_does_not_open(
         accounts: AccountService, sessions: sessionmaker[Session], clock: Clock) -> None:
-    alice = accounts.create("alice")
-    bob = accounts.create("bob")
+    alice = accounts.create("alice", ACTOR)
+    bob = accounts.create("bob", ACTOR)
     with sessions.begin() as db:
         rows = {r.username: r for r in db.scalars(select(Journalist))}
         rows["bob"].totp_secret = rows["alice"].totp_secret
@@ -180,7 +183,7 @@ def test_a_secret_in_clear_is_refused_until_sealed(
         caplog: pytest.LogCaptureFixture) -> None:
     # As an older version stored it, or as someone with write access to the database but
     # without the key would plant it.
-    creds = accounts.create("alice")
+    creds = accounts.create("alice", ACTOR)
     with sessions.begin() as db:
         db.scalars(select(Journalist)).one().totp_secret = creds.totp_secret
     with caplog.at_level(logging.ERROR, logger="tipbox.accounts"), \
@@ -201,21 +204,21 @@ def test_a_secret_in_clear_is_refused_until_sealed(
 @pytest.mark.parametrize("name", ["a", "x" * 64, "j.doe_2-x", "A.B"])
 def test_usernames_of_letters_digits_dot_underscore_and_dash_are_accepted(
         accounts: AccountService, name: str) -> None:
-    assert accounts.create(name).username == name
+    assert accounts.create(name, ACTOR).username == name
 
 
 @pytest.mark.parametrize("name", ["", "x" * 65, "a b", "jürgen", "a/b", "alice\n", "al@ice"])
 def test_other_usernames_are_refused_with_the_rule(accounts: AccountService, name: str) -> None:
     with pytest.raises(InvalidUsername, match="1 to 64 characters"):
-        accounts.create(name)
+        accounts.create(name, ACTOR)
     assert accounts.list() == []
 
 
 def test_a_taken_username_is_refused_even_in_another_case(accounts: AccountService) -> None:
-    accounts.create("alice")
+    accounts.create("alice", ACTOR)
     for name in ("alice", "Alice"):
         with pytest.raises(UsernameTaken, match=f"{name!r} is taken") as taken:
-            accounts.create(name)
+            accounts.create(name, ACTOR)
         assert taken.value.existing == "alice"
     assert [a.username for a in accounts.list()] == ["alice"]
 
@@ -224,7 +227,7 @@ def test_a_taken_username_is_refused_even_in_another_case(accounts: AccountServi
 
 def test_the_previous_steps_code_is_accepted_once(accounts: AccountService,
                                                  clock: Clock) -> None:
-    creds = accounts.create("alice")
+    creds = accounts.create("alice", ACTOR)
     late = code(creds, clock, -1)
     assert accounts.authenticate("alice", creds.passphrase, late)
     with pytest.raises(LoginFailed):
@@ -233,21 +236,21 @@ def test_the_previous_steps_code_is_accepted_once(accounts: AccountService,
 
 def test_the_next_steps_code_is_accepted_for_a_clock_running_ahead(
         accounts: AccountService, clock: Clock) -> None:
-    creds = accounts.create("alice")
+    creds = accounts.create("alice", ACTOR)
     assert accounts.authenticate("alice", creds.passphrase, code(creds, clock, +1))
 
 
 @pytest.mark.parametrize("steps", [-2, +2, -10])
 def test_a_code_two_or_more_steps_off_is_refused(accounts: AccountService, clock: Clock,
                                                  steps: int) -> None:
-    creds = accounts.create("alice")
+    creds = accounts.create("alice", ACTOR)
     with pytest.raises(LoginFailed):
         accounts.authenticate("alice", creds.passphrase, code(creds, clock, steps))
     assert accounts.authenticate("alice", creds.passphrase, code(creds, clock))
 
 
 def test_a_code_is_refused_the_second_time(accounts: AccountService, clock: Clock) -> None:
-    creds = accounts.create("alice")
+    creds = accounts.create("alice", ACTOR)
     now = code(creds, clock)
     journalist_id = accounts.authenticate("alice", creds.passphrase, now)
     with pytest.raises(LoginFailed):
@@ -258,7 +261,7 @@ def test_a_code_is_refused_the_second_time(accounts: AccountService, clock: Cloc
 
 def test_an_older_code_is_refused_after_a_newer_one(accounts: AccountService,
                                                     clock: Clock) -> None:
-    creds = accounts.create("alice")
+    creds = accounts.create("alice", ACTOR)
     accounts.authenticate("alice", creds.passphrase, code(creds, clock))
     with pytest.raises(LoginFailed):
         accounts.authenticate("alice", creds.passphrase, code(creds, clock, -1))
@@ -266,7 +269,7 @@ def test_an_older_code_is_refused_after_a_newer_one(accounts: AccountService,
 
 def test_spaces_and_case_typed_by_hand_are_forgiven(accounts: AccountService,
                                                     clock: Clock) -> None:
-    creds = accounts.create("alice")
+    creds = accounts.create("alice", ACTOR)
     typed = "  " + creds.passphrase.upper().replace(" ", "   ") + "\n"
     digits = code(creds, clock)
     assert accounts.authenticate("alice", typed, f"{digits[:3]} {digits[3:]}")
@@ -275,9 +278,9 @@ def test_spaces_and_case_typed_by_hand_are_forgiven(accounts: AccountService,
 # --- failures say nothing about which factor was wrong --------------------------------
 
 def test_every_failure_gives_the_same_message(accounts: AccountService, clock: Clock) -> None:
-    creds = accounts.create("alice")
-    bob = accounts.create("bob")
-    accounts.deactivate("bob")
+    creds = accounts.create("alice", ACTOR)
+    bob = accounts.create("bob", ACTOR)
+    accounts.deactivate("bob", ACTOR)
     used = code(creds, clock, -1)
     accounts.authenticate("alice", creds.passphrase, used)
     attempts = {
@@ -300,7 +303,7 @@ def test_every_failure_gives_the_same_message(accounts: AccountService, clock: C
 
 def test_an_unknown_username_costs_a_passphrase_check_like_a_known_one(
         accounts: AccountService, hasher: CountingHasher) -> None:
-    accounts.create("alice")
+    accounts.create("alice", ACTOR)
     for name in ("mallory", "x" * 500):
         before = hasher.verifies
         with pytest.raises(LoginFailed):
@@ -310,20 +313,20 @@ def test_an_unknown_username_costs_a_passphrase_check_like_a_known_one(
 
 def test_a_deactivated_account_is_refused_until_reactivated(accounts: AccountService,
                                                            clock: Clock) -> None:
-    creds = accounts.create("alice")
+    creds = accounts.create("alice", ACTOR)
     journalist_id = accounts.authenticate("alice", creds.passphrase, code(creds, clock, -1))
-    accounts.deactivate("alice")
+    accounts.deactivate("alice", ACTOR)
     summary = accounts.get(journalist_id)
     assert summary is not None and not summary.is_active
     with pytest.raises(LoginFailed):
         accounts.authenticate("alice", creds.passphrase, code(creds, clock))
-    accounts.reactivate("alice")
+    accounts.reactivate("alice", ACTOR)
     assert accounts.authenticate("alice", creds.passphrase, code(creds, clock)) == journalist_id
 
 
 def test_an_oversized_passphrase_is_refused_like_a_wrong_one(accounts: AccountService,
                                                             clock: Clock) -> None:
-    creds = accounts.create("alice")
+    creds = accounts.create("alice", ACTOR)
     with pytest.raises(LoginFailed):
         accounts.authenticate("alice", creds.passphrase + " " * 2000, code(creds, clock))
 
@@ -332,7 +335,7 @@ def test_an_oversized_passphrase_is_refused_like_a_wrong_one(accounts: AccountSe
 
 def test_five_failures_lock_the_account_and_the_message_says_how_long(
         accounts: AccountService, clock: Clock, hasher: CountingHasher) -> None:
-    creds = accounts.create("alice")
+    creds = accounts.create("alice", ACTOR)
     for _ in range(4):
         with pytest.raises(LoginFailed) as info:
             accounts.authenticate("alice", "guess", code(creds, clock))
@@ -358,7 +361,7 @@ def test_five_failures_lock_the_account_and_the_message_says_how_long(
 
 def test_each_failure_after_a_lock_doubles_it_up_to_an_hour(accounts: AccountService,
                                                             clock: Clock) -> None:
-    creds = accounts.create("alice")
+    creds = accounts.create("alice", ACTOR)
     waits = []
     for _ in range(13):
         try:
@@ -373,7 +376,7 @@ def test_each_failure_after_a_lock_doubles_it_up_to_an_hour(accounts: AccountSer
 
 
 def test_a_wrong_code_counts_as_a_failure_too(accounts: AccountService, clock: Clock) -> None:
-    creds = accounts.create("alice")
+    creds = accounts.create("alice", ACTOR)
     for _ in range(4):
         with pytest.raises(LoginFailed):
             accounts.authenticate("alice", creds.passphrase, "000000")
@@ -383,20 +386,20 @@ def test_a_wrong_code_counts_as_a_failure_too(accounts: AccountService, clock: C
 
 def test_a_lock_shows_in_the_list_and_reactivate_lifts_it(accounts: AccountService,
                                                          clock: Clock) -> None:
-    creds = accounts.create("alice")
+    creds = accounts.create("alice", ACTOR)
     for _ in range(5):
         with pytest.raises(LoginFailed):
             accounts.authenticate("alice", "guess", code(creds, clock))
     [summary] = accounts.list()
     assert summary.locked_until == START + dt.timedelta(minutes=1)
-    accounts.reactivate("alice")
+    accounts.reactivate("alice", ACTOR)
     assert accounts.list()[0].locked_until is None
     assert accounts.authenticate("alice", creds.passphrase, code(creds, clock))
 
 
 def test_parallel_guesses_cannot_slip_past_the_limit(accounts: AccountService, clock: Clock,
                                                      hasher: CountingHasher) -> None:
-    creds = accounts.create("alice")
+    creds = accounts.create("alice", ACTOR)
     for _ in range(4):
         with pytest.raises(LoginFailed):
             accounts.authenticate("alice", "guess", code(creds, clock))
@@ -422,7 +425,7 @@ def test_parallel_guesses_cannot_slip_past_the_limit(accounts: AccountService, c
 
 def test_logins_racing_with_one_code_let_only_one_in(accounts: AccountService,
                                                      clock: Clock) -> None:
-    creds = accounts.create("alice")
+    creds = accounts.create("alice", ACTOR)
     same = code(creds, clock)
     start = threading.Barrier(4)
     outcomes: list[object] = []
@@ -446,12 +449,12 @@ def test_logins_racing_with_one_code_let_only_one_in(accounts: AccountService,
 
 def test_reset_gives_new_credentials_and_the_old_ones_stop_working(
         accounts: AccountService, clock: Clock) -> None:
-    old = accounts.create("alice")
+    old = accounts.create("alice", ACTOR)
     journalist_id = accounts.authenticate("alice", old.passphrase, code(old, clock))
     for _ in range(5):
         with pytest.raises(LoginFailed):
             accounts.authenticate("alice", "guess", code(old, clock))
-    new = accounts.reset_credentials("alice")
+    new = accounts.reset_credentials("alice", ACTOR)
     assert new.username == "alice"
     assert new.passphrase != old.passphrase and new.totp_secret != old.totp_secret
     clock.advance(30)
@@ -466,15 +469,37 @@ def test_reset_gives_new_credentials_and_the_old_ones_stop_working(
 def test_admin_operations_on_an_unknown_account_say_so(accounts: AccountService) -> None:
     for operation in (accounts.reset_credentials, accounts.deactivate, accounts.reactivate):
         with pytest.raises(NoSuchAccount, match="no account with that username"):
-            operation("nobody")
+            operation("nobody", ACTOR)
+    # Nothing changed, so nothing to audit (the entries there are init's key import).
+    assert not [e for e in accounts.audit.recent() if e.action.startswith("account")]
+
+
+def test_every_change_to_an_account_is_audited_under_who_asked(
+        accounts: AccountService) -> None:
+    accounts.create("alice", "cli:ada", admin=True)
+    accounts.create("bob", "web:alice")
+    accounts.reset_credentials("bob", "web:alice")
+    accounts.deactivate("bob", "cli:ada")
+    accounts.reactivate("bob", "web:alice")
+    with pytest.raises(UsernameTaken):
+        accounts.create("BOB", "cli:ada")
+    entries = [(e.actor, e.action, e.detail) for e in reversed(accounts.audit.recent())
+               if e.action.startswith("account")]
+    assert entries == [
+        ("cli:ada", "account created", "alice (admin)"),
+        ("web:alice", "account created", "bob (journalist)"),
+        ("web:alice", "account credentials reset", "bob"),
+        ("cli:ada", "account deactivated", "bob"),
+        ("web:alice", "account reactivated", "bob"),
+    ]
 
 
 def test_a_hash_made_with_weaker_parameters_is_upgraded_at_login(
         accounts: AccountService, sessions: sessionmaker[Session], clock: Clock,
         sealer: TotpSealer) -> None:
-    creds = accounts.create("alice")
-    stronger = AccountService(sessions, sealer, clock=clock, hasher=CountingHasher(time_cost=2,
-                                                                           memory_cost=16))
+    creds = accounts.create("alice", ACTOR)
+    stronger = AccountService(sessions, sealer, AuditLog(sessions), clock=clock,
+                              hasher=CountingHasher(time_cost=2, memory_cost=16))
     assert stronger.authenticate("alice", creds.passphrase, code(creds, clock))
     with sessions() as db:
         stored = db.scalars(select(Journalist.passphrase_hash)).one()
@@ -484,9 +509,9 @@ def test_a_hash_made_with_weaker_parameters_is_upgraded_at_login(
 
 
 def test_list_and_get_summarise_accounts(accounts: AccountService) -> None:
-    accounts.create("bob")
-    accounts.create("alice", admin=True)
-    accounts.deactivate("bob")
+    accounts.create("bob", ACTOR)
+    accounts.create("alice", ACTOR, admin=True)
+    accounts.deactivate("bob", ACTOR)
     listed = accounts.list()
     assert [(a.username, a.is_admin, a.is_active) for a in listed] == [
         ("alice", True, True), ("bob", False, False)]
@@ -500,7 +525,7 @@ def test_list_and_get_summarise_accounts(accounts: AccountService) -> None:
 def test_no_passphrase_code_or_secret_reaches_a_repr_a_log_or_an_error(
         accounts: AccountService, clock: Clock, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
-    creds = accounts.create("alice")
+    creds = accounts.create("alice", ACTOR)
     secrets = [creds.passphrase, creds.totp_secret, "mistyped passphrase words"]
     assert creds.passphrase not in repr(creds) and creds.totp_secret not in repr(creds)
     assert creds.passphrase not in str(creds)
@@ -515,7 +540,7 @@ def test_no_passphrase_code_or_secret_reaches_a_repr_a_log_or_an_error(
     with pytest.raises(LoginFailed) as info:
         accounts.authenticate(creds.passphrase, creds.passphrase, "123456")  # wrong field
     errors.append(info.value)
-    new = accounts.reset_credentials("alice")
+    new = accounts.reset_credentials("alice", ACTOR)
     secrets += [new.passphrase, new.totp_secret]
     assert any(isinstance(e, LoginThrottled) for e in errors)
     assert "login failed: alice" in caplog.text and "credentials reset: alice" in caplog.text
@@ -532,11 +557,12 @@ class TestOnBothDatabases:
     @pytest.fixture
     def accounts(self, any_database: sessionmaker[Session], clock: Clock,
                  hasher: CountingHasher, sealer: TotpSealer) -> AccountService:
-        return AccountService(any_database, sealer, clock=clock, hasher=hasher)
+        return AccountService(any_database, sealer, AuditLog(any_database), clock=clock,
+                              hasher=hasher)
 
     def test_login_replay_and_older_codes(self, accounts: AccountService,
                                           clock: Clock) -> None:
-        creds = accounts.create("alice", admin=True)
+        creds = accounts.create("alice", ACTOR, admin=True)
         journalist_id = accounts.authenticate("alice", creds.passphrase, code(creds, clock))
         for stale in (code(creds, clock), code(creds, clock, -1)):
             with pytest.raises(LoginFailed):
@@ -544,10 +570,10 @@ class TestOnBothDatabases:
         assert accounts.authenticate("alice", creds.passphrase,
                                      code(creds, clock, +1)) == journalist_id
         with pytest.raises(UsernameTaken):
-            accounts.create("ALICE")
+            accounts.create("ALICE", ACTOR)
 
     def test_throttle_unlock_and_reset(self, accounts: AccountService, clock: Clock) -> None:
-        creds = accounts.create("alice")
+        creds = accounts.create("alice", ACTOR)
         for _ in range(4):
             with pytest.raises(LoginFailed):
                 accounts.authenticate("alice", "guess", code(creds, clock))
@@ -560,7 +586,7 @@ class TestOnBothDatabases:
             accounts.authenticate("alice", creds.passphrase, code(creds, clock))
         clock.advance(30)
         assert accounts.authenticate("alice", creds.passphrase, code(creds, clock))
-        new = accounts.reset_credentials("alice")
+        new = accounts.reset_credentials("alice", ACTOR)
         clock.advance(30)
         with pytest.raises(LoginFailed):
             accounts.authenticate("alice", creds.passphrase, code(creds, clock))

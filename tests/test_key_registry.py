@@ -20,9 +20,7 @@ from tests.crypto.keyfactory import (
     revoke,
     signature_packet,
 )
-from tests.helpers import Newsroom
 from tipbox.audit import AuditLog
-from tipbox.cli import initialise
 from tipbox.config import Settings
 from tipbox.crypto.gpg import GnuPG
 from tipbox.crypto.packets import asks_for_ocb, iter_packets
@@ -30,6 +28,7 @@ from tipbox.db import make_engine, make_session_factory
 from tipbox.errors import KeyRefused
 from tipbox.key_registry import KeyringProvider, KeyService
 from tipbox.models import KeyState
+from tipbox.provisioning import initialise
 
 
 @pytest.fixture
@@ -215,23 +214,6 @@ def test_expiry_is_warned_about_30_days_ahead(service: KeyService, tmp_path: Pat
     assert len(warning) == 1 and "expires on" in warning[0]
     far = dt.date.today() + dt.timedelta(days=400)
     assert "has expired" in service.expiry_warnings(far)[0]
-
-
-def test_init_imports_the_keys_folder_as_pending_unless_trusted(
-        tmp_path: Path, newsroom: Newsroom) -> None:
-    settings = Settings(data_dir=tmp_path / "data", keys_dir=newsroom.keys_dir,
-                        scrypt=FAST_SCRYPT)
-    initialise(settings)
-    engine = make_engine(settings.database_url)
-    db = make_session_factory(engine)
-    records = KeyService(db, settings.gnupg_dir, AuditLog(db)).records()
-    assert [(r.fingerprint, r.state) for r in records] == \
-        [(newsroom.fingerprint, KeyState.PENDING)]
-    assert not KeyringProvider(db, settings.gnupg_dir).current().accepting
-    initialise(settings, trust_keys_folder=True)
-    records = KeyService(db, settings.gnupg_dir, AuditLog(db)).records()
-    assert records[0].state is KeyState.ACTIVE
-    engine.dispose()
 
 
 def test_prove_works_with_the_gpg_command_line_only(service: KeyService, tmp_path: Path) -> None:

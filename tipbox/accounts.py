@@ -34,6 +34,7 @@ from sqlalchemy import CursorResult, Result, func, select, update
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import Session, sessionmaker
 
+from tipbox.audit import AuditLog
 from tipbox.codenames import eff_words
 from tipbox.errors import (
     AccountError,
@@ -163,16 +164,19 @@ class _Attempt:
 class AccountService:
     """Create, check and manage newsroom accounts.
 
+    Every change to an account is recorded in ``audit`` under the ``actor`` who asked for
+    it, as :class:`~tipbox.key_registry.KeyService` does for keys, so no caller can forget.
     ``clock`` must return an aware datetime; ``hasher`` is Argon2id with argon2-cffi's
     defaults (RFC 9106, low memory) unless a test hands in cheap parameters.
     """
 
     sessions: sessionmaker[Session]
     sealer: TotpSealer
+    audit: AuditLog
     clock: Callable[[], dt.datetime] = utcnow
     hasher: PasswordHasher = field(default_factory=PasswordHasher)
 
-    def create(self, username: str, *, admin: bool = False) -> NewCredentials:
+    def create(self, username: str, actor: str, *, admin: bool = False) -> NewCredentials:
         """Make an account with a fresh passphrase and TOTP secret, and return them."""
         check_username(username)
         creds = _new_credentials(username)
@@ -192,6 +196,8 @@ class AccountService:
             except IntegrityError:
                 raise _taken(username, username) from None  # a concurrent create won
         log.info("account created: %s%s", username, " (admin)" if admin else "")
+        self.audit.record(actor, "account created",
+                          f"{username} ({'admin' if admin else 'journalist'})")
         return creds
 
     def authenticate(self, username: str, passphrase: str, code: str) -> int:
@@ -219,7 +225,7 @@ class AccountService:
             raise LoginThrottled(_seconds_until(attempt.locked_until, now))
         raise LoginFailed()
 
-    def reset_credentials(self, username: str) -> NewCredentials:
+    def reset_credentials(self, username: str, actor: str) -> NewCredentials:
         """Replace both the passphrase and the TOTP secret, and lift any login lock.
         The old passphrase and the old authenticator stop working at once."""
         creds = _new_credentials(username)
@@ -232,17 +238,19 @@ class AccountService:
             row.locked_until = None
             row.session_epoch += 1  # every session opened with the old ones ends
         log.info("credentials reset: %s", username)
+        self.audit.record(actor, "account credentials reset", username)
         return creds
 
-    def deactivate(self, username: str) -> None:
+    def deactivate(self, username: str, actor: str) -> None:
         """Refuse every login to the account from now on (its data stays)."""
         with self.sessions.begin() as db:
             row = _find(db, username)
             row.is_active = False
             row.session_epoch += 1
         log.info("account deactivated: %s", username)
+        self.audit.record(actor, "account deactivated", username)
 
-    def reactivate(self, username: str) -> None:
+    def reactivate(self, username: str, actor: str) -> None:
         """Let the account log in again with its current credentials; lifts a login lock."""
         with self.sessions.begin() as db:
             row = _find(db, username)
@@ -250,6 +258,7 @@ class AccountService:
             row.failed_logins = 0
             row.locked_until = None
         log.info("account reactivated: %s", username)
+        self.audit.record(actor, "account reactivated", username)
 
     def seal_plaintext_secrets(self) -> int:
         """Seal TOTP secrets that an older tipbox stored in clear; how many there were."""

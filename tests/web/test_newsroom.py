@@ -13,7 +13,15 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.conftest import FAST_SCRYPT
-from tests.helpers import Clock, Newsroom, SourceBrowser, csrf_from, gpg_decrypt, log_in
+from tests.helpers import (
+    ACTOR,
+    Clock,
+    Newsroom,
+    SourceBrowser,
+    csrf_from,
+    gpg_decrypt,
+    log_in,
+)
 from tests.newsroom_fixtures import submit
 from tipbox.accounts import AccountService, NewCredentials
 from tipbox.bundles import read_manifest
@@ -164,7 +172,7 @@ def test_no_source_route_is_reachable_through_the_newsroom_app(newsroom_app: Fla
 def test_resetting_or_deactivating_an_account_ends_its_open_sessions(
         journalist: FlaskClient, accounts: AccountService) -> None:
     assert journalist.get("/").status_code == 200
-    accounts.reset_credentials("ada")
+    accounts.reset_credentials("ada", ACTOR)
     resp = journalist.get("/")
     assert resp.status_code == 302 and resp.headers["Location"].endswith("/login")
 
@@ -174,8 +182,8 @@ def test_a_deactivated_journalist_is_logged_out_at_once(
         clock: Clock) -> None:
     client = newsroom_app.test_client()
     assert log_in(client, ada, clock)[0] == 302
-    accounts.deactivate("ada")
-    accounts.reactivate("ada")  # back again, but the old session stays over
+    accounts.deactivate("ada", ACTOR)
+    accounts.reactivate("ada", ACTOR)  # back again, but the old session stays over
     assert client.get("/").status_code == 302
 
 

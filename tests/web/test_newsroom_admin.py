@@ -15,7 +15,7 @@ from sqlalchemy import select
 from werkzeug.test import TestResponse
 
 from tests.crypto.keyfactory import export, gpg, new_key
-from tests.helpers import Clock, Newsroom, SourceBrowser, csrf_from, log_in
+from tests.helpers import ACTOR, Clock, Newsroom, SourceBrowser, csrf_from, log_in
 from tipbox.accounts import AccountService, NewCredentials
 from tipbox.config import Settings
 from tipbox.db import make_engine, make_session_factory
@@ -25,7 +25,7 @@ from tipbox.models import NewsroomKey, WebSession
 @pytest.fixture
 def admin(newsroom_app: Flask, accounts: AccountService, clock: Clock) -> FlaskClient:
     client = newsroom_app.test_client()
-    assert log_in(client, accounts.create("boss", admin=True), clock)[0] == 302
+    assert log_in(client, accounts.create("boss", ACTOR, admin=True), clock)[0] == 302
     return client
 
 
@@ -83,7 +83,7 @@ def test_a_secret_key_pasted_in_is_refused(admin: FlaskClient, tmp_path: Path) -
 
 def test_an_admin_resets_and_deactivates_accounts(
         admin: FlaskClient, accounts: AccountService) -> None:
-    accounts.create("carol")
+    accounts.create("carol", ACTOR)
     page = admin.get("/admin/accounts").get_data(as_text=True)
     assert 'action="/admin/accounts/carol/deactivate"' in page
     assert 'action="/admin/accounts/boss/deactivate"' not in page  # not offered for oneself
@@ -128,7 +128,7 @@ def confirm(client: FlaskClient, creds: NewCredentials, clock: Clock, target: st
 
 @pytest.fixture
 def boss(accounts: AccountService) -> NewCredentials:
-    return accounts.create("boss2", admin=True)
+    return accounts.create("boss2", ACTOR, admin=True)
 
 
 @pytest.fixture
@@ -159,7 +159,7 @@ def test_admin_pages_ask_again_for_passphrase_and_code_after_15_minutes(
 def test_a_stale_admin_session_changes_nothing(
         stale_admin: FlaskClient, newsroom: Newsroom, accounts: AccountService,
         second_newsroom_key: Newsroom, settings: Settings) -> None:
-    accounts.create("carol")
+    accounts.create("carol", ACTOR)
     token = csrf_from(stale_admin.get("/").get_data(as_text=True))
     resp = stale_admin.post("/admin/accounts/carol/deactivate", data={"csrf_token": token})
     assert resp.headers["Location"] == "/admin/confirm?next=/admin/accounts"

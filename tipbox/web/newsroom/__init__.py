@@ -25,16 +25,16 @@ def create_newsroom_app(settings: Settings | None = None, *, keyring: Keyring | 
     keys: KeyringSource = StaticKeyring(keyring) if keyring is not None else KeyringProvider(
         plumbing.sessions, settings.gnupg_dir, settings.gpg_binary, settings.keys_dir)
     store = CiphertextStore(settings.store_dir)
+    audit = AuditLog(plumbing.sessions)
     deps = NewsroomDeps(
         settings=settings,
         accounts=accounts or AccountService(plumbing.sessions,
-                                            TotpSealer(plumbing.secrets.totp_key)),
+                                            TotpSealer(plumbing.secrets.totp_key), audit),
         inbox=InboxService(plumbing.sessions, store),
         replies=ReplyService(plumbing.sessions, store, keys),
         keys=keys,
     )
     app.register_blueprint(make_blueprint(deps))
-    audit = AuditLog(plumbing.sessions)
     app.register_blueprint(make_admin_blueprint(AdminDeps(
         accounts=deps.accounts, audit=audit,
         keys=KeyService(plumbing.sessions, settings.gnupg_dir, audit, settings.gpg_binary))))

@@ -205,12 +205,11 @@ def make_admin_blueprint(deps: AdminDeps) -> Blueprint:
                 if username == g.journalist.username:
                     flash(gettext("You cannot deactivate your own account."))
                     return redirect(url_for("admin.accounts"))
-                deps.accounts.deactivate(username)
+                deps.accounts.deactivate(username, actor())
             elif action == "reactivate":
-                deps.accounts.reactivate(username)
+                deps.accounts.reactivate(username, actor())
             elif action == "reset":
-                creds = deps.accounts.reset_credentials(username)
-                deps.audit.record(actor(), "account credentials reset", username)
+                creds = deps.accounts.reset_credentials(username, actor())
                 # Shown on this response only; never stored, never in a flash message.
                 return render_template("newsroom/admin_accounts.html",
                                        accounts=deps.accounts.list(), new_credentials=creds)
@@ -219,7 +218,6 @@ def make_admin_blueprint(deps: AdminDeps) -> Blueprint:
         except AccountError as exc:
             flash(str(exc))
             return redirect(url_for("admin.accounts"))
-        deps.audit.record(actor(), f"account {action}d", username)
         flash(gettext("Done: %(name)s %(action)sd.", name=username, action=action))
         return redirect(url_for("admin.accounts"))
 

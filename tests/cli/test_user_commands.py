@@ -16,6 +16,7 @@ from click.testing import CliRunner, Result
 
 from tests.helpers import cli_env, instance_sealer
 from tipbox.accounts import AccountService, NewCredentials
+from tipbox.audit import AuditLog
 from tipbox.cli import main
 from tipbox.config import Settings
 from tipbox.db import make_engine, make_session_factory
@@ -31,7 +32,8 @@ def env(settings: Settings) -> dict[str, str]:
 def accounts(settings: Settings) -> Iterator[AccountService]:
     """What the newsroom app will use to check a login (default hasher, real clock)."""
     engine = make_engine(settings.database_url)
-    yield AccountService(make_session_factory(engine), instance_sealer(settings))
+    sessions = make_session_factory(engine)
+    yield AccountService(sessions, instance_sealer(settings), AuditLog(sessions))
     engine.dispose()
 
 

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import pwd
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from tests.crypto.keyfactory import export, gpg, new_key
-from tipbox.cli import _actor, main
+from tipbox.cli import main
 
 
 @pytest.fixture
@@ -69,18 +67,3 @@ def test_activation_needs_a_code_or_the_loud_flag(env: dict[str, str], tmp_path:
     result = runner.invoke(main, ["keys", "activate", fpr, "--skip-proof-of-possession"],
                            env=env)
     assert result.exit_code == 0, result.output
-
-
-@pytest.mark.parametrize(("variables", "expected"), [
-    ({"SUDO_USER": "ada", "USER": "root"}, "cli:ada"),
-    ({"USER": "bob"}, "cli:bob"),
-    ({}, None),  # neither set (a bare shell, a service): the system's name for this uid
-])
-def test_the_audit_log_names_who_ran_a_command(
-        monkeypatch: pytest.MonkeyPatch, variables: dict[str, str],
-        expected: str | None) -> None:
-    for name in ("SUDO_USER", "USER", "LOGNAME"):
-        monkeypatch.delenv(name, raising=False)
-    for name, value in variables.items():
-        monkeypatch.setenv(name, value)
-    assert _actor() == (expected or f"cli:{pwd.getpwuid(os.getuid()).pw_name}")

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import select, update
 
-from tipbox.cli import DEMO_KEY_FILE, main
+from tipbox.cli import main
 from tipbox.crypto.keyring import load_keyring
 from tipbox.db import make_engine
+from tipbox.demo import DEMO_KEY_FILE
 from tipbox.errors import ConfigError
 from tipbox.instance import InstanceSecrets
 from tipbox.models import Journalist
@@ -70,18 +70,17 @@ def test_init_refuses_a_secrets_file_without_the_key_the_accounts_were_sealed_wi
     assert json.loads(secrets_file.read_text()) == older  # nothing added
 
 
-def test_init_warns_when_the_accounts_do_not_open_with_the_key(
-        env: dict[str, str], caplog: pytest.LogCaptureFixture) -> None:
+def test_init_warns_when_the_accounts_do_not_open_with_the_key(env: dict[str, str]) -> None:
     runner = CliRunner()
     assert runner.invoke(main, ["init"], env=env).exit_code == 0
     assert runner.invoke(main, ["users", "add", "ada"], env=env).exit_code == 0
     secrets_file = Path(env["TIPBOX_DATA_DIR"]) / "instance-secrets.json"
     other = json.loads(secrets_file.read_text()) | {"totp_key": "ab" * 32}
     secrets_file.write_text(json.dumps(other))
-    with caplog.at_level(logging.WARNING, logger="tipbox.cli"):
-        assert runner.invoke(main, ["init"], env=env).exit_code == 0
-    assert "the TOTP secrets of ada do not open" in caplog.text
-    assert "`tipbox users reset`" in caplog.text
+    result = runner.invoke(main, ["init"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "WARNING: the TOTP secrets of ada do not open" in result.output
+    assert "`tipbox users reset`" in result.output
 
 
 @pytest.mark.parametrize("length", [16, 31, 33])
@@ -104,7 +103,9 @@ def test_init_seals_totp_secrets_an_older_version_stored_in_clear(
     engine = make_engine(url)
     with engine.begin() as db:
         db.execute(update(Journalist).values(totp_secret="JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"))
-    assert runner.invoke(main, ["init"], env=env).exit_code == 0
+    result = runner.invoke(main, ["init"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "Sealed the TOTP secrets of 1 account(s)." in result.output
     with engine.begin() as db:
         stored = db.execute(select(Journalist.totp_secret)).scalar_one()
     engine.dispose()
