@@ -30,6 +30,7 @@ from tipbox.errors import (
     NoSuchAccount,
     UsernameTaken,
 )
+from tipbox.login_throttle import MAX_FAILURES, UnknownNames
 from tipbox.models import Journalist
 
 # Cheap Argon2id for tests only: the defaults cost ~64 MiB and ~0.1 s per hash.
@@ -373,6 +374,49 @@ def test_each_failure_after_a_lock_doubles_it_up_to_an_hour(accounts: AccountSer
             pass
     assert waits == [60, 120, 240, 480, 960, 1920, 3600, 3600, 3600]
     assert accounts.authenticate("alice", creds.passphrase, code(creds, clock))
+
+
+def answers(accounts: AccountService, clock: Clock, username: str, tries: int,
+            hasher: CountingHasher) -> list[tuple[str, int, int]]:
+    """(what came back, lock seconds, passphrases checked) for each failed try, moving
+    the clock on by each lock."""
+    seen = []
+    for _ in range(tries):
+        before = hasher.verifies
+        try:
+            accounts.authenticate(username, "guess", "123456")
+        except LoginThrottled as exc:
+            seen.append(("throttled", exc.seconds, hasher.verifies - before))
+            if hasher.verifies == before:  # locked before any check: wait it out
+                clock.advance(exc.seconds)
+        except LoginFailed as exc:
+            seen.append((str(exc), 0, hasher.verifies - before))
+    return seen
+
+
+def test_an_unknown_username_is_answered_and_locked_exactly_like_a_known_one(
+        accounts: AccountService, clock: Clock, hasher: CountingHasher) -> None:
+    # Otherwise 403 for ever against 403 four times then 429 tells which names exist.
+    accounts.create("alice", ACTOR)
+    known = answers(accounts, clock, "alice", 9, hasher)
+    unknown = answers(accounts, clock, "mallory", 9, hasher)
+    assert unknown == known
+    assert [kind for kind, _, _ in known].count("throttled") >= 3
+    assert known[4] == ("throttled", 60, 1)  # the fifth failure locks, as before
+
+
+def test_unknown_names_are_counted_separately_and_in_bounded_memory(
+        clock: Clock) -> None:
+    names = UnknownNames(capacity=3)
+    now = clock()
+    for _ in range(MAX_FAILURES - 1):
+        assert names.fail("mallory", now) == 0
+    assert names.fail("mallory", now) == 60
+    assert names.locked_for("mallory", now) == 60
+    assert names.locked_for("eve", now) == 0
+    for other in ("a", "b", "c"):  # pushes the oldest name out of the table
+        names.fail(other, now)
+    assert names.locked_for("mallory", now) == 0
 
 
 def test_a_wrong_code_counts_as_a_failure_too(accounts: AccountService, clock: Clock) -> None:

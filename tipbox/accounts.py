@@ -14,7 +14,6 @@ import base64
 import datetime as dt
 import io
 import logging
-import math
 import re
 import secrets
 from collections.abc import Callable, Iterator
@@ -44,6 +43,13 @@ from tipbox.errors import (
     NoSuchAccount,
     UsernameTaken,
 )
+from tipbox.hashing_slots import UNLIMITED, HashingSlots
+from tipbox.login_throttle import (
+    MAX_FAILURES,
+    UnknownNames,
+    lock_time,
+    seconds_until,
+)
 from tipbox.models import Journalist
 
 __all__ = ["AccountService", "AccountSummary", "LoginFailed", "LoginThrottled",
@@ -57,9 +63,6 @@ PASSPHRASE_WORDS = 7
 TOTP_ISSUER = "tipbox"
 # One 30-second step either way, for clocks that drift and codes typed near a step's end.
 TOTP_DRIFT_STEPS = 1
-MAX_FAILURES = 5
-FIRST_LOCK = dt.timedelta(minutes=1)
-LONGEST_LOCK = dt.timedelta(hours=1)
 # Longer input is not worth hashing: no generated passphrase comes near it.
 MAX_PASSPHRASE_CHARS = 1024
 USERNAME_RULE = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -175,12 +178,14 @@ class AccountService:
     audit: AuditLog
     clock: Callable[[], dt.datetime] = utcnow
     hasher: PasswordHasher = field(default_factory=PasswordHasher)
+    slots: HashingSlots = UNLIMITED  # the app's shared bound on memory-hard hashing
+    unknown_names: UnknownNames = field(default_factory=UnknownNames)
 
     def create(self, username: str, actor: str, *, admin: bool = False) -> NewCredentials:
         """Make an account with a fresh passphrase and TOTP secret, and return them."""
         check_username(username)
         creds = _new_credentials(username)
-        row = Journalist(username=username, passphrase_hash=self.hasher.hash(creds.passphrase),
+        row = Journalist(username=username, passphrase_hash=self._hash(creds.passphrase),
                          totp_secret=self.sealer.seal(username, creds.totp_secret),
                          is_admin=admin,
                          created_on=self._now().date())
@@ -209,10 +214,16 @@ class AccountService:
         candidate = _canonical_passphrase(passphrase)
         attempt = self._begin_attempt(username, now)
         if attempt is None:
-            self._verify(self._dummy_hash, candidate)  # as slow as for a real account
+            # Answered as a known account would be: locked after the same failures, and
+            # as slow as one until then.
+            wait = self.unknown_names.locked_for(username, now)
+            if wait:
+                raise LoginThrottled(wait)
+            self._verify(self._dummy_hash, candidate)
             # The name is not logged: it may be a passphrase typed into the wrong field.
             log.info("login failed: unknown username")
-            raise LoginFailed()
+            wait = self.unknown_names.fail(username, now)
+            raise LoginThrottled(wait) if wait else LoginFailed()
         passphrase_ok = self._verify(attempt.passphrase_hash, candidate)
         totp_secret = self.sealer.unseal(username, attempt.totp_secret)
         step = None if totp_secret is None else _matching_step(totp_secret, code, now)
@@ -222,7 +233,7 @@ class AccountService:
             return attempt.journalist_id
         log.info("login failed: %s (%d in a row)", username, attempt.failures)
         if attempt.locked_until is not None:
-            raise LoginThrottled(_seconds_until(attempt.locked_until, now))
+            raise LoginThrottled(seconds_until(attempt.locked_until, now))
         raise LoginFailed()
 
     def reset_credentials(self, username: str, actor: str) -> NewCredentials:
@@ -231,7 +242,7 @@ class AccountService:
         creds = _new_credentials(username)
         with _no_parameters_in_errors(), self.sessions.begin() as db:
             row = _find(db, username)
-            row.passphrase_hash = self.hasher.hash(creds.passphrase)
+            row.passphrase_hash = self._hash(creds.passphrase)
             row.totp_secret = self.sealer.seal(username, creds.totp_secret)
             row.last_totp_step = 0
             row.failed_logins = 0
@@ -305,13 +316,13 @@ class AccountService:
                 row = db.scalar(select(Journalist).where(Journalist.username == username))
                 if row is None:
                     return None
-                wait = _seconds_until(row.locked_until, now)
+                wait = seconds_until(row.locked_until, now)
                 if wait > 0:
                     raise LoginThrottled(wait)
                 failures = row.failed_logins + 1
                 attempt = _Attempt(row.id, row.passphrase_hash, row.totp_secret,
                                    row.last_totp_step, row.is_active, failures,
-                                   now + _lock_time(failures) if failures >= MAX_FAILURES
+                                   now + lock_time(failures) if failures >= MAX_FAILURES
                                    else None)
                 counted = db.execute(
                     update(Journalist)
@@ -329,7 +340,7 @@ class AccountService:
         values: dict[str, Any] = {"last_totp_step": step, "failed_logins": 0,
                                   "locked_until": None}
         if self.hasher.check_needs_rehash(attempt.passphrase_hash):
-            values["passphrase_hash"] = self.hasher.hash(candidate)
+            values["passphrase_hash"] = self._hash(candidate)
         with _no_parameters_in_errors(), self.sessions.begin() as db:
             done = db.execute(
                 update(Journalist)
@@ -344,15 +355,20 @@ class AccountService:
 
     def _verify(self, passphrase_hash: str, candidate: str) -> bool:
         try:
-            return self.hasher.verify(passphrase_hash, candidate)
+            with self.slots.slot():
+                return self.hasher.verify(passphrase_hash, candidate)
         except (VerificationError, InvalidHashError):
             return False
+
+    def _hash(self, passphrase: str) -> str:
+        with self.slots.slot():
+            return self.hasher.hash(passphrase)
 
     @cached_property
     def _dummy_hash(self) -> str:
         """A hash no passphrase matches, made with this service's parameters, so that an
         unknown username costs the same verification as a known one."""
-        return self.hasher.hash(secrets.token_urlsafe(32))
+        return self._hash(secrets.token_urlsafe(32))
 
     def _now(self) -> dt.datetime:
         return self.clock().astimezone(dt.UTC)
@@ -378,7 +394,7 @@ def _find(db: Session, username: str) -> Journalist:
 
 
 def _summary(row: Journalist, now: dt.datetime) -> AccountSummary:
-    locked = row.locked_until if _seconds_until(row.locked_until, now) > 0 else None
+    locked = row.locked_until if seconds_until(row.locked_until, now) > 0 else None
     return AccountSummary(row.id, row.username, row.is_admin, row.is_active, row.created_on,
                           None if locked is None else _utc(locked), row.session_epoch)
 
@@ -409,21 +425,9 @@ def _matching_step(totp_secret: str, raw_code: str, now: dt.datetime) -> int | N
         return None
 
 
-def _lock_time(failures: int) -> dt.timedelta:
-    """One minute at the limit, doubling with each further failure, up to an hour."""
-    doublings = min(failures - MAX_FAILURES, 16)
-    return min(FIRST_LOCK * (1 << doublings), LONGEST_LOCK)
-
-
 def _utc(value: dt.datetime) -> dt.datetime:
     # SQLite hands back naive datetimes; tipbox only ever writes UTC.
     return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value
-
-
-def _seconds_until(moment: dt.datetime | None, now: dt.datetime) -> int:
-    if moment is None:
-        return 0
-    return max(0, math.ceil((_utc(moment) - now).total_seconds()))
 
 
 def _rowcount(result: Result[Any]) -> int:
