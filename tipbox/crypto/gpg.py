@@ -10,6 +10,7 @@ It imports nothing from Flask or the database so that the offline tool can use i
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import logging
 import os
@@ -21,7 +22,7 @@ from typing import Any, Protocol
 
 import gnupg
 
-from tipbox.errors import EncryptionError, KeyProblem
+from tipbox.errors import EncryptionError, KeyProblem, StorageFull
 from tipbox.storage import early_writeback
 
 # python-gnupg logs command lines (which carry --set-filename) and data chunks at DEBUG.
@@ -239,9 +240,18 @@ class GnuPG:
         except BaseException:
             _remove(output)
             raise
-        if not result.ok:
+        # python-gnupg reads "ok" from gpg's END_ENCRYPTION status, which gpg writes even
+        # when writing the output failed (a full disk): its exit code tells.
+        if not result.ok or getattr(result, "returncode", 0) not in (0, None):
+            full = _disk_full(result, output)  # asked before the removal frees space
             _remove(output)
-            raise EncryptionError(f"gpg could not encrypt: {_last_error(result)}")
+            if full:
+                raise StorageFull("gpg could not write the ciphertext: the disk is full",
+                                  cause="gpg could not write the ciphertext: ENOSPC")
+            raise EncryptionError(
+                f"gpg could not encrypt: {_last_error(result)}",
+                cause=f"gpg could not encrypt (exit {getattr(result, 'returncode', '?')}, "
+                      f"status {result.status!r})")
 
     def encrypt_bytes(self, data: bytes, recipients: Sequence[str], output: Path,
                       *, filename: str | None = None) -> None:
@@ -313,6 +323,18 @@ def _checked_fpr(fpr: str) -> str:
 
 def _remove(path: Path) -> None:
     path.unlink(missing_ok=True)
+
+
+def _disk_full(result: Any, output: Path) -> bool:
+    """Did gpg fail because the disk holding ``output`` is full? gpg's own words (in the
+    C locale), or else the filesystem itself, which has no block left for us."""
+    stderr = getattr(result, "stderr", "") or ""
+    if any(os.strerror(code) in stderr for code in (errno.ENOSPC, errno.EDQUOT)):
+        return True
+    try:
+        return os.statvfs(output.parent).f_bavail == 0
+    except OSError:
+        return False
 
 
 def _last_error(result: Any) -> str:

@@ -13,7 +13,7 @@ from tipbox.inbox import InboxService
 from tipbox.key_registry import KeyringProvider, KeyService, StaticKeyring
 from tipbox.replies import ReplyService
 from tipbox.storage import CiphertextStore
-from tipbox.web.common import build_app
+from tipbox.web.app_factory import build_app
 from tipbox.web.newsroom.admin import AdminDeps, make_admin_blueprint
 from tipbox.web.newsroom.views import NewsroomDeps, make_blueprint
 

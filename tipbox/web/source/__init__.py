@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
-from flask import Flask
+from flask import Flask, g, request
+from flask.typing import ResponseReturnValue
 
 from tipbox.codenames import CodenameHasher, CodenameSigner
 from tipbox.config import REPO_ROOT, Settings
@@ -14,8 +16,9 @@ from tipbox.key_registry import KeyringProvider, StaticKeyring
 from tipbox.replies import ReplyKeyCache, ReplyService
 from tipbox.sources import SourceService
 from tipbox.storage import CiphertextStore
+from tipbox.web.app_factory import build_app, run_first
 from tipbox.web.browser_encryption import BrowserEncryption
-from tipbox.web.common import build_app
+from tipbox.web.error_pages import error_page
 from tipbox.web.source.views import SourceDeps, make_blueprint
 
 log = logging.getLogger(__name__)
@@ -49,9 +52,25 @@ def create_source_app(settings: Settings | None = None, *,
         reply_deriver=ReplyKeyDeriver(plumbing.secrets.codename_pepper, settings.scrypt),
         browser=browser,
     )
+    # First of all before-request checks: while offline, even a form without a CSRF
+    # token gets the 503 page, not advice to reload and send it again.
+    run_first(app, _keyring_or_offline_page(keys))
     app.register_blueprint(make_blueprint(deps))
-    plumbing.csrf.exempt("tipbox.web.source.views.submit")
     return app
+
+
+def _keyring_or_offline_page(keys: KeyringSource) -> Callable[[], ResponseReturnValue | None]:
+    def load_keyring_or_answer_offline() -> ResponseReturnValue | None:
+        """One look at the registry per request (views then use g.keyring); while
+        submissions are off, every source page but static files is the 503 page."""
+        g.keyring = keys.current()
+        if request.endpoint == "static":
+            return None
+        if not g.keyring.accepting:
+            return error_page(503)
+        return None
+
+    return load_keyring_or_answer_offline
 
 
 def _log_gate(keyring: Keyring) -> None:
