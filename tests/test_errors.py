@@ -13,6 +13,7 @@ from tipbox.errors import (
     KeyProblem,
     KeysChanged,
     MalformedUpload,
+    PageOutdated,
     StorageFull,
     StoreError,
     SubmissionRejected,
@@ -27,6 +28,7 @@ from tipbox.errors import (
     (MalformedUpload("cut off"), 400, False, False),  # may never end: not read on
     (UploadTooLarge("too large"), 413, False, False),  # not read further on purpose
     (KeysChanged(), 409, True, True),
+    (PageOutdated(), 409, True, True),
     (KeyProblem("no key"), 503, True, False),
     (EncryptionError("gpg failed"), 503, True, False),
     (StoreError("broken"), 503, True, False),

@@ -160,6 +160,18 @@ class KeysChanged(SubmissionRejected):
                             "again."))
 
 
+class PageOutdated(SubmissionRejected):
+    """The page that sent this predates the current upload protocol (an encrypt.js from
+    before the encrypted items got their own route): it must be loaded again."""
+
+    status = 409
+    reload_keys = True
+
+    def __init__(self) -> None:
+        super().__init__(N_("This page is out of date, so nothing from this submission was "
+                            "kept. Reload the page and send it again."))
+
+
 class AccountError(TipboxError):
     """A newsroom account operation was refused. The message never holds a passphrase,
     a TOTP secret or a code."""
@@ -212,3 +224,4 @@ def _duration(seconds: int) -> str:
 class KeyRefused(TipboxError):
     """A newsroom key was refused or a key operation is not allowed. The message says why
     and what to do instead."""
+

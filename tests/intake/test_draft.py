@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import create_engine, event, func, make_url, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.conftest import FAST_SCRYPT
@@ -18,7 +18,7 @@ from tests.helpers import Newsroom, gpg_decrypt, store_files, temp_files
 from tipbox.codenames import CodenameHasher, generate_codename
 from tipbox.config import Settings
 from tipbox.crypto.keyring import Keyring, load_keyring
-from tipbox.errors import KeyProblem, SubmissionRejected, UploadTooLarge
+from tipbox.errors import DatabaseUnavailable, KeyProblem, SubmissionRejected, UploadTooLarge
 from tipbox.inbox import InboxService
 from tipbox.intake.draft import Draft, DraftState, safe_filename, worth_compressing
 from tipbox.models import Item, ItemKind, Source
@@ -286,3 +286,21 @@ def test_a_draft_for_a_keyring_that_is_not_accepting_refuses_at_once(world: Worl
     off = Keyring(None, (), "No newsroom key is configured.")
     with pytest.raises(KeyProblem):
         Draft(off, world.store, world.db, 10)
+
+
+def test_a_database_that_cannot_be_reached_at_commit_is_its_own_failure(
+        world: World, tmp_path: Path) -> None:
+    url = make_url(world.settings.database_url)
+    broken = (f"sqlite:///{tmp_path}/no-such-folder/tipbox.db"
+              if url.get_backend_name() == "sqlite"
+              else url.set(port=1).render_as_string(hide_password=False))
+    engine = create_engine(broken)
+    try:
+        with pytest.raises(DatabaseUnavailable) as caught, \
+                Draft(world.ring, world.store, sessionmaker(engine), 10) as draft:
+            draft.add_message("kept nowhere")
+            draft.commit(source_id=1)
+    finally:
+        engine.dispose()
+    assert caught.value.status == 503 and caught.value.log_cause == "OperationalError"
+    assert store_files(world.settings.data_dir) == [] and temp_files(world.settings.data_dir) == []

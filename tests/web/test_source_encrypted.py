@@ -383,3 +383,21 @@ def test_a_bad_marker_value_is_refused(sender: SourceBrowser, settings: Settings
     cipher = gpg_encrypt(b"x", [newsroom.fingerprint], newsroom.secret_home, tmp_path)
     resp = post_encrypted(sender, [newsroom.fingerprint], files=[cipher], marker="yes")
     assert_nothing_kept(settings, resp, "not a well-formed form submission")
+
+
+def test_ciphertext_from_a_page_older_than_the_encrypted_route_is_not_taken_for_plain_files(
+        sender: SourceBrowser, settings: Settings, newsroom: Newsroom, tmp_path: Path) -> None:
+    # encrypt.js from before /submit/encrypted posted this very body to the form's action.
+    cipher = gpg_encrypt(b"x", [newsroom.fingerprint], newsroom.secret_home, tmp_path)
+    body = encode_multipart(BOUNDARY, [("csrf_token", None, sender.submit_token().encode()),
+                                       ("encrypted", None, b"1"),
+                                       ("fingerprints", None, newsroom.fingerprint.encode()),
+                                       ("empty_files", None, b"0"),
+                                       ("message", "message.pgp", cipher),
+                                       ("files", "file-1.pgp", cipher)])
+    resp = sender.client.post("/submit", data=body, headers={"Accept": "application/json"},
+                              content_type=f"multipart/form-data; boundary={BOUNDARY}")
+    assert resp.status_code == 409
+    assert resp.json is not None and resp.json["reload"] is True
+    assert "This page is out of date" in resp.json["error"]
+    assert store_files(settings.data_dir) == [] and stored_rows(settings) == []

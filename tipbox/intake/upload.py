@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from typing import IO
 
 from tipbox.config import Settings
-from tipbox.errors import KeysChanged, MalformedUpload, SubmissionRejected
+from tipbox.errors import KeysChanged, MalformedUpload, PageOutdated, SubmissionRejected
 from tipbox.i18n import N_
 from tipbox.intake.draft import Draft, Receipt
 from tipbox.intake.multipart import NOT_A_FORM, MultipartReader, Part
@@ -71,6 +71,11 @@ def read_plain_form(parts: Iterator[Part], draft: Draft, settings: Settings) -> 
             text = message_text(part, settings)
             if text.strip():
                 draft.add_message(text)
+        elif not part.is_file and part.name == "fingerprints":
+            # Only encrypt.js sends this field, and it posts to its own route; here it comes
+            # from a page loaded before that route existed. Its ciphertext must not be taken
+            # for plain files (nor its message, a file part, be dropped): reload, resend.
+            raise PageOutdated()
         else:
             part.drain()  # unknown fields are ignored, never stored
 
@@ -80,8 +85,8 @@ def read_encrypted_form(parts: Iterator[Part], draft: Draft, settings: Settings)
     ``empty_files`` (a count, for the receipt), then ``message`` and ``files`` parts that
     are each one OpenPGP message.
 
-    An ``encrypted`` field must say ``1``: encrypt.js sent it before the protocol was
-    chosen by route, and still may from a page loaded before an upgrade.
+    An ``encrypted`` field, which encrypt.js sent before the protocol was chosen by route,
+    is still accepted if it says ``1``.
     """
     keys_checked = False
     for part in parts:
