@@ -190,7 +190,8 @@ def browser_run(context: Any, url: str, path: Path, instance: Instance) -> Brows
         idle = MemorySampler(None)
         idle.sample()
         with MemorySampler(chromium_profile()) as memory:
-            with page.expect_request(lambda r: r.method == "POST" and r.url.endswith("/submit"),
+            with page.expect_request(lambda r: r.method == "POST"
+                                     and r.url.endswith("/submit/encrypted"),
                                      timeout=PAGE_TIMEOUT_MS) as upload:
                 clicked = time.time()
                 page.click("#submit-form button[type=submit]")

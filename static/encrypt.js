@@ -340,7 +340,7 @@
     }
   }
 
-  // The same rules as tipbox.submissions.safe_filename on the server path: no directory
+  // The same rules as tipbox.intake.draft.safe_filename on the server path: no directory
   // parts, no control, format or bidi characters, at most 255 UTF-8 bytes.
   function safeFilename(raw, index) {
     let name = raw.replace(/\\/g, '/').split('/').pop();
@@ -376,7 +376,6 @@
       // The CSRF token first: the server checks it before reading anything else.
       const body = new FormData();
       body.append('csrf_token', form.elements.csrf_token.value);
-      body.append('encrypted', '1');
       body.append('fingerprints', config.keys.map(function (k) { return k.fingerprint; }).join(' '));
       body.append('empty_files', String(emptyFiles));
       items.forEach(function (item) {
@@ -387,7 +386,9 @@
       const cipherTotal = items.reduce(function (sum, item) { return sum + item.blob.size; }, 0);
       const xhr = new XMLHttpRequest();
       current.xhr = xhr;
-      xhr.open('POST', form.action);
+      // Its own route (config.uploadUrl): the form's action is the plain route, which
+      // the server encrypts on arrival.
+      xhr.open('POST', config.uploadUrl);
       xhr.setRequestHeader('Accept', 'application/json');
       xhr.upload.onprogress = function (event) {
         if (!event.lengthComputable || !event.total) {
@@ -428,7 +429,8 @@
     if (reply && typeof reply.error === 'string') {
       throw new Refused(reply.error, { reload: Boolean(reply.reload) });
     }
-    if (new URL(answer.url || form.action).pathname.endsWith('/login')) {
+    if (new URL(answer.url || config.uploadUrl, window.location.href).pathname
+      .endsWith('/login')) {
       // The session had ended: the server redirected the upload to the login page.
       throw new Refused(T.sessionEnded, { reload: true, plain: false });
     }

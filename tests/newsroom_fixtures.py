@@ -9,9 +9,9 @@ from pathlib import Path
 from sqlalchemy.orm import Session, sessionmaker
 
 from tipbox.crypto.keyring import Keyring
+from tipbox.intake.draft import Draft
 from tipbox.models import Journalist
 from tipbox.storage import CiphertextStore
-from tipbox.submissions import Draft
 
 
 def add_journalist(db: sessionmaker[Session], username: str) -> int:
@@ -26,7 +26,7 @@ def add_journalist(db: sessionmaker[Session], username: str) -> int:
 def submit(db: sessionmaker[Session], ring: Keyring, store: CiphertextStore, source_id: int,
            message: str | None = None, files: list[tuple[bytes, str]] | None = None,
            day: dt.date | None = None) -> None:
-    with Draft(ring.require(), ring.fingerprints, store, db, 100,
+    with Draft(ring, store, db, 100,
                clock=lambda: day or dt.date.today()) as draft:
         if message:
             draft.add_message(message)

@@ -49,6 +49,8 @@ class Settings:
     csrf_time_limit_seconds: int = 24 * 3600
     scrypt: ScryptParams = field(default_factory=ScryptParams)
     gpg_binary: str = "gpg"
+    # An encryption whose gpg makes no progress this long is killed (tipbox.crypto.gpg_watchdog).
+    gpg_stall_seconds: int = 120
     # Bytes asked of the request body per read while an upload streams through gpg.
     upload_chunk_bytes: int = 1 * MIB
     # `tipbox prune` deletes sources with no submission or reply for this many days.
@@ -58,7 +60,8 @@ class Settings:
         if not self.database_url:
             object.__setattr__(self, "database_url", f"sqlite:///{self.data_dir / 'tipbox.db'}")
         for name in ("max_message_chars", "max_submission_bytes", "max_files",
-                     "session_idle_minutes", "csrf_time_limit_seconds", "upload_chunk_bytes"):
+                     "session_idle_minutes", "csrf_time_limit_seconds", "upload_chunk_bytes",
+                     "gpg_stall_seconds"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"TIPBOX_{name.upper()} must be a positive number, "
                                   f"got {getattr(self, name)!r}")
@@ -106,6 +109,7 @@ class Settings:
             "TIPBOX_MAX_FILES": "max_files",
             "TIPBOX_SESSION_IDLE_MINUTES": "session_idle_minutes",
             "TIPBOX_RETENTION_DAYS": "retention_days",
+            "TIPBOX_GPG_STALL_SECONDS": "gpg_stall_seconds",
         }
         for var, name in int_vars.items():
             if var in env:

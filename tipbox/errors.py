@@ -2,13 +2,49 @@
 
 Messages are written for the person who meets them: what happened and what to do next.
 None of them ever carries submitted content, a codename or a file name.
+
+An exception the upload path can raise also says how the web answers it, so that one
+handler (tipbox.web.error_pages) renders every one of them, as a page or as JSON for
+encrypt.js:
+
+- ``status``: the HTTP status;
+- ``drain_body``: read the rest of the request body before answering, so the browser shows
+  our page instead of a reset connection (never for a malformed body, which may not end,
+  nor for one over the size limit, which is not read further on purpose);
+- ``reload_keys``: the page must load the newsroom keys again before sending again;
+- ``public_message``: what the person reads, an untranslated template marked with N_ and
+  translated when shown, with ``params`` filling its %(name)s slots;
+- ``public_title``: the page's heading, where the status's usual one would mislead;
+- ``retry_after``: seconds for a Retry-After header, where trying again later will do;
+- ``log_cause``: for the admin's log, a short cause that never quotes submitted bytes
+  (an errno name, a class name); answers with a status of 500 or more are logged.
 """
 
 from __future__ import annotations
 
+import errno
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from tipbox.i18n import N_
+
+_NO_PARAMS: Mapping[str, object] = MappingProxyType({})
+
+NOT_ACCEPTING = N_("The site is not accepting submissions at the moment. Nothing from this "
+                   "attempt was kept. Please come back later.")
+
 
 class TipboxError(Exception):
-    """Base of all tipbox errors."""
+    """Base of all tipbox errors. The class attributes say how the web answers one."""
+
+    status: int = 500
+    drain_body: bool = True
+    reload_keys: bool = False
+    public_message: str | None = None
+    public_title: str | None = None
+    params: Mapping[str, object] = _NO_PARAMS
+    retry_after: int | None = None
+    log_cause: str = ""
 
 
 class ConfigError(TipboxError):
@@ -16,64 +52,152 @@ class ConfigError(TipboxError):
 
 
 class KeyProblem(TipboxError):
-    """The newsroom keys cannot be used to accept submissions."""
+    """The newsroom keys cannot be used to accept submissions.
+
+    The message is for the admin (it can name files); the source reads NOT_ACCEPTING."""
+
+    status = 503
+    public_message = NOT_ACCEPTING
 
 
 class EncryptionError(TipboxError):
-    """gpg failed to encrypt; nothing from the attempt is kept."""
+    """gpg failed to encrypt; nothing from the attempt is kept.
+
+    ``cause`` is what the admin's log shows: gpg's status, never its stderr, which can
+    name the file being encrypted. gpg refusing the key mid-run (a subkey expired, say)
+    is "not accepting" for the source."""
+
+    status = 503
+    public_message = NOT_ACCEPTING
+
+    def __init__(self, message: str, cause: str = "") -> None:
+        super().__init__(message)
+        self.log_cause = cause or "gpg could not encrypt"
 
 
 class GpgStalled(EncryptionError):
     """gpg made no progress for too long and was killed; nothing from the attempt is kept."""
+
+    public_message = N_("The site could not encrypt this submission in time, so nothing "
+                        "from it was kept. Please send it again in a few minutes.")
+    public_title = N_("The site could not finish this submission")
+    retry_after = 120
 
 
 class HashingBusy(TipboxError):
     """Every slot for memory-hard hashing is taken and the queue is full: the site is
     busy. Nothing was checked or stored; trying again in a minute will do."""
 
+    status = 503
+    public_message = N_("The site is busy right now, so nothing was checked or kept. Wait a "
+                        "minute and try again.")
+    public_title = N_("The site is busy")
     retry_after = 60
 
     def __init__(self) -> None:
-        super().__init__("The site is busy right now, so nothing was checked or kept. Wait "
-                         "a minute and try again.")
+        super().__init__(self.public_message)
+        self.log_cause = "every memory-hard hashing slot taken and the queue full"
 
 
 class StoreError(TipboxError):
     """The ciphertext store refused or failed an operation."""
 
+    status = 503
+    public_message = N_("The site could not store this submission, so nothing from this "
+                        "attempt was kept. Please try again later.")
+
+    def __init__(self, message: str, cause: str = "") -> None:
+        super().__init__(message)
+        self.log_cause = cause or message
+
+    @classmethod
+    def from_os_error(cls, exc: OSError, doing: str) -> StoreError:
+        """The store's answer to an OSError: disk full gets its own, any other a plain
+        StoreError. Only the errno name is kept; the OSError's text names a path."""
+        name = errno.errorcode.get(exc.errno or 0, type(exc).__name__)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return StorageFull(f"{doing}: {name}", cause=f"{doing}: {name}")
+        return cls(f"{doing}: {name}", cause=f"{doing}: {name}")
+
+
+class StorageFull(StoreError):
+    """The disk (or the quota) holding the store is full."""
+
+    status = 507
+    public_message = N_("The site cannot store submissions right now: its storage is full. "
+                        "Nothing from this attempt was kept. Please try again later.")
+
+
+class DatabaseUnavailable(TipboxError):
+    """The database could not be reached or refused the operation."""
+
+    status = 503
+    public_message = N_("The site's database is not available right now, so nothing from "
+                        "this request was kept. Please try again in a few minutes.")
+
+    def __init__(self, cause: str) -> None:
+        super().__init__(f"database unavailable: {cause}")
+        self.log_cause = cause
+
 
 class SubmissionRejected(TipboxError):
     """The submission broke a rule; nothing from the attempt was kept.
 
-    ``status`` is the HTTP status a web view should answer with.
+    ``message`` is an untranslated template (mark it with N_ where it is written);
+    ``status`` the HTTP status a web view answers with.
     """
 
-    def __init__(self, message: str, status: int = 400,
-                 params: dict[str, object] | None = None) -> None:
+    status = 400
+
+    def __init__(self, message: str, status: int | None = None,
+                 params: Mapping[str, object] | None = None) -> None:
         super().__init__(message)
-        # ``message`` is an untranslated template; ``params`` fill its %(name)s slots.
         self.message = message
-        self.status = status
-        self.params = params or {}
+        self.public_message = message
+        if status is not None:
+            self.status = status
+        self.params = dict(params or {})
 
 
 class UploadTooLarge(SubmissionRejected):
-    def __init__(self, message: str, params: dict[str, object] | None = None) -> None:
-        super().__init__(message, status=413, params=params)
+    """Over a size or count limit: the rest of the body is not read, on purpose."""
+
+    status = 413
+    drain_body = False
+
+    def __init__(self, message: str, params: Mapping[str, object] | None = None) -> None:
+        super().__init__(message, params=params)
 
 
 class MalformedUpload(SubmissionRejected):
-    pass
+    """The body cannot be parsed; reading on could wait for bytes that never come."""
+
+    drain_body = False
 
 
 class KeysChanged(SubmissionRejected):
     """The browser encrypted to other keys than the active ones: its page predates a key
     rotation."""
 
+    status = 409
+    reload_keys = True
+
     def __init__(self) -> None:
-        super().__init__("The newsroom key changed after this page was loaded, so nothing "
-                         "from this submission was kept. Reload the page and send it again.",
-                         status=409)
+        super().__init__(N_("The newsroom key changed after this page was loaded, so nothing "
+                            "from this submission was kept. Reload the page and send it "
+                            "again."))
+
+
+class PageOutdated(SubmissionRejected):
+    """The page that sent this predates the current upload protocol (an encrypt.js from
+    before the encrypted items got their own route): it must be loaded again."""
+
+    status = 409
+    reload_keys = True
+
+    def __init__(self) -> None:
+        super().__init__(N_("This page is out of date, so nothing from this submission was "
+                            "kept. Reload the page and send it again."))
 
 
 class AccountError(TipboxError):
@@ -128,3 +252,4 @@ def _duration(seconds: int) -> str:
 class KeyRefused(TipboxError):
     """A newsroom key was refused or a key operation is not allowed. The message says why
     and what to do instead."""
+

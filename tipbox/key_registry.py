@@ -24,7 +24,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tipbox.audit import AuditLog
 from tipbox.clock import today
+from tipbox.config import Settings
 from tipbox.crypto.gpg import GnuPG, KeyInfo
+from tipbox.crypto.gpg_watchdog import DEFAULT_STALL_SECONDS
 from tipbox.crypto.keyring import Keyring, build_home, keyring_for, secret_material_problem
 from tipbox.crypto.packets import (
     PacketError,
@@ -346,15 +348,24 @@ class KeyringProvider:
     """
 
     def __init__(self, sessions: sessionmaker[Session], gnupg_root: Path,
-                 gpg_binary: str = "gpg", keys_dir: Path | None = None) -> None:
+                 gpg_binary: str = "gpg", keys_dir: Path | None = None,
+                 stall_seconds: float = DEFAULT_STALL_SECONDS) -> None:
         self._sessions = sessions
         self._root = gnupg_root
         self._binary = gpg_binary
+        self._stall_seconds = stall_seconds
         # A secret key lying in the keys folder stops everything until it is removed.
         self._folder_problem = secret_material_problem(keys_dir, gnupg_root, gpg_binary) \
             if keys_dir else None
         self._lock = threading.Lock()
         self._cached: tuple[tuple[str, ...], Keyring] | None = None
+
+    @classmethod
+    def from_settings(cls, sessions: sessionmaker[Session], settings: Settings
+                      ) -> KeyringProvider:
+        """The provider an app uses: the configured gpg, keys folder and stall limit."""
+        return cls(sessions, settings.gnupg_dir, settings.gpg_binary, settings.keys_dir,
+                   settings.gpg_stall_seconds)
 
     def current(self) -> Keyring:
         with self._sessions() as db:
@@ -365,7 +376,8 @@ class KeyringProvider:
         with self._lock:
             if self._cached is None or self._cached[0] != signature:
                 ring = keyring_for([r[1].encode() for r in rows], self._root, self._binary,
-                                   problem=self._folder_problem)
+                                   problem=self._folder_problem,
+                                   stall_seconds=self._stall_seconds)
                 self._cached = (signature, ring)
             return self._cached[1]
 

@@ -28,6 +28,7 @@ from tipbox.crypto.reply_keys import (
 )
 from tipbox.db import forget_deleted
 from tipbox.errors import SubmissionRejected
+from tipbox.i18n import N_
 from tipbox.models import Reply, Source
 from tipbox.storage import CiphertextStore, new_item_id
 
@@ -52,9 +53,9 @@ class ReplyService:
         """Encrypt ``text`` for the newsroom and for the source; return the reply id."""
         text = text.replace("\r\n", "\n")
         if not text.strip():
-            raise SubmissionRejected("The reply is empty.")
+            raise SubmissionRejected(N_("The reply is empty."))
         if len(text) > MAX_REPLY_CHARS:
-            raise SubmissionRejected("The reply is longer than %(limit)s characters.",
+            raise SubmissionRejected(N_("The reply is longer than %(limit)s characters."),
                                      params={"limit": MAX_REPLY_CHARS})
         keyring = self.keys.current()
         gpg = keyring.require()
@@ -68,7 +69,7 @@ class ReplyService:
             with self.sessions.begin() as db:
                 source = db.get(Source, source_id)
                 if source is None:
-                    raise SubmissionRejected("That source no longer exists.", status=404)
+                    raise SubmissionRejected(N_("That source no longer exists."), status=404)
                 for_source = encrypt_reply(text, source.reply_public_key) \
                     if source.reply_public_key else None
                 seq = (db.scalar(select(func.max(Reply.seq))

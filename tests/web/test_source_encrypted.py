@@ -60,7 +60,8 @@ def post_encrypted(browser: SourceBrowser, fingerprints: list[str], *,
                    message: bytes | None = None, files: Sequence[bytes] = (),
                    empty_files: int = 0, accept: str = "text/html",
                    marker: str = "1") -> TestResponse:
-    """The body encrypt.js sends: token, marker, fingerprints, count, then the items."""
+    """The body encrypt.js sends to its own route: token, fingerprints, count, then the
+    items (and, as a page from before the route existed sends it, the marker)."""
     parts: list[tuple[str, str | None, bytes]] = [
         ("csrf_token", None, browser.submit_token().encode()),
         ("encrypted", None, marker.encode()),
@@ -71,8 +72,8 @@ def post_encrypted(browser: SourceBrowser, fingerprints: list[str], *,
         parts.append(("message", "message.pgp", message))
     parts += [("files", f"file-{i}.pgp", data) for i, data in enumerate(files, start=1)]
     return browser.client.post(
-        "/submit", data=encode_multipart(BOUNDARY, parts), headers={"Accept": accept},
-        content_type=f"multipart/form-data; boundary={BOUNDARY}")
+        "/submit/encrypted", data=encode_multipart(BOUNDARY, parts),
+        headers={"Accept": accept}, content_type=f"multipart/form-data; boundary={BOUNDARY}")
 
 
 def stored_rows(settings: Settings) -> list[tuple[str, str, int, str]]:
@@ -130,6 +131,8 @@ def test_submit_page_loads_openpgpjs_and_encrypt_js_from_our_origin_with_integri
     config = json.loads(re.search(r'id="encrypt-config">(.*?)</script>', html, re.S).group(1))
     assert [k["fingerprint"] for k in config["keys"]] == [newsroom.fingerprint]
     assert config["keys"][0]["armored"].startswith("-----BEGIN PGP PUBLIC KEY BLOCK-----")
+    assert config["uploadUrl"] == "/submit/encrypted"  # the plain form keeps /submit
+    assert 'action="/submit"' in html
     assert "PRIVATE" not in html
 
 
@@ -325,7 +328,7 @@ def test_encrypted_items_before_the_fingerprints_field_are_refused(
                                        ("encrypted", None, b"1"),
                                        ("files", "f.pgp", cipher),
                                        ("fingerprints", None, newsroom.fingerprint.encode())])
-    resp = sender.client.post("/submit", data=body,
+    resp = sender.client.post("/submit/encrypted", data=body,
                               content_type=f"multipart/form-data; boundary={BOUNDARY}")
     assert_nothing_kept(settings, resp, "newsroom key changed", status=409)
 
@@ -357,14 +360,14 @@ def test_a_csrf_failure_is_answered_before_anything_is_read(
                                        ("encrypted", None, b"1"),
                                        ("fingerprints", None, newsroom.fingerprint.encode()),
                                        ("files", "f.pgp", cipher)])
-    resp = sender.client.post("/submit", data=body,
+    resp = sender.client.post("/submit/encrypted", data=body,
                               content_type=f"multipart/form-data; boundary={BOUNDARY}")
     assert_nothing_kept(settings, resp, "This form had expired")
 
 
-def test_the_marker_must_be_the_second_field_or_the_form_is_the_plain_one(
+def test_the_plain_route_ignores_an_encrypted_field_and_encrypts_on_arrival(
         sender: SourceBrowser, settings: Settings, newsroom: Newsroom) -> None:
-    # A no-JS form with a stray "encrypted" field later on: the plain path, as before.
+    # The route chooses the protocol: a stray "encrypted" field on /submit changes nothing.
     token = csrf_from(sender.client.get("/submit").get_data(as_text=True))
     resp = sender.client.post("/submit", data={
         "csrf_token": token, "message": "plain text, encrypted by the server",
@@ -380,3 +383,21 @@ def test_a_bad_marker_value_is_refused(sender: SourceBrowser, settings: Settings
     cipher = gpg_encrypt(b"x", [newsroom.fingerprint], newsroom.secret_home, tmp_path)
     resp = post_encrypted(sender, [newsroom.fingerprint], files=[cipher], marker="yes")
     assert_nothing_kept(settings, resp, "not a well-formed form submission")
+
+
+def test_ciphertext_from_a_page_older_than_the_encrypted_route_is_not_taken_for_plain_files(
+        sender: SourceBrowser, settings: Settings, newsroom: Newsroom, tmp_path: Path) -> None:
+    # encrypt.js from before /submit/encrypted posted this very body to the form's action.
+    cipher = gpg_encrypt(b"x", [newsroom.fingerprint], newsroom.secret_home, tmp_path)
+    body = encode_multipart(BOUNDARY, [("csrf_token", None, sender.submit_token().encode()),
+                                       ("encrypted", None, b"1"),
+                                       ("fingerprints", None, newsroom.fingerprint.encode()),
+                                       ("empty_files", None, b"0"),
+                                       ("message", "message.pgp", cipher),
+                                       ("files", "file-1.pgp", cipher)])
+    resp = sender.client.post("/submit", data=body, headers={"Accept": "application/json"},
+                              content_type=f"multipart/form-data; boundary={BOUNDARY}")
+    assert resp.status_code == 409
+    assert resp.json is not None and resp.json["reload"] is True
+    assert "This page is out of date" in resp.json["error"]
+    assert store_files(settings.data_dir) == [] and stored_rows(settings) == []

@@ -10,6 +10,7 @@ It imports nothing from Flask or the database so that the offline tool can use i
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import logging
 import os
@@ -23,7 +24,7 @@ from typing import Any, Protocol
 import gnupg
 
 from tipbox.crypto.gpg_watchdog import DEFAULT_STALL_SECONDS, Watch, Watchdog, WatchedSource
-from tipbox.errors import EncryptionError, GpgStalled, KeyProblem
+from tipbox.errors import EncryptionError, GpgStalled, KeyProblem, StorageFull, TipboxError
 from tipbox.storage import early_writeback
 
 # python-gnupg logs command lines (which carry --set-filename) and data chunks at DEBUG.
@@ -264,22 +265,33 @@ class GnuPG:
                 )
         except BrokenPipeError:
             # gpg closed its input before the end: it died, or the watchdog killed it.
-            _remove(output)
-            raise self._failure(watch, self._gpg.local.result) from None
+            raise self._failure(watch, self._gpg.local.result, output) from None
         except BaseException:
             _remove(output)
             raise
         finally:
             self._gpg.local.watch = None
-        if not result.ok:
-            _remove(output)
-            raise self._failure(watch, result)
+        # python-gnupg reads "ok" from gpg's END_ENCRYPTION status, which gpg writes even
+        # when writing the output failed (a full disk): its exit code tells.
+        if not result.ok or getattr(result, "returncode", 0) not in (0, None):
+            raise self._failure(watch, result, output)
 
-    def _failure(self, watch: Watch, result: Any) -> EncryptionError:
+    @staticmethod
+    def _failure(watch: Watch, result: Any, output: Path) -> TipboxError:
+        """The error for a failed run, once ``output`` is removed."""
+        full = result is not None and _disk_full(result, output)  # before removal frees space
+        _remove(output)
         if watch.killed:
             return GpgStalled(f"gpg made no progress for {watch.stall_seconds:g} s and was "
-                              "stopped")
-        return EncryptionError(f"gpg could not encrypt: {_last_error(result)}")
+                              "stopped", cause=f"gpg made no progress for "
+                              f"{watch.stall_seconds:g} s and was killed")
+        if full:
+            return StorageFull("gpg could not write the ciphertext: the disk is full",
+                               cause="gpg could not write the ciphertext: ENOSPC")
+        return EncryptionError(
+            f"gpg could not encrypt: {_last_error(result)}",
+            cause=f"gpg could not encrypt (exit {getattr(result, 'returncode', '?')}, "
+                  f"status {getattr(result, 'status', None)!r})")
 
     def encrypt_bytes(self, data: bytes, recipients: Sequence[str], output: Path,
                       *, filename: str | None = None) -> None:
@@ -351,6 +363,18 @@ def _checked_fpr(fpr: str) -> str:
 
 def _remove(path: Path) -> None:
     path.unlink(missing_ok=True)
+
+
+def _disk_full(result: Any, output: Path) -> bool:
+    """Did gpg fail because the disk holding ``output`` is full? gpg's own words (in the
+    C locale), or else the filesystem itself, which has no block left for us."""
+    stderr = getattr(result, "stderr", "") or ""
+    if any(os.strerror(code) in stderr for code in (errno.ENOSPC, errno.EDQUOT)):
+        return True
+    try:
+        return os.statvfs(output.parent).f_bavail == 0
+    except OSError:
+        return False
 
 
 def _last_error(result: Any) -> str:

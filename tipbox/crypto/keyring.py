@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Protocol
 
 from tipbox.crypto.gpg import GnuPG, KeyInfo
+from tipbox.crypto.gpg_watchdog import DEFAULT_STALL_SECONDS
 from tipbox.crypto.packets import has_secret_material
 from tipbox.errors import KeyProblem
 
@@ -124,7 +125,8 @@ def secret_material_problem(keys_dir: Path, gnupg_root: Path | None = None,
 
 
 def keyring_for(public_keys: Sequence[bytes], gnupg_root: Path, gpg_binary: str = "gpg",
-                *, problem: str | None = None, now: float | None = None) -> Keyring:
+                *, problem: str | None = None, now: float | None = None,
+                stall_seconds: float = DEFAULT_STALL_SECONDS) -> Keyring:
     """A keyring holding exactly these public keys (the registry's active ones), less any
     that cannot be encrypted to at ``now`` (default: the current time)."""
     now = time.time() if now is None else now
@@ -157,10 +159,11 @@ def keyring_for(public_keys: Sequence[bytes], gnupg_root: Path, gpg_binary: str 
             "No usable newsroom key (" + "; ".join(rejected) + "). Rotate to a new key: see "
             "docs/admin-guide.md, or run `tipbox doctor`."))
     return Keyring(build_home(list(dict.fromkeys(usable_blobs)), usable, gnupg_root,
-                              gpg_binary), tuple(usable), None)
+                              gpg_binary, stall_seconds), tuple(usable), None)
 
 
-def build_home(blobs: list[bytes], usable: list[KeyInfo], root: Path, binary: str) -> GnuPG:
+def build_home(blobs: list[bytes], usable: list[KeyInfo], root: Path, binary: str,
+               stall_seconds: float = DEFAULT_STALL_SECONDS) -> GnuPG:
     """A home per distinct key set, built aside and renamed in, so workers can share it."""
     digest = hashlib.sha256()
     for blob in blobs:
@@ -182,4 +185,4 @@ def build_home(blobs: list[bytes], usable: list[KeyInfo], root: Path, binary: st
                 os.rename(staging, home)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-    return GnuPG(home, binary, agent=False)
+    return GnuPG(home, binary, agent=False, stall_seconds=stall_seconds)

@@ -1,1 +1,1 @@
-"""The web interfaces: one app factory per interface, sharing the plumbing in ``common``."""
+"""The web interfaces: one app factory per interface, both built on ``app_factory``."""

@@ -1,8 +1,9 @@
-"""A request class that can never spool an upload to disk."""
+"""How request bodies are read: never spooled to disk, streamed where a view says so."""
 
 from __future__ import annotations
 
-from typing import IO
+from collections.abc import Callable
+from typing import IO, Any, TypeVar
 
 from flask import Request
 from werkzeug.exceptions import BadRequest
@@ -10,7 +11,7 @@ from werkzeug.exceptions import BadRequest
 
 class NoSpoolRequest(Request):
     """Werkzeug writes file parts larger than 500 KiB to a temporary file. tipbox reads
-    uploads itself (:mod:`tipbox.web.multipart`); if any code path ever asks Werkzeug to
+    uploads itself (:mod:`tipbox.intake.multipart`); if any code path ever asks Werkzeug to
     parse a file part, this refuses instead of writing plaintext to /tmp."""
 
     def _get_file_stream(
@@ -19,3 +20,24 @@ class NoSpoolRequest(Request):
     ) -> IO[bytes]:
         # Only the submission view takes files, and it reads them itself.
         raise BadRequest("Files can only be sent with the submission form.")
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+_STREAMS_BODY = "tipbox_streams_body"
+
+
+def streams_body(view: F) -> F:
+    """Mark a view that reads its request body itself, as a stream (tipbox.intake).
+
+    The app factory reads the mark: such a route has no small form-size limit (the
+    upload limit bounds it), and it is left out of the automatic CSRF check, which would
+    parse the whole body first; the view must check the token itself, from the first
+    multipart field, before it stores any byte (tipbox.intake.upload.check_csrf_first).
+    Put it above ``login_required`` and the like: functools.wraps copies the mark.
+    """
+    setattr(view, _STREAMS_BODY, True)
+    return view
+
+
+def view_streams_body(view: Callable[..., Any] | None) -> bool:
+    return bool(getattr(view, _STREAMS_BODY, False))

@@ -13,7 +13,7 @@ from tipbox.inbox import InboxService
 from tipbox.key_registry import KeyringProvider, KeyService, StaticKeyring
 from tipbox.replies import ReplyService
 from tipbox.storage import CiphertextStore
-from tipbox.web.common import build_app
+from tipbox.web.app_factory import build_app
 from tipbox.web.newsroom.admin import AdminDeps, make_admin_blueprint
 from tipbox.web.newsroom.views import NewsroomDeps, make_blueprint
 
@@ -22,14 +22,15 @@ def create_newsroom_app(settings: Settings | None = None, *, keyring: Keyring | 
                         accounts: AccountService | None = None) -> Flask:
     settings = settings or Settings.from_env()
     app, plumbing = build_app("tipbox.web.newsroom", settings, "newsroom")
-    keys: KeyringSource = StaticKeyring(keyring) if keyring is not None else KeyringProvider(
-        plumbing.sessions, settings.gnupg_dir, settings.gpg_binary, settings.keys_dir)
+    keys: KeyringSource = StaticKeyring(keyring) if keyring is not None else \
+        KeyringProvider.from_settings(plumbing.sessions, settings)
     store = CiphertextStore(settings.store_dir)
     audit = AuditLog(plumbing.sessions)
     deps = NewsroomDeps(
         settings=settings,
         accounts=accounts or AccountService(plumbing.sessions,
-                                            TotpSealer(plumbing.secrets.totp_key), audit),
+                                            TotpSealer(plumbing.secrets.totp_key), audit,
+                                            slots=plumbing.hashing),
         inbox=InboxService(plumbing.sessions, store),
         replies=ReplyService(plumbing.sessions, store, keys),
         keys=keys,

@@ -31,7 +31,7 @@ from tipbox.crypto.keyring import KeyringSource
 from tipbox.errors import KeyProblem, SubmissionRejected
 from tipbox.inbox import InboxService
 from tipbox.replies import ReplyService
-from tipbox.web.common import error_page
+from tipbox.web.error_pages import error_page
 from tipbox.web.newsroom.auth import current_journalist, refusal, start_session
 from tipbox.web.newsroom.forms import ActionForm, ConfirmDeleteForm, LoginForm, ReplyForm
 

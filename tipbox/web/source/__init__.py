@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
-from flask import Flask
+from flask import Flask, g, request
+from flask.typing import ResponseReturnValue
 
 from tipbox.codenames import CodenameHasher, CodenameSigner
 from tipbox.config import REPO_ROOT, Settings
 from tipbox.crypto.keyring import Keyring, KeyringSource
 from tipbox.crypto.reply_keys import ReplyKeyDeriver
+from tipbox.hashing_slots import HashingSlots
 from tipbox.key_registry import KeyringProvider, StaticKeyring
 from tipbox.replies import ReplyKeyCache, ReplyService
 from tipbox.sources import SourceService
 from tipbox.storage import CiphertextStore
+from tipbox.web.app_factory import build_app, run_first
 from tipbox.web.browser_encryption import BrowserEncryption
-from tipbox.web.common import build_app
+from tipbox.web.error_pages import error_page
 from tipbox.web.source.views import SourceDeps, make_blueprint
 
 log = logging.getLogger(__name__)
@@ -23,17 +27,19 @@ log = logging.getLogger(__name__)
 
 def create_source_app(settings: Settings | None = None, *,
                       keyring: Keyring | None = None,
-                      browser: BrowserEncryption | None = None) -> Flask:
+                      browser: BrowserEncryption | None = None,
+                      hashing: HashingSlots | None = None) -> Flask:
     """Build the source app. Keys come from the registry's active keys (see tipbox.key_registry);
     tests may hand in a fixed ``keyring`` instead. The in-browser encryption scripts are
-    read and hashed here, once (tests may hand in ``browser``)."""
+    read and hashed here, once (tests may hand in ``browser``). Memory-hard hashing runs in
+    slots sized for this machine (tests may hand in ``hashing``)."""
     settings = settings or Settings.from_env()
     if browser is None:
         browser = BrowserEncryption.load(REPO_ROOT / "static", REPO_ROOT / "package-lock.json")
     browser.log_state()
-    app, plumbing = build_app("tipbox.web.source", settings, "source")
-    keys: KeyringSource = StaticKeyring(keyring) if keyring is not None else KeyringProvider(
-        plumbing.sessions, settings.gnupg_dir, settings.gpg_binary, settings.keys_dir)
+    app, plumbing = build_app("tipbox.web.source", settings, "source", hashing)
+    keys: KeyringSource = StaticKeyring(keyring) if keyring is not None else \
+        KeyringProvider.from_settings(plumbing.sessions, settings)
     _log_gate(keys.current())
     store = CiphertextStore(settings.store_dir)
     deps = SourceDeps(
@@ -42,16 +48,34 @@ def create_source_app(settings: Settings | None = None, *,
         store=store,
         db=plumbing.sessions,
         sources=SourceService(plumbing.sessions,
-                              CodenameHasher(plumbing.secrets.codename_pepper, settings.scrypt)),
+                              CodenameHasher(plumbing.secrets.codename_pepper, settings.scrypt,
+                                             plumbing.hashing)),
         signer=CodenameSigner(plumbing.secrets.codename_mac_key),
         replies=ReplyService(plumbing.sessions, store, keys),
         reply_keys=ReplyKeyCache(ttl_seconds=settings.session_idle_minutes * 60),
-        reply_deriver=ReplyKeyDeriver(plumbing.secrets.codename_pepper, settings.scrypt),
+        reply_deriver=ReplyKeyDeriver(plumbing.secrets.codename_pepper, settings.scrypt,
+                                       plumbing.hashing),
         browser=browser,
     )
+    # First of all before-request checks: while offline, even a form without a CSRF
+    # token gets the 503 page, not advice to reload and send it again.
+    run_first(app, _keyring_or_offline_page(keys))
     app.register_blueprint(make_blueprint(deps))
-    plumbing.csrf.exempt("tipbox.web.source.views.submit")
     return app
+
+
+def _keyring_or_offline_page(keys: KeyringSource) -> Callable[[], ResponseReturnValue | None]:
+    def load_keyring_or_answer_offline() -> ResponseReturnValue | None:
+        """One look at the registry per request (views then use g.keyring); while
+        submissions are off, every source page but static files is the 503 page."""
+        g.keyring = keys.current()
+        if request.endpoint == "static":
+            return None
+        if not g.keyring.accepting:
+            return error_page(503)
+        return None
+
+    return load_keyring_or_answer_offline
 
 
 def _log_gate(keyring: Keyring) -> None:

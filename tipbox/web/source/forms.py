@@ -31,3 +31,7 @@ class LoginForm(FlaskForm):
 
 class LogoutForm(FlaskForm):
     submit = SubmitField(_l("Log out"))
+
+
+class CsrfOnlyForm(FlaskForm):
+    """No fields but the CSRF token: for buttons such as "Delete this reply"."""

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import functools
-import itertools
-import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -30,26 +28,23 @@ from tipbox.codenames import CodenameSigner, codename_bits, generate_codename, n
 from tipbox.config import Settings
 from tipbox.crypto.keyring import Keyring, KeyringSource
 from tipbox.crypto.reply_keys import ReplyKeyDeriver
-from tipbox.errors import (
-    EncryptionError,
-    KeyProblem,
-    KeysChanged,
-    MalformedUpload,
-    SubmissionRejected,
+from tipbox.intake.draft import Draft
+from tipbox.intake.upload import (
+    FormReader,
+    multipart_body,
+    read_encrypted_form,
+    read_plain_form,
+    receive_upload,
 )
-from tipbox.models import ItemKind
 from tipbox.replies import ReplyKeyCache, ReplyService
 from tipbox.sources import SourceService
 from tipbox.storage import CiphertextStore
-from tipbox.submissions import Draft
 from tipbox.web.browser_encryption import SCRIPT_CSP, SPOOL_TO_STORAGE_BYTES, BrowserEncryption
-from tipbox.web.common import error_page
-from tipbox.web.multipart import MultipartReader, Part
+from tipbox.web.error_pages import error_page, wants_json
+from tipbox.web.request import streams_body
 from tipbox.web.security import content_security_policy
 from tipbox.web.sessions import ServerSession
-from tipbox.web.source.forms import LoginForm, LogoutForm, NewCodenameForm
-
-log = logging.getLogger(__name__)
+from tipbox.web.source.forms import CsrfOnlyForm, LoginForm, LogoutForm, NewCodenameForm
 
 F = TypeVar("F", bound=Callable[..., Any])
 ViewResult = str | Response | tuple[str | Response, int]
@@ -71,20 +66,6 @@ class SourceDeps:
 
 def make_blueprint(deps: SourceDeps) -> Blueprint:
     bp = Blueprint("source", __name__)
-
-    def gate() -> ViewResult | None:
-        # One look at the registry per request; views then use g.keyring.
-        g.keyring = deps.keys.current()
-        if request.endpoint == "static":
-            return None
-        if not g.keyring.accepting:
-            return error_page(503)
-        return None
-
-    # First of all before-request checks: while offline, even a form without a CSRF
-    # token gets the 503 page, not advice to reload and send it again.
-    bp.record_once(lambda state: state.app.before_request_funcs.setdefault(None, [])
-                   .insert(0, gate))
 
     @bp.app_context_processor
     def page_context() -> dict[str, Any]:
@@ -182,7 +163,7 @@ def make_blueprint(deps: SourceDeps) -> Blueprint:
             "source/submit.html", receipt=receipt,
             item_count=deps.sources.item_count(session["source_id"]),
             settings=deps.settings, fingerprints=keyring.fingerprints,
-            replies=replies, reply_form=LogoutForm(formdata=None),
+            replies=replies, reply_form=CsrfOnlyForm(formdata=None),
             browser=browser,
             encrypt_config=_encrypt_config(deps.settings, armored_keys(keyring))
             if browser else None,
@@ -209,40 +190,37 @@ def make_blueprint(deps: SourceDeps) -> Blueprint:
     @bp.post("/replies/<reply_id>/delete")
     @login_required
     def delete_reply(reply_id: str) -> ViewResult:
-        if not LogoutForm().validate_on_submit():
+        if not CsrfOnlyForm().validate_on_submit():
             return error_page(400)
         deps.replies.delete_by_source(session["source_id"], reply_id)
         return redirect(url_for("source.submit_form"))
 
-    @bp.post("/submit")
-    @login_required
-    def submit() -> ViewResult:
-        # encrypt.js asks for JSON: it shows the outcome itself, then opens the receipt.
-        wants_json = request.accept_mimetypes.best_match(
-            ["text/html", "application/json"]) == "application/json"
-        try:
-            receipt = _receive(deps, session["source_id"])
-        except (SubmissionRejected, KeyProblem, EncryptionError) as exc:
-            # gpg refusing the key mid-run (a subkey expired, say) is "not accepting".
-            if isinstance(exc, EncryptionError):
-                log.error("submission refused: %s", exc)
-            status = exc.status if isinstance(exc, SubmissionRejected) else 503
-            if not isinstance(exc, MalformedUpload) and status != 413:
-                _drain_body()  # lets the browser read our page instead of a reset
-            message = gettext(exc.message, **exc.params) \
-                if isinstance(exc, SubmissionRejected) else None
-            if wants_json:
-                return jsonify(error=message or gettext(
-                    "The site is not accepting submissions at the moment. Nothing from this "
-                    "attempt was kept. Please come back later."),
-                    reload=isinstance(exc, KeysChanged)), status
-            return render_template(
-                "source/submit_failed.html", message=message, status=status), status
+    def receive(read_form: FormReader) -> ViewResult:
+        """Stream the body into a draft; a failure is answered by tipbox.web.error_pages."""
+        draft = Draft(g.keyring, deps.store, deps.db, deps.settings.max_files)
+        body = multipart_body(request.stream, request.mimetype,
+                              request.mimetype_params.get("boundary"), deps.settings)
+        receipt = receive_upload(body, read_form, draft, _csrf_valid, session["source_id"],
+                                 deps.settings)
         session["receipt"] = {"messages": receipt.messages, "files": receipt.files,
                               "skipped": receipt.skipped_empty_files}
-        if wants_json:
+        if wants_json():  # encrypt.js shows the outcome itself, then opens the receipt
             return jsonify(next=url_for("source.submit_form"))
         return redirect(url_for("source.submit_form"), code=303)
+
+    @bp.post("/submit")
+    @streams_body
+    @login_required
+    def submit() -> ViewResult:
+        """The form as posted with JavaScript off: gpg encrypts each item on arrival."""
+        return receive(read_plain_form)
+
+    @bp.post("/submit/encrypted")
+    @streams_body
+    @login_required
+    def submit_encrypted() -> ViewResult:
+        """What encrypt.js posts: items the browser encrypted, checked and kept as sent."""
+        return receive(read_encrypted_form)
 
     @bp.post("/logout")
     def logout() -> ViewResult:
@@ -265,6 +243,9 @@ def _encrypt_config(settings: Settings, keys: list[dict[str, str]]) -> dict[str,
         "maxBytes": settings.max_submission_bytes,
         "maxFiles": settings.max_files,
         "spoolBytes": SPOOL_TO_STORAGE_BYTES,
+        # Where encrypt.js posts; the form's own action stays the plain route, for the
+        # "send without in-browser encryption" fallback.
+        "uploadUrl": url_for("source.submit_encrypted"),
         "text": {
             "heading": gettext("Encrypting and sending"),
             "message": gettext("Message"),
@@ -311,109 +292,9 @@ def _encrypt_config(settings: Settings, keys: list[dict[str, str]]) -> dict[str,
     }
 
 
-def _receive(deps: SourceDeps, source_id: int) -> Any:
-    """Stream the body: CSRF first, then the message and each file, encrypted as they come.
-
-    A body whose second field is ``encrypted=1`` comes from encrypt.js: its items are
-    OpenPGP messages already, checked and kept as they are (see _receive_encrypted).
-    """
-    keyring: Keyring = g.keyring
-    gpg = keyring.require()
-    if request.mimetype != "multipart/form-data" or "boundary" not in request.mimetype_params:
-        raise MalformedUpload("The upload was not a well-formed form submission.")
-    reader = MultipartReader(
-        request.stream, request.mimetype_params["boundary"].encode("latin-1", "replace"),
-        chunk_size=deps.settings.upload_chunk_bytes, max_parts=deps.settings.max_files + 16)
-    with Draft(gpg, keyring.fingerprints, deps.store, deps.db, deps.settings.max_files,
-               encryption_key_ids=keyring.encryption_key_ids) as draft:
-        parts = iter(reader)
-        _check_csrf(next(parts, None))
-        second = next(parts, None)
-        if second is not None and not second.is_file and second.name == "encrypted":
-            _receive_encrypted(second, parts, draft, keyring, deps.settings)
-        elif second is not None:
-            _receive_plain(itertools.chain([second], parts), draft, deps.settings)
-        return draft.commit(source_id)
-
-
-def _receive_plain(parts: Iterator[Part], draft: Draft, settings: Settings) -> None:
-    """The form as a browser without JavaScript sends it: gpg encrypts on arrival."""
-    for part in parts:
-        if part.is_file and part.name == "files":
-            draft.add_file(part, part.filename or "")
-        elif not part.is_file and part.name == "message":
-            text = _message_text(part, settings)
-            if text.strip():
-                draft.add_message(text)
-        else:
-            part.drain()  # unknown fields are ignored, never stored
-
-
-def _receive_encrypted(marker: Part, parts: Iterator[Part], draft: Draft, keyring: Keyring,
-                       settings: Settings) -> None:
-    """What encrypt.js sends: ``encrypted=1``, ``fingerprints`` (the keys the page
-    encrypted to), ``empty_files`` (a count, for the receipt), then ``message`` and
-    ``files`` parts that are each one OpenPGP message."""
-    if marker.read_all(16) != b"1":
-        raise MalformedUpload("The upload was not a well-formed form submission.")
-    keys_checked = False
-    for part in parts:
-        if not part.is_file and part.name == "fingerprints":
-            sent = part.read_all(4096).decode("ascii", "replace").upper().split()
-            if sorted(sent) != sorted(keyring.fingerprints):
-                raise KeysChanged()
-            keys_checked = True
-        elif not part.is_file and part.name == "empty_files":
-            raw = part.read_all(16).decode("ascii", "replace")
-            # isdecimal on ASCII only: "²".isdigit() is true but int("²") fails.
-            draft.skipped_empty_files = min(int(raw), settings.max_files) \
-                if raw.isascii() and raw.isdecimal() else 0
-        elif part.name in ("message", "files"):
-            if not keys_checked:
-                raise KeysChanged()
-            if part.name == "message":
-                # The text's UTF-8 bound plus room for a PKESK per key (RSA-4096: 0.5 KiB).
-                draft.add_encrypted(part, ItemKind.MESSAGE,
-                                    max_bytes=settings.max_form_field_bytes + 16 * 1024)
-            else:
-                draft.add_encrypted(part, ItemKind.FILE)
-        else:
-            part.drain()
-
-
-def _check_csrf(part: Part | None) -> None:
-    """The token is the form's first field, so a forged upload is refused before any byte
-    of it is encrypted or stored."""
-    if part is None or part.is_file or part.name != "csrf_token":
-        raise SubmissionRejected("This form had expired or was sent from somewhere else, so "
-                                 "nothing was kept. Reload the page and send it again.")
+def _csrf_valid(token: str) -> bool:
     try:
-        validate_csrf(part.read_all(1024).decode("ascii"))
-    except (ValidationError, UnicodeDecodeError, SubmissionRejected):
-        raise SubmissionRejected("This form had expired or was sent from somewhere else, so "
-                                 "nothing was kept. Reload the page and send it again.") from None
-
-
-def _message_text(part: Part, settings: Settings) -> str:
-    raw = part.read_all(settings.max_form_field_bytes)
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise SubmissionRejected(
-            "The message could not be read as text, so nothing was kept. Type or paste it "
-            "again and send it.") from None
-    text = text.replace("\r\n", "\n")
-    if len(text) > settings.max_message_chars:
-        raise SubmissionRejected(
-            "The message is longer than %(limit)s characters, so nothing was kept. Shorten "
-            "it, or put the text in a file and attach it.",
-            params={"limit": settings.max_message_chars})
-    return text
-
-
-def _drain_body() -> None:
-    try:
-        while request.stream.read(1024 * 1024):
-            pass
-    except Exception:  # noqa: S110 - the page is sent either way
-        pass
+        validate_csrf(token)
+    except ValidationError:
+        return False
+    return True

@@ -5,11 +5,13 @@ Runs on SQLite and on a real PostgreSQL."""
 from __future__ import annotations
 
 import io
+import json
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import create_engine, event, func, make_url, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.conftest import FAST_SCRYPT
@@ -17,12 +19,12 @@ from tests.helpers import Newsroom, gpg_decrypt, store_files, temp_files
 from tipbox.codenames import CodenameHasher, generate_codename
 from tipbox.config import Settings
 from tipbox.crypto.keyring import Keyring, load_keyring
-from tipbox.errors import SubmissionRejected, UploadTooLarge
+from tipbox.errors import DatabaseUnavailable, KeyProblem, SubmissionRejected, UploadTooLarge
 from tipbox.inbox import InboxService
+from tipbox.intake.draft import Draft, DraftState, safe_filename, worth_compressing
 from tipbox.models import Item, ItemKind, Source
 from tipbox.sources import SourceService
 from tipbox.storage import CiphertextStore
-from tipbox.submissions import Draft, safe_filename, worth_compressing
 
 
 @dataclass
@@ -34,8 +36,7 @@ class World:
     sources: SourceService
 
     def draft(self, max_files: int = 10) -> Draft:
-        return Draft(self.ring.require(), self.ring.fingerprints, self.store, self.db, max_files,
-                     encryption_key_ids=self.ring.encryption_key_ids)
+        return Draft(self.ring, self.store, self.db, max_files)
 
 
 @pytest.fixture
@@ -105,28 +106,57 @@ def test_a_failed_database_commit_removes_the_renamed_files(world: World) -> Non
 
 def test_a_source_deleted_while_its_submission_commits_gets_a_clear_refusal(
         world: World) -> None:
-    # A journalist (or `tipbox prune`) deletes the source after the draft has read it and
-    # before its rows are written: a clear page for the source, and no file left behind.
+    # A journalist (or `tipbox prune`) deletes the source as the draft's commit begins,
+    # before its first statement: a clear page for the source, and no file left behind.
+    # (Once that statement has run, it holds the write or row lock and the deletion waits.)
     settings = world.settings
     source_id = world.sources.create(generate_codename())
 
     deleted: list[int] = []
+    started: list[bool] = []
 
     def delete_the_source(session: Session, *_: object) -> None:
-        if not deleted:  # once: the deletion flushes a session of its own
+        if not started:  # once: the deletion begins a session of its own
+            started.append(True)
             deleted.append(InboxService(world.db, world.store).delete_sources([source_id]))
 
-    event.listen(world.db, "before_flush", delete_the_source)
-    try:
-        with pytest.raises(SubmissionRejected, match="session ended"), world.draft() as draft:
-            draft.add_message("sent just as the source was deleted")
-            draft.commit(source_id)
-    finally:
-        event.remove(world.db, "before_flush", delete_the_source)
+    with world.draft() as draft:
+        draft.add_message("sent just as the source was deleted")
+        event.listen(world.db, "after_begin", delete_the_source)
+        try:
+            with pytest.raises(SubmissionRejected, match="session ended"):
+                draft.commit(source_id)
+        finally:
+            event.remove(world.db, "after_begin", delete_the_source)
     assert deleted == [1]
     assert store_files(settings.data_dir) == [] and temp_files(settings.data_dir) == []
     with world.db() as s:
         assert s.scalar(select(func.count(Item.id))) == 0
+
+
+def test_concurrent_submissions_from_one_source_never_share_a_number(world: World) -> None:
+    source_id = world.sources.create(generate_codename())
+    together = threading.Barrier(6)
+    failures: list[BaseException] = []
+
+    def submit(n: int) -> None:
+        try:
+            with world.draft() as draft:
+                draft.add_message(f"message {n}")
+                together.wait(10)  # every commit starts at the same moment
+                draft.commit(source_id)
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=submit, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert failures == []
+    with world.db() as s:
+        numbers = sorted(s.scalars(select(Item.seq).where(Item.source_id == source_id)))
+    assert numbers == [1, 2, 3, 4, 5, 6]
 
 
 def encrypted_elsewhere(world: World, data: bytes, tmp: Path) -> bytes:
@@ -217,3 +247,90 @@ def test_only_compressible_data_is_compressed() -> None:
     assert worth_compressing(b"plain text, again and again. " * 3000)
     assert not worth_compressing(os.urandom(65536))
     assert not worth_compressing(b"tiny")
+
+
+# --- a draft that outlives one request ---------------------------------------------------
+
+
+def test_a_kept_draft_is_plain_data_that_a_later_draft_carries_on_and_commits(
+        world: World, newsroom: Newsroom) -> None:
+    source_id = world.sources.create(generate_codename())
+    with world.draft() as first:
+        first.add_message("the first piece, sent in one request")
+        first.add_file(io.BytesIO(b""), "empty.txt")
+        first.add_file(io.BytesIO(b"evidence " * 500), "C:\\Users\\jdoe\\ledger.csv")
+        state = first.keep()
+    saved = json.dumps(state.to_dict())
+    # Nothing a source sent is in the state: no name, no path, no text.
+    for secret in ("ledger", "jdoe", "empty.txt", "first piece", "evidence"):
+        assert secret not in saved
+    assert len(temp_files(world.settings.data_dir)) == 2  # kept, not discarded
+    assert store_files(world.settings.data_dir) == []
+
+    reloaded = DraftState.from_dict(json.loads(saved))
+    with Draft(world.ring, world.store, world.db, 10, state=reloaded) as later:
+        later.add_message("the second piece, in another request")
+        receipt = later.commit(source_id)
+    assert (receipt.messages, receipt.files, receipt.skipped_empty_files) == (2, 1, 1)
+    assert temp_files(world.settings.data_dir) == []
+    plain = sorted((p.filename, p.data) for p in (gpg_decrypt(path, newsroom.secret_home)
+                                                  for path in store_files(world.settings.data_dir)))
+    assert plain == [("", b"the first piece, sent in one request"),
+                     ("", b"the second piece, in another request"),
+                     ("ledger.csv", b"evidence " * 500)]
+
+
+def test_a_kept_draft_can_be_given_up_and_a_resumed_one_still_discards_by_default(
+        world: World) -> None:
+    with world.draft() as first:
+        first.add_message("kept for later")
+        state = first.keep()
+    with pytest.raises(RuntimeError), \
+            Draft(world.ring, world.store, world.db, 10, state=state) as later:
+        later.add_message("and one more")
+        raise RuntimeError("the second request broke off")
+    assert temp_files(world.settings.data_dir) == []  # all or nothing, both pieces gone
+    assert state.items == []
+
+
+def test_a_kept_draft_takes_no_more_items(world: World) -> None:
+    with world.draft() as draft:
+        draft.add_message("kept")
+        state = draft.keep()
+        with pytest.raises(RuntimeError, match="make a new one"):
+            draft.add_message("too late")
+    state.discard(world.store)
+    assert temp_files(world.settings.data_dir) == []
+
+
+@pytest.mark.parametrize("name", ["../../etc/passwd", "/tmp/x.part", "x.part",
+                                  "0" * 32 + ".gpg"])
+def test_a_reloaded_state_cannot_name_a_file_outside_the_temp_folder(name: str) -> None:
+    data = {"items": [{"temp_name": name, "kind": "file", "size": 1, "recipients": []}],
+            "skipped_empty_files": 0}
+    with pytest.raises(ValueError, match="not a temp file name"):
+        DraftState.from_dict(data)
+
+
+def test_a_draft_for_a_keyring_that_is_not_accepting_refuses_at_once(world: World) -> None:
+    off = Keyring(None, (), "No newsroom key is configured.")
+    with pytest.raises(KeyProblem):
+        Draft(off, world.store, world.db, 10)
+
+
+def test_a_database_that_cannot_be_reached_at_commit_is_its_own_failure(
+        world: World, tmp_path: Path) -> None:
+    url = make_url(world.settings.database_url)
+    broken = (f"sqlite:///{tmp_path}/no-such-folder/tipbox.db"
+              if url.get_backend_name() == "sqlite"
+              else url.set(port=1).render_as_string(hide_password=False))
+    engine = create_engine(broken)
+    try:
+        with pytest.raises(DatabaseUnavailable) as caught, \
+                Draft(world.ring, world.store, sessionmaker(engine), 10) as draft:
+            draft.add_message("kept nowhere")
+            draft.commit(source_id=1)
+    finally:
+        engine.dispose()
+    assert caught.value.status == 503 and caught.value.log_cause == "OperationalError"
+    assert store_files(world.settings.data_dir) == [] and temp_files(world.settings.data_dir) == []

@@ -28,8 +28,12 @@ from werkzeug.sansio.multipart import (
 )
 
 from tipbox.errors import MalformedUpload, UploadTooLarge
+from tipbox.i18n import N_
 
 _LINE_BREAK = re.compile(rb"[\r\n]")
+
+NOT_A_FORM = N_("The upload was not a well-formed form submission.")
+CUT_OFF = N_("The upload was cut off or malformed.")
 
 
 class Part:
@@ -64,7 +68,7 @@ class Part:
         while chunk := self.read():
             total += len(chunk)
             if total > limit:
-                raise UploadTooLarge("A form field is larger than allowed.")
+                raise UploadTooLarge(N_("A form field is larger than allowed."))
             chunks.append(chunk)
         return b"".join(chunks)
 
@@ -97,7 +101,7 @@ class MultipartReader:
     def __init__(self, stream: IO[bytes], boundary: bytes, *, chunk_size: int,
                  max_parts: int, max_header_bytes: int = 64 * 1024) -> None:
         if not boundary or len(boundary) > 200:
-            raise MalformedUpload("The upload was not a well-formed form submission.")
+            raise MalformedUpload(NOT_A_FORM)
         self._stream = stream
         self._chunk_size = chunk_size
         # max_form_memory_size bounds what the decoder buffers while looking for headers.
@@ -162,7 +166,7 @@ class MultipartReader:
         while not part.at_end:
             event = self._next_event()
             if not isinstance(event, Data):
-                raise MalformedUpload("The upload was cut off or malformed.")
+                raise MalformedUpload(CUT_OFF)
             part.at_end = not event.more_data
             if event.data:
                 return event.data
@@ -174,14 +178,14 @@ class MultipartReader:
             try:
                 event = decoder.next_event()
             except RequestEntityTooLarge:
-                raise UploadTooLarge("There are more parts in this upload than allowed.") \
+                raise UploadTooLarge(N_("There are more parts in this upload than allowed.")) \
                     from None
             except (ValueError, UnicodeDecodeError, KeyError) as exc:
-                raise MalformedUpload("The upload was cut off or malformed.") from exc
+                raise MalformedUpload(CUT_OFF) from exc
             if not isinstance(event, NeedData):
                 return event  # type: ignore[return-value]
             if decoder.complete:
-                raise MalformedUpload("The upload was cut off or malformed.")
+                raise MalformedUpload(CUT_OFF)
             self._feed()
 
     def _feed(self) -> None:
@@ -195,7 +199,7 @@ class MultipartReader:
         decoder = self._decoder
         if decoder.state in (State.PREAMBLE, State.PART) and \
                 len(decoder.buffer) > self._max_header_bytes:
-            raise MalformedUpload("The upload was cut off or malformed.")
+            raise MalformedUpload(CUT_OFF)
         data = self._read_body()
         if not data:
             if self._held:
@@ -217,7 +221,7 @@ class MultipartReader:
         try:
             return self._stream.read(self._chunk_size)
         except RequestEntityTooLarge:
-            raise UploadTooLarge("The upload is larger than allowed.") from None
+            raise UploadTooLarge(N_("The upload is larger than allowed.")) from None
         except (OSError, ClientDisconnected) as exc:
             # The client went away or the connection broke mid-upload.
-            raise MalformedUpload("The upload was interrupted before it finished.") from exc
+            raise MalformedUpload(N_("The upload was interrupted before it finished.")) from exc

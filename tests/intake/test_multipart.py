@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from tests.e2e.server import encode_multipart
 from tipbox.errors import MalformedUpload, UploadTooLarge
-from tipbox.web.multipart import MultipartReader
+from tipbox.intake.multipart import MultipartReader
 
 BOUNDARY = "----tipboxBoundary42"
 

@@ -1,0 +1,38 @@
+"""Every text a source or a journalist reads is found by `pybabel extract`, including the
+ones defined in one place and translated when shown (marked with tipbox.i18n.N_)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from babel.messages.pofile import read_po
+
+from tipbox.config import REPO_ROOT
+from tipbox.errors import (
+    NOT_ACCEPTING,
+    DatabaseUnavailable,
+    KeysChanged,
+    PageOutdated,
+    StorageFull,
+    StoreError,
+)
+from tipbox.intake.draft import REFUSALS
+from tipbox.intake.multipart import CUT_OFF, NOT_A_FORM
+from tipbox.intake.upload import CSRF_REFUSED
+from tipbox.web.error_pages import ERROR_TEXT
+
+
+def test_texts_translated_when_shown_are_extracted(tmp_path: Path) -> None:
+    pot = tmp_path / "messages.pot"
+    babel = Path(sys.executable).with_name("pybabel")
+    subprocess.run([str(babel), "extract", "-F", "babel.cfg", "-k", "N_", "-o", str(pot),
+                    "."], cwd=REPO_ROOT, check=True, capture_output=True)
+    with pot.open("rb") as f:
+        extracted = {m.id for m in read_po(f) if m.id}
+    expected = {*REFUSALS.values(), NOT_ACCEPTING, CUT_OFF, NOT_A_FORM, CSRF_REFUSED,
+                KeysChanged().message, PageOutdated().message, StoreError.public_message,
+                StorageFull.public_message, DatabaseUnavailable.public_message,
+                *(text for pair in ERROR_TEXT.values() for text in pair)}
+    assert expected - extracted == set()

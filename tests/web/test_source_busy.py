@@ -1,0 +1,57 @@
+"""When every slot for memory-hard hashing is taken and the queue is full, a source who
+logs in or creates a codename is told at once that the site is busy (503, Retry-After),
+not left waiting or shown a 500; once a slot frees up, the same request works."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from tests.helpers import SourceBrowser, csrf_from, hidden
+from tipbox.config import Settings
+from tipbox.hashing_slots import HashingSlots
+from tipbox.web.source import create_source_app
+
+
+@contextmanager
+def every_slot_taken(slots: HashingSlots) -> Iterator[None]:
+    taken, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with slots.slot():
+            taken.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    taken.wait(10)
+    try:
+        yield
+    finally:
+        release.set()
+        holder.join(10)
+
+
+def test_a_busy_site_says_so_for_log_in_and_new_codenames_then_works_again(
+        settings: Settings) -> None:
+    slots = HashingSlots(slots=1, queue=0, wait_seconds=0)
+    client = create_source_app(settings, hashing=slots).test_client()
+    source = SourceBrowser(client)
+    codename = source.new_codename()
+    source.logout()
+
+    with every_slot_taken(slots):
+        refused = source.login(codename)
+        page = client.get("/generate").get_data(as_text=True)
+        created = client.post("/create", data={
+            "csrf_token": csrf_from(page), "codename": hidden(page, "codename"),
+            "mac": hidden(page, "mac")})
+
+    for answer in (refused, created):
+        assert answer.status_code == 503
+        assert answer.headers["Retry-After"] == "60"
+        html = answer.get_data(as_text=True)
+        assert "The site is busy" in html and "Wait a minute and try again" in html
+        assert codename not in html
+    assert source.login(codename).status_code == 302  # a free slot: in again
