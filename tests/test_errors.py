@@ -10,9 +10,9 @@ import pytest
 from tipbox.errors import (
     DatabaseUnavailable,
     EncryptionError,
-    KeyProblem,
-    KeysChanged,
+    KeyringUnusable,
     MalformedUpload,
+    PageKeysOutdated,
     PageOutdated,
     StorageFull,
     StoreError,
@@ -27,9 +27,9 @@ from tipbox.errors import (
     (SubmissionRejected("gone", status=404), 404, True, False),
     (MalformedUpload("cut off"), 400, False, False),  # may never end: not read on
     (UploadTooLarge("too large"), 413, False, False),  # not read further on purpose
-    (KeysChanged(), 409, True, True),
+    (PageKeysOutdated(), 409, True, True),
     (PageOutdated(), 409, True, True),
-    (KeyProblem("no key"), 503, True, False),
+    (KeyringUnusable("no key"), 503, True, False),
     (EncryptionError("gpg failed"), 503, True, False),
     (StoreError("broken"), 503, True, False),
     (StorageFull("full"), 507, True, False),

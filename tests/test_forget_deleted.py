@@ -7,6 +7,8 @@ import hashlib
 from pathlib import Path
 
 from flask.testing import FlaskClient
+from sqlalchemy import create_engine
+from sqlalchemy.pool import QueuePool
 
 from tests.conftest import FAST_SCRYPT
 from tests.helpers import Newsroom, SourceBrowser
@@ -86,3 +88,30 @@ def test_a_source_session_is_gone_from_the_database_and_its_log_after_log_out(
     browser.logout()
 
     assert id_hash not in on_disk(settings.data_dir)
+
+
+def test_the_checkpoint_needs_no_second_pooled_connection_and_never_undoes_a_deletion(
+        settings: Settings, newsroom: Newsroom) -> None:
+    # With every pooled connection in use (here: a pool of one, held by the deleting
+    # session as it commits), asking the pool for another would wait, then raise after
+    # the deletion had committed, skipping the removal of its ciphertext files.
+    engine = make_engine(settings.database_url)
+    single = create_engine(settings.database_url, poolclass=QueuePool, pool_size=1,
+                           max_overflow=0, pool_timeout=1)
+    store = CiphertextStore(settings.store_dir)
+    ring = load_keyring(newsroom.keys_dir, settings.gnupg_dir)
+    db = make_session_factory(engine)
+    source_id = SourceService(db, CodenameHasher(b"p" * 32, FAST_SCRYPT)).create(
+        generate_codename())
+    submit(db, ring, store, source_id, "to be deleted")
+    with db() as s:
+        item_id = s.query(Item.id).filter_by(source_id=source_id).scalar()
+    assert item_id is not None and store.path_for(item_id).exists()
+
+    assert InboxService(make_session_factory(single), store).delete_items(
+        source_id, [item_id]) == 1
+
+    assert not store.path_for(item_id).exists()
+    assert item_id.encode() not in on_disk(settings.data_dir)
+    single.dispose()
+    engine.dispose()

@@ -13,7 +13,7 @@ from tipbox.config import REPO_ROOT
 from tipbox.errors import (
     NOT_ACCEPTING,
     DatabaseUnavailable,
-    KeysChanged,
+    PageKeysOutdated,
     PageOutdated,
     StorageFull,
     StoreError,
@@ -32,7 +32,7 @@ def test_texts_translated_when_shown_are_extracted(tmp_path: Path) -> None:
     with pot.open("rb") as f:
         extracted = {m.id for m in read_po(f) if m.id}
     expected = {*REFUSALS.values(), NOT_ACCEPTING, CUT_OFF, NOT_A_FORM, CSRF_REFUSED,
-                KeysChanged().message, PageOutdated().message, StoreError.public_message,
+                PageKeysOutdated().message, PageOutdated().message, StoreError.public_message,
                 StorageFull.public_message, DatabaseUnavailable.public_message,
                 *(text for pair in ERROR_TEXT.values() for text in pair)}
     assert expected - extracted == set()

@@ -25,7 +25,7 @@ from tipbox.config import Settings
 from tipbox.crypto.gpg import GnuPG
 from tipbox.crypto.packets import asks_for_ocb, iter_packets
 from tipbox.db import make_engine, make_session_factory
-from tipbox.errors import KeyRefused
+from tipbox.errors import KeyOperationRefused
 from tipbox.key_registry import KeyringProvider, KeyService
 from tipbox.models import KeyState
 from tipbox.provisioning import initialise
@@ -64,10 +64,10 @@ def test_a_key_goes_from_pending_to_active_only_with_the_challenge_code(
     found = service.add(data, "test")
     assert found.info.fingerprint == fpr and found.algorithm == "EdDSA/ECDH"
     assert [r.state for r in service.records()] == [KeyState.PENDING]
-    with pytest.raises(KeyRefused, match="No challenge was issued"):
+    with pytest.raises(KeyOperationRefused, match="No challenge was issued"):
         service.activate(fpr, "ABCD", "test")
     code = prove(home, service.challenge(fpr, "test"), tmp_path)
-    with pytest.raises(KeyRefused, match="does not match"):
+    with pytest.raises(KeyOperationRefused, match="does not match"):
         service.activate(fpr, "WRONG-CODE-0000-0000", "test")
     assert service.records()[0].state is KeyState.PENDING
     service.activate(fpr, code.lower().replace("-", " "), "test")  # forgiving to type
@@ -82,7 +82,7 @@ def test_a_new_challenge_replaces_the_old_one(service: KeyService, tmp_path: Pat
     service.add(data, "test")
     old = prove(home, service.challenge(fpr, "test"), tmp_path)
     new = prove(home, service.challenge(fpr, "test"), tmp_path)
-    with pytest.raises(KeyRefused):
+    with pytest.raises(KeyOperationRefused):
         service.activate(fpr, old, "test")
     service.activate(fpr, new, "test")
 
@@ -92,14 +92,14 @@ def test_the_last_active_key_cannot_be_retired(service: KeyService, tmp_path: Pa
     b, data_b, _ = _key_file(tmp_path, "b")
     service.add(data_a, "t")
     service.activate_without_proof(a, "t", "test")
-    with pytest.raises(KeyRefused, match="only usable active key"):
+    with pytest.raises(KeyOperationRefused, match="only usable active key"):
         service.retire(a, "t")
     service.add(data_b, "t")
     service.activate_without_proof(b, "t", "test")
     service.retire(a, "t")
     states = {r.fingerprint: r.state for r in service.records()}
     assert states == {a: KeyState.RETIRED, b: KeyState.ACTIVE}
-    with pytest.raises(KeyRefused, match="only usable active key"):
+    with pytest.raises(KeyOperationRefused, match="only usable active key"):
         service.retire(b, "t")
     assert "WITHOUT proof" in service.audit.recent()[-2].action
 
@@ -145,7 +145,7 @@ def _secret_binary(tmp_path: Path) -> bytes:
 ])
 def test_unfit_keys_are_refused_with_the_reason(
         service: KeyService, tmp_path: Path, maker, message: str) -> None:
-    with pytest.raises(KeyRefused, match=message):
+    with pytest.raises(KeyOperationRefused, match=message):
         service.add(maker(tmp_path), "test")
     assert service.records() == []
 
@@ -154,7 +154,7 @@ def test_a_revoked_key_is_refused(service: KeyService, tmp_path: Path) -> None:
     home = tmp_path / "r"
     fpr = new_key(home)
     revoke(home, fpr)
-    with pytest.raises(KeyRefused, match="revoked"):
+    with pytest.raises(KeyOperationRefused, match="revoked"):
         service.add(export(home, fpr, tmp_path / "r.asc").read_bytes(), "t")
 
 
@@ -167,14 +167,14 @@ def test_sha1_binding_signatures_are_refused(service: KeyService, tmp_path: Path
     gpg(home, "--cert-digest-algo", "SHA1", "--allow-weak-key-signatures",
         "--quick-set-expire", fpr, "2y", "*")
     data = export(home, fpr, tmp_path / "sha1.asc").read_bytes()
-    with pytest.raises(KeyRefused, match="SHA-1"):
+    with pytest.raises(KeyOperationRefused, match="SHA-1"):
         service.add(data, "t")
 
 
 def test_several_keys_in_one_file_are_refused(service: KeyService, tmp_path: Path) -> None:
     _, one, _ = _key_file(tmp_path, "one")
     _, two, _ = _key_file(tmp_path, "two")
-    with pytest.raises(KeyRefused, match="holds 2 keys"):
+    with pytest.raises(KeyOperationRefused, match="holds 2 keys"):
         service.add(one + b"\n" + two, "t")
 
 
@@ -201,7 +201,7 @@ def test_a_retired_key_cannot_come_back(service: KeyService, tmp_path: Path) -> 
         service.add(data, "t")
         service.activate_without_proof(fpr, "t", "test")
     service.retire(a, "t")
-    with pytest.raises(KeyRefused, match="retired"):
+    with pytest.raises(KeyOperationRefused, match="retired"):
         service.add(data_a, "t")
 
 
@@ -234,7 +234,7 @@ def test_a_key_that_asks_for_ocb_is_refused_with_the_fix(
     checked = gpg(tmp_path / "check", "--import", str(tmp_path / "ocb.pgp"))
     listing = gpg(tmp_path / "check", "--check-signatures").decode()
     assert listing.count("sig!") == 2, (checked, listing)
-    with pytest.raises(KeyRefused, match="asks for OCB") as refused:
+    with pytest.raises(KeyOperationRefused, match="asks for OCB") as refused:
         service.add(data, "t")
     assert ("`setpref AES256 AES192 AES SHA512 SHA384 SHA256 ZLIB BZIP2 ZIP Uncompressed`"
             in str(refused.value))
@@ -249,7 +249,7 @@ def test_a_malformed_certification_cannot_hide_a_request_for_ocb(
     # The junk comes before the self-signature, so the reader meets it first.
     crafted = (packet(key.tag, key.body) + packet(uid.tag, uid.body) + junk
                + b"".join(packet(p.tag, p.body) for p in rest))
-    with pytest.raises(KeyRefused):  # whichever reason comes first, it is not accepted
+    with pytest.raises(KeyOperationRefused):  # whichever reason comes first, it is not accepted
         service.add(crafted, "t")
     assert service.records() == []
 

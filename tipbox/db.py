@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
+
+log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -53,8 +58,15 @@ def _checkpoint_after_commit(session: Session) -> None:
         return
     bind = session.get_bind()
     engine = bind if isinstance(bind, Engine) else bind.engine
-    if engine.dialect.name == "sqlite":
-        checkpoint_wal(engine)
+    if engine.dialect.name != "sqlite":
+        return
+    try:
+        if not checkpoint_wal(engine):
+            log.warning("a reader kept part of the write-ahead log after a deletion; the "
+                        "next checkpoint takes the rest")
+    except Exception as exc:
+        log.warning("could not checkpoint the write-ahead log after a deletion (%s); the "
+                    "next deletion or SQLite's own checkpoint takes it", type(exc).__name__)
 
 
 def _forget_request_dropped(session: Session, _previous: object = None) -> None:
@@ -64,9 +76,15 @@ def _forget_request_dropped(session: Session, _previous: object = None) -> None:
 
 def checkpoint_wal(engine: Engine) -> bool:
     """Copy SQLite's WAL into the database file and truncate it. False if a reader kept
-    part of it (the next checkpoint, or SQLite's own, takes the rest)."""
-    with engine.connect() as conn:
-        busy, _log, _done = conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").one()
+    part of it (the next checkpoint, or SQLite's own, takes the rest).
+
+    It runs on a connection of its own, outside the engine's pool: called as a session
+    commits, that session may still hold the pool's last free connection."""
+    path = engine.url.database
+    if not path or path == ":memory:":
+        return True
+    with closing(sqlite3.connect(path, timeout=5)) as conn:
+        busy, _log_frames, _copied = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
     return not busy
 
 

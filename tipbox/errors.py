@@ -51,7 +51,7 @@ class ConfigError(TipboxError):
     """A setting is missing or malformed; start-up stops."""
 
 
-class KeyProblem(TipboxError):
+class KeyringUnusable(TipboxError):
     """The newsroom keys cannot be used to accept submissions.
 
     The message is for the admin (it can name files); the source reads NOT_ACCEPTING."""
@@ -175,7 +175,7 @@ class MalformedUpload(SubmissionRejected):
     drain_body = False
 
 
-class KeysChanged(SubmissionRejected):
+class PageKeysOutdated(SubmissionRejected):
     """The browser encrypted to other keys than the active ones: its page predates a key
     rotation."""
 
@@ -249,7 +249,7 @@ def _duration(seconds: int) -> str:
     return f"{minutes} minute{'s' if minutes != 1 else ''}"
 
 
-class KeyRefused(TipboxError):
+class KeyOperationRefused(TipboxError):
     """A newsroom key was refused or a key operation is not allowed. The message says why
     and what to do instead."""
 

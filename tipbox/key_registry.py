@@ -34,7 +34,7 @@ from tipbox.crypto.packets import (
     has_secret_material,
     weak_binding_hashes,
 )
-from tipbox.errors import KeyRefused
+from tipbox.errors import KeyOperationRefused
 from tipbox.models import Item, KeyState, NewsroomKey, Reply
 
 EXPIRY_WARNING_DAYS = 30
@@ -92,36 +92,41 @@ class KeyService:
     # --- looking --------------------------------------------------------------------
 
     def inspect(self, data: bytes) -> Inspected:
-        """Check a candidate public key; :class:`KeyRefused` says exactly why not."""
+        """Check a candidate public key; :class:`KeyOperationRefused` says exactly why not."""
         if len(data) > MAX_KEY_BYTES:
-            raise KeyRefused("That file is larger than any public key (over 1 MiB). Export "
-                             "just the newsroom public key: gpg --export --armor FPR > key.asc")
+            raise KeyOperationRefused(
+                "That file is larger than any public key (over 1 MiB). Export "
+                "just the newsroom public key: gpg --export --armor FPR > key.asc")
         # Judged on the bytes, before gpg sees them, and never written anywhere.
         if has_secret_material(data):
-            raise KeyRefused("That file holds SECRET key material, so it was refused and not "
-                             "stored. The secret key must stay on the offline machine. "
-                             "Export only the public half: gpg --export --armor FPR > key.asc")
+            raise KeyOperationRefused(
+                "That file holds SECRET key material, so it was refused and not "
+                "stored. The secret key must stay on the offline machine. "
+                "Export only the public half: gpg --export --armor FPR > key.asc")
         scanner = GnuPG(self.gnupg_root / "scan", self.gpg_binary, agent=False)
         infos = scanner.scan_key_data(data)
         if not infos:
-            raise KeyRefused("No OpenPGP public key was found in that file. Export one with: "
-                             "gpg --export --armor FPR > key.asc")
+            raise KeyOperationRefused(
+                "No OpenPGP public key was found in that file. Export one with: "
+                "gpg --export --armor FPR > key.asc")
         if len(infos) > 1:
-            raise KeyRefused(f"That file holds {len(infos)} keys; add them one at a time (one "
-                             "key per file).")
+            raise KeyOperationRefused(
+                f"That file holds {len(infos)} keys; add them one at a time (one "
+                "key per file).")
         info = infos[0]
         if info.secret:  # gpg's own view, behind the packet check above
-            raise KeyRefused("That file holds SECRET key material, so it was refused and not "
-                             "stored. Export only the public half: gpg --export --armor FPR")
+            raise KeyOperationRefused(
+                "That file holds SECRET key material, so it was refused and not "
+                "stored. Export only the public half: gpg --export --armor FPR")
         self._check(info, time.time())
         try:
             weak = weak_binding_hashes(data)
             ocb = asks_for_ocb(data)
         except PacketError:
-            raise KeyRefused("That key file is damaged: its packets could not be read.") \
+            raise KeyOperationRefused("That key file is damaged: its packets could not be read.") \
                 from None
         if ocb:
-            raise KeyRefused(
+            raise KeyOperationRefused(
                 f"Key {info.fingerprint} asks for OCB (AEAD) encryption, as keys made by "
                 "GnuPG 2.3 or later can. A server with such a GnuPG would then store items "
                 "that Sequoia's sq and GnuPG before 2.2.21 cannot read. On the offline "
@@ -130,10 +135,11 @@ class KeyService:
                 "BZIP2 ZIP Uncompressed`, then `save`. Export the public key again and add "
                 "that file.")
         if weak:
-            raise KeyRefused(f"Key {info.fingerprint} binds its parts with {', '.join(weak)} "
-                             "signatures, which can be forged. Re-sign it with a current "
-                             "GnuPG (gpg --quick-set-expire FPR 2y refreshes the self-"
-                             "signatures) and export it again.")
+            raise KeyOperationRefused(
+                f"Key {info.fingerprint} binds its parts with {', '.join(weak)} "
+                "signatures, which can be forged. Re-sign it with a current "
+                "GnuPG (gpg --quick-set-expire FPR 2y refreshes the self-"
+                "signatures) and export it again.")
         armored = str(self._home_for([data], [info]).export_public(info.fingerprint))
         return Inspected(info, armored, _describe(info))
 
@@ -141,23 +147,24 @@ class KeyService:
     def _check(info: KeyInfo, now: float) -> None:
         fpr = info.fingerprint
         if info.revoked:
-            raise KeyRefused(f"Key {fpr} is revoked. Use the newsroom's current key.")
+            raise KeyOperationRefused(f"Key {fpr} is revoked. Use the newsroom's current key.")
         if info.expired_at(now):
-            raise KeyRefused(f"Key {fpr} has expired. Extend it on the offline machine "
+            raise KeyOperationRefused(f"Key {fpr} has expired. Extend it on the offline machine "
                              "(gpg --quick-set-expire FPR 2y, and for subkeys FPR 2y '*'), "
                              "then export it and run `tipbox keys add` with it again.")
         if not info.can_encrypt or not info.usable_at(now):
-            raise KeyRefused(f"Key {fpr} has no valid encryption-capable key or subkey, so "
-                             "nothing could be encrypted to it. Add an encryption subkey "
-                             "(gpg --quick-add-key FPR cv25519 encr 2y).")
+            raise KeyOperationRefused(
+                f"Key {fpr} has no valid encryption-capable key or subkey, so "
+                "nothing could be encrypted to it. Add an encryption subkey "
+                "(gpg --quick-add-key FPR cv25519 encr 2y).")
         algorithms = [(info.algorithm, info.length), *info.encryption_algorithms]
         for algo, bits in algorithms:
             if algo in _REFUSED_ALGORITHMS:
-                raise KeyRefused(f"Key {fpr} uses {_REFUSED_ALGORITHMS[algo]}, which is "
+                raise KeyOperationRefused(f"Key {fpr} uses {_REFUSED_ALGORITHMS[algo]}, which is "
                                  "obsolete. Make a new Ed25519/Cv25519 key (tipbox-open keys "
                                  "generate).")
             if algo in _RSA and bits < 3072:
-                raise KeyRefused(f"Key {fpr} is RSA-{bits}; at least RSA-3072 is needed. "
+                raise KeyOperationRefused(f"Key {fpr} is RSA-{bits}; at least RSA-3072 is needed. "
                                  "Make a new key (tipbox-open keys generate).")
 
     def records(self) -> list[KeyRecord]:
@@ -210,8 +217,9 @@ class KeyService:
             known = db.get(NewsroomKey, info.fingerprint)
             if known is not None:
                 if known.state is KeyState.RETIRED:
-                    raise KeyRefused(f"Key {info.fingerprint} is retired; a retired key is "
-                                     "never used again. Add a new key instead.")
+                    raise KeyOperationRefused(
+                        f"Key {info.fingerprint} is retired; a retired key is "
+                        "never used again. Add a new key instead.")
                 known.public_key = found.armored
                 known.uids = "\n".join(info.uids)
                 known.expires_on = expires_on
@@ -236,8 +244,9 @@ class KeyService:
         with self.sessions.begin() as db:
             row = self._get(db, fingerprint)
             if row.state is not KeyState.PENDING:
-                raise KeyRefused(f"Key {row.fingerprint} is {row.state.value}; only a pending "
-                                 "key needs a challenge.")
+                raise KeyOperationRefused(
+                    f"Key {row.fingerprint} is {row.state.value}; only a pending "
+                    "key needs a challenge.")
             row.challenge_hash = _code_hash(code)
             public = row.public_key.encode()
             fpr = row.fingerprint
@@ -257,26 +266,28 @@ class KeyService:
         with self.sessions.begin() as db:
             row = self._get(db, fingerprint)
             if row.state is not KeyState.PENDING:
-                raise KeyRefused(f"Key {row.fingerprint} is already {row.state.value}.")
+                raise KeyOperationRefused(f"Key {row.fingerprint} is already {row.state.value}.")
             if row.challenge_hash is None:
-                raise KeyRefused("No challenge was issued for this key yet: run `tipbox keys "
-                                 f"challenge {row.fingerprint}` first.")
+                raise KeyOperationRefused(
+                    "No challenge was issued for this key yet: run `tipbox keys "
+                    f"challenge {row.fingerprint}` first.")
             ok = hmac.compare_digest(row.challenge_hash, _code_hash(proof))
             if ok:
                 self._make_active(row)
         self.audit.record(actor, "key activated" if ok else "key activation refused",
                           row.fingerprint)
         if not ok:
-            raise KeyRefused("That code does not match the last challenge, so the key stays "
-                             "pending. Decrypt the newest challenge file on the offline "
-                             "machine (tipbox-open keys prove FILE) and copy the code exactly.")
+            raise KeyOperationRefused(
+                "That code does not match the last challenge, so the key stays "
+                "pending. Decrypt the newest challenge file on the offline "
+                "machine (tipbox-open keys prove FILE) and copy the code exactly.")
 
     def activate_without_proof(self, fingerprint: str, actor: str, reason: str) -> None:
         """For demonstrations and tests only: the audit log says so."""
         with self.sessions.begin() as db:
             row = self._get(db, fingerprint)
             if row.state is not KeyState.PENDING:
-                raise KeyRefused(f"Key {row.fingerprint} is already {row.state.value}.")
+                raise KeyOperationRefused(f"Key {row.fingerprint} is already {row.state.value}.")
             self._make_active(row)
         self.audit.record(actor, "key activated WITHOUT proof of possession",
                           f"{row.fingerprint}: {reason}")
@@ -285,7 +296,7 @@ class KeyService:
         with self.sessions.begin() as db:
             row = self._get(db, fingerprint)
             if row.state is KeyState.RETIRED:
-                raise KeyRefused(f"Key {row.fingerprint} is retired already.")
+                raise KeyOperationRefused(f"Key {row.fingerprint} is retired already.")
             if row.state is KeyState.ACTIVE:
                 # Locked rows: two retirements at once cannot both see "one other left".
                 others = db.scalars(select(NewsroomKey).where(
@@ -294,9 +305,10 @@ class KeyService:
                 usable = [k for k in others if k.expires_on is None
                           or k.expires_on > self.clock()]
                 if not usable:
-                    raise KeyRefused(f"Key {row.fingerprint} is the only usable active key: "
-                                     "retiring it would stop all submissions. Activate its "
-                                     "successor first, then retire this one.")
+                    raise KeyOperationRefused(
+                        f"Key {row.fingerprint} is the only usable active key: "
+                        "retiring it would stop all submissions. Activate its "
+                        "successor first, then retire this one.")
             row.state = KeyState.RETIRED
             row.retired_on = self.clock()
             row.challenge_hash = None
@@ -314,7 +326,7 @@ class KeyService:
         fpr = fingerprint.replace(" ", "").upper()
         row = db.get(NewsroomKey, fpr)
         if row is None:
-            raise KeyRefused(f"No key {fingerprint} is known; see `tipbox keys list`.")
+            raise KeyOperationRefused(f"No key {fingerprint} is known; see `tipbox keys list`.")
         return row
 
     def _home_for(self, blobs: list[bytes], infos: list[KeyInfo]) -> GnuPG:

@@ -18,7 +18,7 @@ from tipbox.audit import AuditLog
 from tipbox.config import Settings
 from tipbox.crypto.keyring import KEY_SUFFIXES
 from tipbox.db import make_engine, make_session_factory, upgrade
-from tipbox.errors import ConfigError, KeyRefused
+from tipbox.errors import ConfigError, KeyOperationRefused
 from tipbox.instance import InstanceSecrets
 from tipbox.key_registry import KeyService
 from tipbox.models import Base, Journalist, KeyState, Source
@@ -117,7 +117,7 @@ def import_keys_folder(keys: KeyService, keys_dir: Path, *,
             continue
         try:
             found = keys.inspect(path.read_bytes())
-        except KeyRefused as exc:
+        except KeyOperationRefused as exc:
             outcomes.append(KeyFileOutcome(path.name, KeyFileStatus.REFUSED, reason=str(exc)))
             continue
         fpr = found.info.fingerprint

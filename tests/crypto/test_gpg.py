@@ -13,7 +13,7 @@ import pytest
 from tests.helpers import Newsroom, gpg_decrypt
 from tipbox.crypto.gpg import PIPE_BYTES, GnuPG
 from tipbox.crypto.keyring import load_keyring
-from tipbox.errors import EncryptionError, KeyProblem
+from tipbox.errors import EncryptionError, KeyringUnusable
 
 
 @pytest.fixture
@@ -88,7 +88,7 @@ def test_a_recipient_that_is_not_a_fingerprint_is_refused(gpg: GnuPG, tmp_path: 
 
 
 def test_a_missing_gpg_binary_is_a_clear_key_problem(tmp_path: Path) -> None:
-    with pytest.raises(KeyProblem, match="Install GnuPG"):
+    with pytest.raises(KeyringUnusable, match="Install GnuPG"):
         GnuPG(tmp_path / "home", binary="/nonexistent/gpg")
 
 

@@ -19,7 +19,7 @@ from tests.helpers import Newsroom, gpg_decrypt, store_files, temp_files
 from tipbox.codenames import CodenameHasher, generate_codename
 from tipbox.config import Settings
 from tipbox.crypto.keyring import Keyring, load_keyring
-from tipbox.errors import DatabaseUnavailable, KeyProblem, SubmissionRejected, UploadTooLarge
+from tipbox.errors import DatabaseUnavailable, KeyringUnusable, SubmissionRejected, UploadTooLarge
 from tipbox.inbox import InboxService
 from tipbox.intake.draft import Draft, DraftState, safe_filename, worth_compressing
 from tipbox.models import Item, ItemKind, Source
@@ -314,7 +314,7 @@ def test_a_reloaded_state_cannot_name_a_file_outside_the_temp_folder(name: str) 
 
 def test_a_draft_for_a_keyring_that_is_not_accepting_refuses_at_once(world: World) -> None:
     off = Keyring(None, (), "No newsroom key is configured.")
-    with pytest.raises(KeyProblem):
+    with pytest.raises(KeyringUnusable):
         Draft(off, world.store, world.db, 10)
 
 

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 import gnupg
 
 from tipbox.crypto.gpg_watchdog import DEFAULT_STALL_SECONDS, Watch, Watchdog, WatchedSource
-from tipbox.errors import EncryptionError, GpgStalled, KeyProblem, StorageFull, TipboxError
+from tipbox.errors import EncryptionError, GpgStalled, KeyringUnusable, StorageFull, TipboxError
 from tipbox.storage import early_writeback
 
 # python-gnupg logs command lines (which carry --set-filename) and data chunks at DEBUG.
@@ -159,7 +159,7 @@ class GnuPG:
         try:
             self._gpg = _GPG(gpgbinary=binary, gnupghome=str(home))
         except (OSError, ValueError) as exc:
-            raise KeyProblem(
+            raise KeyringUnusable(
                 f"Could not run {binary!r}: {exc}. Install GnuPG 2.2 or later "
                 "(Debian: apt-get install gnupg) or set TIPBOX_GPG_BINARY."
             ) from exc
@@ -182,7 +182,7 @@ class GnuPG:
     def import_keys(self, data: str | bytes) -> list[str]:
         result = self._gpg.import_keys(data)
         if not result.fingerprints:
-            raise KeyProblem(f"gpg imported no key: {_last_error(result)}")
+            raise KeyringUnusable(f"gpg imported no key: {_last_error(result)}")
         return list(dict.fromkeys(result.fingerprints))
 
     def list_keys(self, secret: bool = False) -> list[KeyInfo]:
@@ -191,7 +191,7 @@ class GnuPG:
     def export_public(self, fingerprint: str, armor: bool = True) -> str | bytes:
         data = self._gpg.export_keys(_checked_fpr(fingerprint), armor=armor)
         if not data:
-            raise KeyProblem(f"Key {fingerprint} is not in {self.home}")
+            raise KeyringUnusable(f"Key {fingerprint} is not in {self.home}")
         return data  # type: ignore[no-any-return]
 
     def export_secret(self, fingerprint: str, passphrase: str | None = None) -> str:
@@ -200,7 +200,7 @@ class GnuPG:
             expect_passphrase=bool(passphrase),
         )
         if not data:
-            raise KeyProblem(f"Secret key {fingerprint} could not be exported")
+            raise KeyringUnusable(f"Secret key {fingerprint} could not be exported")
         return data  # type: ignore[no-any-return]
 
     def generate_key(
@@ -224,7 +224,7 @@ class GnuPG:
         )
         result = self._gpg.gen_key(spec)
         if not result.fingerprint:
-            raise KeyProblem(f"gpg could not generate a key: {_last_error(result)}")
+            raise KeyringUnusable(f"gpg could not generate a key: {_last_error(result)}")
         return str(result.fingerprint)
 
     # --- encryption -------------------------------------------------------------------
@@ -310,7 +310,7 @@ class GnuPG:
         machine's own settings stay as their owner made them.
         """
         if not home.is_dir():
-            raise KeyProblem(f"There is no GnuPG home at {home}.")
+            raise KeyringUnusable(f"There is no GnuPG home at {home}.")
         return cls(home, binary, own_home=False)
 
     def decrypt_file_status(

@@ -22,7 +22,7 @@ from typing import Protocol
 from tipbox.crypto.gpg import GnuPG, KeyInfo
 from tipbox.crypto.gpg_watchdog import DEFAULT_STALL_SECONDS
 from tipbox.crypto.packets import has_secret_material
-from tipbox.errors import KeyProblem
+from tipbox.errors import KeyringUnusable
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +62,11 @@ class Keyring:
         return any(k.is_demo for k in self.keys)
 
     def require(self) -> GnuPG:
-        """The GnuPG home to encrypt with, or :class:`KeyProblem` if submissions are off."""
+        """The GnuPG home to encrypt with, or :class:`KeyringUnusable` if submissions are off."""
         if self.problem is not None or self.gpg is None:
-            raise KeyProblem(self.problem or "No newsroom key is configured.")
+            raise KeyringUnusable(self.problem or "No newsroom key is configured.")
         if not self.valid_keys():
-            raise KeyProblem("Every active newsroom key has expired. Rotate to a new key "
+            raise KeyringUnusable("Every active newsroom key has expired. Rotate to a new key "
                              "(docs/admin-guide.md) or run `tipbox doctor`.")
         return self.gpg
 
@@ -178,7 +178,7 @@ def build_home(blobs: list[bytes], usable: list[KeyInfo], root: Path, binary: st
                 gpg.import_keys(blob)
             present = {k.fingerprint for k in gpg.list_keys()}
             if not wanted <= present:
-                raise KeyProblem(f"gpg did not import {sorted(wanted - present)}")
+                raise KeyringUnusable(f"gpg did not import {sorted(wanted - present)}")
             (staging / "ready").write_text("ok\n")
             # If another worker won the race, its home is identical: keep that one.
             with contextlib.suppress(OSError):

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from typing import IO
 
 from tipbox.config import Settings
-from tipbox.errors import KeysChanged, MalformedUpload, PageOutdated, SubmissionRejected
+from tipbox.errors import MalformedUpload, PageKeysOutdated, PageOutdated, SubmissionRejected
 from tipbox.i18n import N_
 from tipbox.intake.draft import Draft, Receipt
 from tipbox.intake.multipart import NOT_A_FORM, MultipartReader, Part
@@ -96,7 +96,7 @@ def read_encrypted_form(parts: Iterator[Part], draft: Draft, settings: Settings)
         elif not part.is_file and part.name == "fingerprints":
             sent = part.read_all(4096).decode("ascii", "replace").upper().split()
             if sorted(sent) != sorted(draft.recipients):
-                raise KeysChanged()
+                raise PageKeysOutdated()
             keys_checked = True
         elif not part.is_file and part.name == "empty_files":
             raw = part.read_all(16).decode("ascii", "replace")
@@ -105,7 +105,7 @@ def read_encrypted_form(parts: Iterator[Part], draft: Draft, settings: Settings)
                 if raw.isascii() and raw.isdecimal() else 0
         elif part.name in ("message", "files"):
             if not keys_checked:
-                raise KeysChanged()
+                raise PageKeysOutdated()
             if part.name == "message":
                 # The text's UTF-8 bound plus room for a PKESK per key (RSA-4096: 0.5 KiB).
                 draft.add_encrypted(part, ItemKind.MESSAGE,

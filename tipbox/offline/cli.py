@@ -15,7 +15,7 @@ from typing import TextIO
 
 from tipbox import __version__
 from tipbox.crypto.gpg import GnuPG
-from tipbox.errors import KeyProblem
+from tipbox.errors import KeyringUnusable
 from tipbox.offline import keys
 from tipbox.offline.decrypt import Decryptor, Passphrases
 from tipbox.offline.errors import BundleRefused, Refused
@@ -88,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                "interface, download it again; if that fails too, tell whoever runs the "
                "server: a server that makes bundles like this may be compromised.")
         return REFUSED
-    except (Refused, KeyProblem) as exc:
+    except (Refused, KeyringUnusable) as exc:
         _error(str(exc))
         return REFUSED
     except OSError as exc:

@@ -25,7 +25,7 @@ from werkzeug.wrappers import Response
 
 from tipbox.accounts import AccountService, LoginFailed, LoginThrottled
 from tipbox.audit import AuditLog
-from tipbox.errors import AccountError, KeyRefused
+from tipbox.errors import AccountError, KeyOperationRefused
 from tipbox.key_registry import KeyService
 from tipbox.web.newsroom.auth import (
     ADMIN_FRESH_SECONDS,
@@ -134,7 +134,7 @@ def make_admin_blueprint(deps: AdminDeps) -> Blueprint:
             return redirect(url_for("admin.keys"))
         try:
             found = deps.keys.add((form.key.data or "").encode(), actor())
-        except KeyRefused as exc:
+        except KeyOperationRefused as exc:
             flash(str(exc))
         else:
             flash(gettext("Key %(fpr)s added as pending. Download its challenge next.",
@@ -147,7 +147,7 @@ def make_admin_blueprint(deps: AdminDeps) -> Blueprint:
         checked()
         try:
             message = deps.keys.challenge(fingerprint, actor())
-        except KeyRefused as exc:
+        except KeyOperationRefused as exc:
             flash(str(exc))
             return redirect(url_for("admin.keys"))
         return Response(message, mimetype="application/pgp-encrypted", headers={
@@ -162,7 +162,7 @@ def make_admin_blueprint(deps: AdminDeps) -> Blueprint:
             return redirect(url_for("admin.keys"))
         try:
             deps.keys.activate(fingerprint, form.code.data or "", actor())
-        except KeyRefused as exc:
+        except KeyOperationRefused as exc:
             flash(str(exc))
         else:
             flash(gettext("Key %(fpr)s is active: every new item is encrypted to it.",
@@ -175,7 +175,7 @@ def make_admin_blueprint(deps: AdminDeps) -> Blueprint:
         checked()
         try:
             deps.keys.retire(fingerprint, actor())
-        except KeyRefused as exc:
+        except KeyOperationRefused as exc:
             flash(str(exc))
         else:
             flash(gettext("Key %(fpr)s is retired. Keep its secret key: older items need it.",

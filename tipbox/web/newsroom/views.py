@@ -28,7 +28,7 @@ from tipbox.bundles import BundleEntry, new_bundle, stream_bundle
 from tipbox.clock import today
 from tipbox.config import Settings
 from tipbox.crypto.keyring import KeyringSource
-from tipbox.errors import KeyProblem, SubmissionRejected
+from tipbox.errors import KeyringUnusable, SubmissionRejected
 from tipbox.inbox import InboxService
 from tipbox.replies import ReplyService
 from tipbox.web.error_pages import error_page
@@ -207,7 +207,7 @@ def make_blueprint(deps: NewsroomDeps) -> Blueprint:
                 deps.replies.send(source_id, g.journalist_id, form.text.data or "")
             except SubmissionRejected as exc:
                 flash(gettext(exc.message, **exc.params))
-            except KeyProblem:
+            except KeyringUnusable:
                 return error_page(503, gettext(
                     "No newsroom key is usable, so the reply could not be encrypted and "
                     "was not kept. Ask an admin to check the newsroom keys."))
