@@ -24,12 +24,14 @@ from tipbox.codenames import eff_words
 from tipbox.config import Settings
 from tipbox.db import make_engine, make_session_factory
 from tipbox.errors import (
+    HashingBusy,
     InvalidUsername,
     LoginFailed,
     LoginThrottled,
     NoSuchAccount,
     UsernameTaken,
 )
+from tipbox.hashing_slots import HashingSlots
 from tipbox.login_throttle import MAX_FAILURES, UnknownNames
 from tipbox.models import Journalist
 
@@ -403,6 +405,40 @@ def test_an_unknown_username_is_answered_and_locked_exactly_like_a_known_one(
     assert unknown == known
     assert [kind for kind, _, _ in known].count("throttled") >= 3
     assert known[4] == ("throttled", 60, 1)  # the fifth failure locks, as before
+
+
+def test_a_busy_site_charges_no_failure_to_any_name(
+        sessions: sessionmaker[Session], clock: Clock, hasher: CountingHasher,
+        sealer: TotpSealer) -> None:
+    # Otherwise a known name, counted before its hash, would lock while the site is busy
+    # and an unknown one would not: a way to tell them apart, and to lock out a journalist
+    # without paying for a single hash.
+    slots = HashingSlots(slots=1, queue=0, wait_seconds=0)
+    accounts = AccountService(sessions, sealer, AuditLog(sessions), clock=clock,
+                              hasher=hasher, slots=slots)
+    accounts.create("alice", ACTOR)
+    taken, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with slots.slot():
+            taken.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    taken.wait(10)
+    try:
+        for name in ("alice", "mallory"):
+            for _ in range(MAX_FAILURES + 2):
+                with pytest.raises(HashingBusy):
+                    accounts.authenticate(name, "guess", "123456")
+    finally:
+        release.set()
+        holder.join(10)
+    alice = answers(accounts, clock, "alice", 5, hasher)
+    assert alice == answers(accounts, clock, "mallory", 5, hasher)
+    assert [kind for kind, _, _ in alice[:4]].count("throttled") == 0  # nothing charged
+    assert alice[4] == ("throttled", 60, 1)
 
 
 def test_unknown_names_are_counted_separately_and_in_bounded_memory(

@@ -212,17 +212,24 @@ class AccountService:
         """
         now = self._now()
         candidate = _canonical_passphrase(passphrase)
+        # One hashing slot for the whole attempt, taken before anything is counted: when
+        # the site is busy, every name gets the same answer and none is charged a failure.
+        with self.slots.slot():
+            return self._authenticate(username, candidate, code, now)
+
+    def _authenticate(self, username: str, candidate: str, code: str,
+                      now: dt.datetime) -> int:
         attempt = self._begin_attempt(username, now)
         if attempt is None:
-            # Answered as a known account would be: locked after the same failures, and
-            # as slow as one until then.
+            # Answered as a known account would be: counted before the slow check, locked
+            # after the same failures, and as slow as one until then.
             wait = self.unknown_names.locked_for(username, now)
             if wait:
                 raise LoginThrottled(wait)
+            wait = self.unknown_names.fail(username, now)
             self._verify(self._dummy_hash, candidate)
             # The name is not logged: it may be a passphrase typed into the wrong field.
             log.info("login failed: unknown username")
-            wait = self.unknown_names.fail(username, now)
             raise LoginThrottled(wait) if wait else LoginFailed()
         passphrase_ok = self._verify(attempt.passphrase_hash, candidate)
         totp_secret = self.sealer.unseal(username, attempt.totp_secret)
@@ -340,7 +347,7 @@ class AccountService:
         values: dict[str, Any] = {"last_totp_step": step, "failed_logins": 0,
                                   "locked_until": None}
         if self.hasher.check_needs_rehash(attempt.passphrase_hash):
-            values["passphrase_hash"] = self._hash(candidate)
+            values["passphrase_hash"] = self.hasher.hash(candidate)  # in the log-in's slot
         with _no_parameters_in_errors(), self.sessions.begin() as db:
             done = db.execute(
                 update(Journalist)
@@ -354,9 +361,9 @@ class AccountService:
             return _rowcount(done) == 1
 
     def _verify(self, passphrase_hash: str, candidate: str) -> bool:
+        """Only within a log-in, which holds a hashing slot already."""
         try:
-            with self.slots.slot():
-                return self.hasher.verify(passphrase_hash, candidate)
+            return self.hasher.verify(passphrase_hash, candidate)
         except (VerificationError, InvalidHashError):
             return False
 
@@ -368,7 +375,7 @@ class AccountService:
     def _dummy_hash(self) -> str:
         """A hash no passphrase matches, made with this service's parameters, so that an
         unknown username costs the same verification as a known one."""
-        return self._hash(secrets.token_urlsafe(32))
+        return self.hasher.hash(secrets.token_urlsafe(32))  # first made in a log-in's slot
 
     def _now(self) -> dt.datetime:
         return self.clock().astimezone(dt.UTC)

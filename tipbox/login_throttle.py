@@ -21,9 +21,12 @@ from collections import OrderedDict
 MAX_FAILURES = 5
 FIRST_LOCK = dt.timedelta(minutes=1)
 LONGEST_LOCK = dt.timedelta(hours=1)
-# Names tracked at once. An attacker cycling through more names than this only resets
-# counts for names nobody else is trying; a guesser hammering one name stays counted.
-TRACKED_NAMES = 10_000
+# Names tracked at once (about 20 MiB when full). The table forgets its oldest name when
+# full, which the database never does for a real account: a prober who fails on name X,
+# then on this many other names, then on X again sees a difference. Each failure costs
+# one Argon2id check in one of the few hashing slots (tipbox.hashing_slots), so filling
+# the table takes hours of keeping every slot busy, which every visitor notices.
+TRACKED_NAMES = 100_000
 
 
 def lock_time(failures: int) -> dt.timedelta:
@@ -52,7 +55,8 @@ class UnknownNames:
         self._entries: OrderedDict[bytes, tuple[int, dt.datetime | None]] = OrderedDict()
 
     def _slot(self, username: str) -> bytes:
-        return hmac.new(self._key, username.encode("utf-8"), hashlib.sha256).digest()
+        # 16 bytes: collisions among 100,000 names are vanishingly rare, and memory halves.
+        return hmac.new(self._key, username.encode("utf-8"), hashlib.sha256).digest()[:16]
 
     def locked_for(self, username: str, now: dt.datetime) -> int:
         """Seconds this name stays locked (0: it may try)."""

@@ -304,7 +304,7 @@ def test_a_kept_draft_takes_no_more_items(world: World) -> None:
 
 
 @pytest.mark.parametrize("name", ["../../etc/passwd", "/tmp/x.part", "x.part",
-                                  "0" * 32 + ".gpg"])
+                                  "0" * 32 + ".gpg", "0" * 32 + ".part\n"])
 def test_a_reloaded_state_cannot_name_a_file_outside_the_temp_folder(name: str) -> None:
     data = {"items": [{"temp_name": name, "kind": "file", "size": 1, "recipients": []}],
             "skipped_empty_files": 0}

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 
 from tests.helpers import SourceBrowser, csrf_from, hidden
 from tipbox.config import Settings
+from tipbox.errors import HashingBusy
 from tipbox.hashing_slots import HashingSlots
 from tipbox.web.source import create_source_app
 
@@ -54,4 +55,39 @@ def test_a_busy_site_says_so_for_log_in_and_new_codenames_then_works_again(
         html = answer.get_data(as_text=True)
         assert "The site is busy" in html and "Wait a minute and try again" in html
         assert codename not in html
+    # Refused means refused: no session was left half logged in.
+    assert "/login" in client.get("/submit").headers["Location"]
     assert source.login(codename).status_code == 302  # a free slot: in again
+    assert client.get("/submit").status_code == 200
+
+
+class BusyAfter(HashingSlots):
+    """Real slots that grant ``grants`` more hashes, then find the site busy: the moment
+    between finding a source by its codename and deriving its reply key."""
+
+    def __init__(self) -> None:
+        super().__init__(slots=1, queue=0, wait_seconds=0)
+        self.grants: int | None = None
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        if self.grants is not None:
+            if self.grants == 0:
+                raise HashingBusy()
+            self.grants -= 1
+        with super().slot():
+            yield
+
+
+def test_a_log_in_that_turns_busy_halfway_leaves_no_session_behind(
+        settings: Settings) -> None:
+    slots = BusyAfter()
+    client = create_source_app(settings, hashing=slots).test_client()
+    source = SourceBrowser(client)
+    codename = source.new_codename()
+    source.logout()
+
+    slots.grants = 1  # the codename hash passes, the reply key finds the site busy
+    assert source.login(codename).status_code == 503
+
+    assert "/login" in client.get("/submit").headers["Location"]

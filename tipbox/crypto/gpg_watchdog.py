@@ -78,8 +78,12 @@ class WatchedSource:
 
     def read(self, size: int = -1, /) -> bytes:
         self._watch.reading_source()
-        data: bytes = self._source.read(size)
-        self._watch.handing_to_gpg()
+        try:
+            data: bytes = self._source.read(size)
+        finally:
+            # Also when the read fails (a cut-off upload): python-gnupg then closes gpg's
+            # input, and a gpg that does not exit after that must still be stopped.
+            self._watch.handing_to_gpg()
         return data
 
 

@@ -112,7 +112,7 @@ class DraftState:
         items = []
         for raw in data["items"]:
             name = str(raw["temp_name"])
-            if not _TEMP_NAME_RE.match(name):
+            if not _TEMP_NAME_RE.fullmatch(name):
                 raise ValueError("not a temp file name of the store")
             items.append(PendingItem(name, ItemKind(raw["kind"]), int(raw["size"]),
                                      tuple(str(f) for f in raw["recipients"])))
@@ -270,10 +270,11 @@ class Draft:
                                 .where(Item.source_id == source_id)) or 0
                 for offset, item in enumerate(self.pending, start=1):
                     item_id = new_item_id()
-                    finals.append(self.store.commit(self.store.tmp / item.temp_name,
-                                                    item_id, day))
+                    temp = self.store.tmp / item.temp_name
+                    size = temp.stat().st_size  # the file's, not what a state claims
+                    finals.append(self.store.commit(temp, item_id, day))
                     db.add(Item(id=item_id, source_id=source_id, seq=seq + offset,
-                                kind=item.kind, size=item.size,
+                                kind=item.kind, size=size,
                                 key_fingerprints=" ".join(item.recipients),
                                 submitted_on=day))
         except BaseException as exc:

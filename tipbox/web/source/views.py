@@ -93,14 +93,16 @@ def make_blueprint(deps: SourceDeps) -> Blueprint:
         return wrapper  # type: ignore[return-value]
 
     def log_in(source_id: int, codename: str) -> None:
-        """Start a fresh session; the codename unlocks the reply key, kept in memory."""
+        """Start a fresh session; the codename unlocks the reply key, kept in memory.
+        The key comes first: if deriving it fails (the site is busy), no session is
+        half logged in."""
+        key = deps.reply_deriver.derive(codename)
+        deps.sources.set_reply_key(source_id, key.public_bytes)
         deps.reply_keys.drop(session.get("reply_key"))
         session.clear()
         assert isinstance(session, ServerSession)  # noqa: S101
         session.regenerate()
         session["source_id"] = source_id
-        key = deps.reply_deriver.derive(codename)
-        deps.sources.set_reply_key(source_id, key.public_bytes)
         session["reply_key"] = deps.reply_keys.put(key)
 
     @bp.get("/")
