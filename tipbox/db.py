@@ -9,7 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
+
+from tipbox.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -17,13 +20,21 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
 def make_engine(url: str) -> Engine:
-    """hide_parameters: SQLAlchemy quotes bound values (a TOTP secret, say) in errors."""
-    if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
-                               hide_parameters=True)
-        event.listen(engine, "connect", _sqlite_pragmas)
-        return engine
-    return create_engine(url, pool_pre_ping=True, hide_parameters=True)
+    """An engine for ``url``, or ConfigError if it is not a URL tipbox can use.
+
+    hide_parameters: SQLAlchemy quotes bound values (a TOTP secret, say) in errors."""
+    try:
+        if url.startswith("sqlite"):
+            engine = create_engine(url, hide_parameters=True,
+                                   connect_args={"check_same_thread": False, "timeout": 30})
+            event.listen(engine, "connect", _sqlite_pragmas)
+            return engine
+        return create_engine(url, pool_pre_ping=True, hide_parameters=True)
+    except (ArgumentError, ValueError) as exc:
+        # The class only: the message may quote the URL, which may hold a password.
+        raise ConfigError(f"TIPBOX_DATABASE_URL is not a database URL tipbox can use "
+                          f"({type(exc).__name__}). Write it as in the README, for example "
+                          "postgresql+psycopg://USER:PASSWORD@HOST/DATABASE.") from None
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

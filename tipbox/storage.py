@@ -53,11 +53,18 @@ class CiphertextStore:
 
     def commit(self, temp: Path, item_id: str, day: dt.date) -> Path:
         """fsync ``temp`` and rename it to the item's final name; return that name."""
-        if temp.parent != self.tmp:
-            raise StoreError("only files written into the store's temp folder can be committed")
-        final = self.path_for(item_id)
-        if final.exists():
-            raise StoreError(f"item {item_id} already exists")
+        self.prepare(temp, day)
+        final = self.place(temp, item_id)
+        self.sync()
+        return final
+
+    # commit() in three steps, for a caller that must hold a lock as briefly as possible:
+    # the slow fsync of each file before it takes the lock, then inside it the renames
+    # and one fsync of the folder.
+
+    def prepare(self, temp: Path, day: dt.date) -> None:
+        """fsync ``temp`` and give it the day as its only time, ready to be placed."""
+        self._check_temp(temp)
         fd = os.open(temp, os.O_RDONLY)
         try:
             os.fsync(fd)
@@ -66,9 +73,23 @@ class CiphertextStore:
         stamp = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC).timestamp()
         os.chmod(temp, 0o600)
         os.utime(temp, (stamp, stamp))
+
+    def place(self, temp: Path, item_id: str) -> Path:
+        """Rename a prepared ``temp`` to the item's final name (durable after sync)."""
+        self._check_temp(temp)
+        final = self.path_for(item_id)
+        if final.exists():
+            raise StoreError(f"item {item_id} already exists")
         os.rename(temp, final)
-        self._fsync_dir()
         return final
+
+    def sync(self) -> None:
+        """Make the renames done so far durable."""
+        self._fsync_dir()
+
+    def _check_temp(self, temp: Path) -> None:
+        if temp.parent != self.tmp:
+            raise StoreError("only files written into the store's temp folder can be committed")
 
     def discard(self, path: Path) -> None:
         """Remove a temp or committed file; missing is fine."""

@@ -42,6 +42,21 @@ def test_a_database_that_cannot_be_reached_is_named_by_its_error_class_not_its_u
     assert "hunter2" not in result.output and "127.0.0.1" not in result.output
 
 
+@pytest.mark.parametrize(("url", "cause"), [
+    ("postgresql//tipbox:hunter2-secret@db/tipbox", "ArgumentError"),
+    ("postgresql+psycopg://tipbox:hunter2-secret@db:port/tipbox", "ValueError"),
+    ("nosuchdb://tipbox:hunter2-secret@db/tipbox", "NoSuchModuleError"),
+])
+def test_a_malformed_database_url_is_a_clear_error_without_a_traceback_or_the_password(
+        tmp_path: Path, url: str, cause: str) -> None:
+    settings = Settings(data_dir=tmp_path / "data")
+    result = CliRunner().invoke(main, ["init"], env=cli_env(settings, TIPBOX_DATABASE_URL=url))
+    assert result.exit_code == 1
+    assert f"TIPBOX_DATABASE_URL is not a database URL tipbox can use ({cause})" \
+        in result.output
+    assert "hunter2" not in result.output and "Traceback" not in result.output
+
+
 @pytest.mark.parametrize("args", [["keys", "list"], ["doctor"], ["serve", "source", "--port", "1"],
                                   ["prune", "--older-than", "1"]])
 def test_no_command_creates_a_database_in_a_folder_that_is_not_initialised(

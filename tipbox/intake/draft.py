@@ -257,6 +257,10 @@ class Draft:
         day = self.clock()
         finals: list[Path] = []
         try:
+            # The slow part (an fsync per file) before the transaction: on SQLite its
+            # first statement takes the one write lock every other writer waits for.
+            for item in self.pending:
+                self.store.prepare(self.store.tmp / item.temp_name, day)
             with self.sessions.begin() as db:
                 # A write first: it takes SQLite's write lock, or this source's row lock on
                 # PostgreSQL, so that two submissions from one source cannot both read the
@@ -272,11 +276,12 @@ class Draft:
                     item_id = new_item_id()
                     temp = self.store.tmp / item.temp_name
                     size = temp.stat().st_size  # the file's, not what a state claims
-                    finals.append(self.store.commit(temp, item_id, day))
+                    finals.append(self.store.place(temp, item_id))
                     db.add(Item(id=item_id, source_id=source_id, seq=seq + offset,
                                 kind=item.kind, size=size,
                                 key_fingerprints=" ".join(item.recipients),
                                 submitted_on=day))
+                self.store.sync()  # one folder fsync: the renames last before the rows do
         except BaseException as exc:
             for path in finals:
                 self.store.discard(path)
