@@ -7,7 +7,10 @@ import io
 import os
 import re
 import subprocess
+import threading
 import urllib.parse
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,7 @@ from werkzeug.test import TestResponse
 from tipbox.accounts import NewCredentials, TotpSealer
 from tipbox.config import REPO_ROOT, Settings
 from tipbox.crypto.gpg import GnuPG
+from tipbox.hashing_slots import HashingSlots
 from tipbox.instance import InstanceSecrets
 from tipbox.web.browser_encryption import BrowserEncryption
 
@@ -181,3 +185,27 @@ def cli_env(settings: Settings, **extra: str) -> dict[str, str]:
 def instance_sealer(settings: Settings) -> TotpSealer:
     """The sealer the CLI and the newsroom app use: the data folder's own totp_key."""
     return TotpSealer(InstanceSecrets.load(settings.secrets_file).totp_key)
+
+
+@contextmanager
+def slots_taken(slots: HashingSlots, count: int = 1) -> Iterator[None]:
+    """``count`` threads each holding one of ``slots`` until the block ends: a site
+    whose memory-hard hashing is busy."""
+    release = threading.Event()
+    taken = threading.Barrier(count + 1)
+
+    def hold() -> None:
+        with slots.slot():
+            taken.wait()
+            release.wait(30)
+
+    threads = [threading.Thread(target=hold) for _ in range(count)]
+    for t in threads:
+        t.start()
+    taken.wait(10)
+    try:
+        yield
+    finally:
+        release.set()
+        for t in threads:
+            t.join(10)

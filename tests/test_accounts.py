@@ -17,7 +17,7 @@ from argon2 import PasswordHasher
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.helpers import ACTOR
+from tests.helpers import ACTOR, slots_taken
 from tipbox.accounts import AccountService, NewCredentials, TotpSealer
 from tipbox.audit import AuditLog
 from tipbox.codenames import eff_words
@@ -417,24 +417,11 @@ def test_a_busy_site_charges_no_failure_to_any_name(
     accounts = AccountService(sessions, sealer, AuditLog(sessions), clock=clock,
                               hasher=hasher, slots=slots)
     accounts.create("alice", ACTOR)
-    taken, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        with slots.slot():
-            taken.set()
-            release.wait(30)
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    taken.wait(10)
-    try:
+    with slots_taken(slots):
         for name in ("alice", "mallory"):
             for _ in range(MAX_FAILURES + 2):
                 with pytest.raises(HashingBusy):
                     accounts.authenticate(name, "guess", "123456")
-    finally:
-        release.set()
-        holder.join(10)
     alice = answers(accounts, clock, "alice", 5, hasher)
     assert alice == answers(accounts, clock, "mallory", 5, hasher)
     assert [kind for kind, _, _ in alice[:4]].count("throttled") == 0  # nothing charged

@@ -4,10 +4,14 @@ the database file or its write-ahead log once the deleting transaction has commi
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, select
+from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import QueuePool
 
 from tests.conftest import FAST_SCRYPT
@@ -15,7 +19,7 @@ from tests.helpers import Newsroom, SourceBrowser
 from tests.newsroom_fixtures import add_journalist, submit
 from tipbox.codenames import CodenameHasher, generate_codename
 from tipbox.config import Settings
-from tipbox.crypto.keyring import load_keyring
+from tipbox.crypto.keyring import Keyring, load_keyring
 from tipbox.crypto.reply_keys import ReplyKeyDeriver
 from tipbox.db import make_engine, make_session_factory
 from tipbox.inbox import InboxService
@@ -32,48 +36,97 @@ def on_disk(data_dir: Path) -> bytes:
     return (data_dir / "tipbox.db").read_bytes() + (wal.read_bytes() if wal.exists() else b"")
 
 
-def test_a_reply_the_source_deleted_is_gone_from_the_database_and_its_log(
-        settings: Settings, newsroom: Newsroom) -> None:
+@dataclass
+class Instance:
+    settings: Settings
+    db: sessionmaker[Session]
+    store: CiphertextStore
+    ring: Keyring
+    sources: SourceService
+
+    def source_with(self, *messages: str) -> int:
+        source_id = self.sources.create(generate_codename())
+        for text in messages:
+            submit(self.db, self.ring, self.store, source_id, text)
+        return source_id
+
+    def item_ids(self, source_id: int) -> list[str]:
+        with self.db() as s:
+            return list(s.scalars(select(Item.id).where(Item.source_id == source_id)
+                                  .order_by(Item.seq)))
+
+    def kept(self) -> bytes:
+        return on_disk(self.settings.data_dir)
+
+
+@pytest.fixture
+def instance(settings: Settings, newsroom: Newsroom) -> Iterator[Instance]:
     engine = make_engine(settings.database_url)
     db = make_session_factory(engine)
-    store = CiphertextStore(settings.store_dir)
+    yield Instance(settings, db, CiphertextStore(settings.store_dir),
+                   load_keyring(newsroom.keys_dir, settings.gnupg_dir),
+                   SourceService(db, CodenameHasher(b"p" * 32, FAST_SCRYPT)))
+    engine.dispose()
+
+
+def test_a_deleted_source_leaves_nothing_in_the_database_or_its_log(
+        instance: Instance) -> None:
+    doomed = instance.source_with("remove me")
+    with instance.db() as s:
+        designation = s.get(Source, doomed).designation  # type: ignore[union-attr]
+    assert designation.encode() in instance.kept()
+
+    InboxService(instance.db, instance.store).delete_sources([doomed])
+
+    wal = instance.settings.data_dir / "tipbox.db-wal"
+    assert not wal.exists() or wal.stat().st_size == 0
+    assert designation.encode() not in instance.kept()
+
+
+def test_a_reply_the_source_deleted_is_gone_from_the_database_and_its_log(
+        instance: Instance) -> None:
     codename = generate_codename()
-    source_id = SourceService(db, CodenameHasher(b"p" * 32, FAST_SCRYPT)).create(codename)
+    source_id = instance.sources.create(codename)
     key = ReplyKeyDeriver(b"r" * 32, FAST_SCRYPT).derive(codename)
-    with db.begin() as s:
-        source = s.get(Source, source_id)
-        assert source is not None
-        source.reply_public_key = key.public_bytes
-    ring = load_keyring(newsroom.keys_dir, settings.gnupg_dir)
-    replies = ReplyService(db, store, StaticKeyring(ring))
-    reply_id = replies.send(source_id, add_journalist(db, "ada"), "Meet me at noon")
-    with db() as s:
+    instance.sources.set_reply_key(source_id, key.public_bytes)
+    replies = ReplyService(instance.db, instance.store, StaticKeyring(instance.ring))
+    reply_id = replies.send(source_id, add_journalist(instance.db, "ada"), "Meet me at noon")
+    with instance.db() as s:
         copy = s.get(Reply, reply_id).for_source  # type: ignore[union-attr]
-    assert copy is not None and copy[16:80] in on_disk(settings.data_dir)
+    assert copy is not None and copy[16:80] in instance.kept()
 
     assert replies.delete_by_source(source_id, reply_id)
 
-    assert copy[16:80] not in on_disk(settings.data_dir)
-    engine.dispose()
+    assert copy[16:80] not in instance.kept()
 
 
-def test_deleted_items_leave_no_row_behind(settings: Settings, newsroom: Newsroom) -> None:
-    engine = make_engine(settings.database_url)
-    db = make_session_factory(engine)
-    store = CiphertextStore(settings.store_dir)
-    ring = load_keyring(newsroom.keys_dir, settings.gnupg_dir)
-    source_id = SourceService(db, CodenameHasher(b"p" * 32, FAST_SCRYPT)).create(
-        generate_codename())
-    submit(db, ring, store, source_id, "first")
-    submit(db, ring, store, source_id, "second")
-    with db() as s:
-        doomed = s.query(Item.id).filter_by(source_id=source_id).order_by(Item.seq).first()
-    assert doomed is not None and doomed.id.encode() in on_disk(settings.data_dir)
+def test_deleted_items_leave_no_row_behind(instance: Instance) -> None:
+    source_id = instance.source_with("first", "second")
+    doomed = instance.item_ids(source_id)[0]
+    assert doomed.encode() in instance.kept()
 
-    assert InboxService(db, store).delete_items(source_id, [doomed.id]) == 1
+    assert InboxService(instance.db, instance.store).delete_items(source_id, [doomed]) == 1
 
-    assert doomed.id.encode() not in on_disk(settings.data_dir)
-    engine.dispose()
+    assert doomed.encode() not in instance.kept()
+
+
+def test_the_checkpoint_needs_no_second_pooled_connection_and_never_undoes_a_deletion(
+        instance: Instance) -> None:
+    # With every pooled connection in use (here: a pool of one, held by the deleting
+    # session as it commits), asking the pool for another would wait, then raise after
+    # the deletion had committed, skipping the removal of its ciphertext files.
+    single = create_engine(instance.settings.database_url, poolclass=QueuePool,
+                           pool_size=1, max_overflow=0, pool_timeout=1)
+    source_id = instance.source_with("to be deleted")
+    [item_id] = instance.item_ids(source_id)
+    assert instance.store.path_for(item_id).exists()
+
+    assert InboxService(make_session_factory(single), instance.store).delete_items(
+        source_id, [item_id]) == 1
+
+    assert not instance.store.path_for(item_id).exists()
+    assert item_id.encode() not in instance.kept()
+    single.dispose()
 
 
 def test_a_source_session_is_gone_from_the_database_and_its_log_after_log_out(
@@ -88,30 +141,3 @@ def test_a_source_session_is_gone_from_the_database_and_its_log_after_log_out(
     browser.logout()
 
     assert id_hash not in on_disk(settings.data_dir)
-
-
-def test_the_checkpoint_needs_no_second_pooled_connection_and_never_undoes_a_deletion(
-        settings: Settings, newsroom: Newsroom) -> None:
-    # With every pooled connection in use (here: a pool of one, held by the deleting
-    # session as it commits), asking the pool for another would wait, then raise after
-    # the deletion had committed, skipping the removal of its ciphertext files.
-    engine = make_engine(settings.database_url)
-    single = create_engine(settings.database_url, poolclass=QueuePool, pool_size=1,
-                           max_overflow=0, pool_timeout=1)
-    store = CiphertextStore(settings.store_dir)
-    ring = load_keyring(newsroom.keys_dir, settings.gnupg_dir)
-    db = make_session_factory(engine)
-    source_id = SourceService(db, CodenameHasher(b"p" * 32, FAST_SCRYPT)).create(
-        generate_codename())
-    submit(db, ring, store, source_id, "to be deleted")
-    with db() as s:
-        item_id = s.query(Item.id).filter_by(source_id=source_id).scalar()
-    assert item_id is not None and store.path_for(item_id).exists()
-
-    assert InboxService(make_session_factory(single), store).delete_items(
-        source_id, [item_id]) == 1
-
-    assert not store.path_for(item_id).exists()
-    assert item_id.encode() not in on_disk(settings.data_dir)
-    single.dispose()
-    engine.dispose()

@@ -4,50 +4,26 @@ hears at once that the site is busy."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 
 from tests.conftest import FAST_SCRYPT
+from tests.helpers import slots_taken
 from tipbox.codenames import CodenameHasher, generate_codename
 from tipbox.crypto.reply_keys import ReplyKeyDeriver
 from tipbox.errors import HashingBusy
 from tipbox.hashing_slots import HashingSlots
 
 
-@contextmanager
-def holding(slots: HashingSlots, count: int) -> Iterator[None]:
-    """``count`` threads each holding a slot until the block ends."""
-    release = threading.Event()
-    taken = threading.Barrier(count + 1)
-
-    def hold() -> None:
-        with slots.slot():
-            taken.wait()
-            release.wait(30)
-
-    threads = [threading.Thread(target=hold) for _ in range(count)]
-    for t in threads:
-        t.start()
-    taken.wait(10)
-    try:
-        yield
-    finally:
-        release.set()
-        for t in threads:
-            t.join(10)
-
-
 def test_a_free_slot_is_taken_at_once() -> None:
     slots = HashingSlots(slots=2, queue=0, wait_seconds=0)
-    with holding(slots, 1), slots.slot():
+    with slots_taken(slots, 1), slots.slot():
         pass
 
 
 def test_with_every_slot_taken_and_no_queue_the_caller_hears_busy_at_once() -> None:
     slots = HashingSlots(slots=2, queue=0, wait_seconds=5)
-    with holding(slots, 2), pytest.raises(HashingBusy) as caught:
+    with slots_taken(slots, 2), pytest.raises(HashingBusy) as caught:
         take_one(slots)
     assert caught.value.retry_after == 60
     assert "busy" in str(caught.value)
@@ -81,7 +57,7 @@ def wait_in_queue(slots: HashingSlots, outcome: list[str]) -> threading.Thread:
 def test_a_waiting_caller_gets_the_slot_when_it_frees_up() -> None:
     slots = HashingSlots(slots=1, queue=1, wait_seconds=10)
     outcome: list[str] = []
-    with holding(slots, 1):
+    with slots_taken(slots, 1):
         waiter = wait_in_queue(slots, outcome)
     waiter.join(10)
     assert outcome == ["got a slot"]
@@ -89,14 +65,14 @@ def test_a_waiting_caller_gets_the_slot_when_it_frees_up() -> None:
 
 def test_a_caller_that_waited_too_long_hears_busy() -> None:
     slots = HashingSlots(slots=1, queue=4, wait_seconds=0.2)
-    with holding(slots, 1), pytest.raises(HashingBusy):
+    with slots_taken(slots, 1), pytest.raises(HashingBusy):
         take_one(slots)
 
 
 def test_the_queue_is_bounded() -> None:
     slots = HashingSlots(slots=1, queue=1, wait_seconds=10)
     outcome: list[str] = []
-    with holding(slots, 1):
+    with slots_taken(slots, 1):
         waiter = wait_in_queue(slots, outcome)
         with pytest.raises(HashingBusy):  # the second waiter finds the queue full
             take_one(slots)
@@ -110,7 +86,7 @@ def test_codename_hashes_and_reply_keys_use_the_slots() -> None:
     deriver = ReplyKeyDeriver(b"p" * 32, FAST_SCRYPT, slots)
     codename = generate_codename()
     assert hasher.hash(codename) == CodenameHasher(b"p" * 32, FAST_SCRYPT).hash(codename)
-    with holding(slots, 1):
+    with slots_taken(slots, 1):
         with pytest.raises(HashingBusy):
             hasher.hash(codename)
         with pytest.raises(HashingBusy):

@@ -21,7 +21,6 @@ from tipbox.codenames import CodenameHasher, generate_codename
 from tipbox.config import Settings
 from tipbox.crypto.keyring import Keyring, load_keyring
 from tipbox.crypto.reply_keys import ReplyKeyDeriver
-from tipbox.db import make_engine, make_session_factory
 from tipbox.inbox import InboxService
 from tipbox.key_registry import StaticKeyring
 from tipbox.models import Item, ItemRead, Reply, Source
@@ -186,24 +185,6 @@ def test_a_reply_is_kept_for_the_newsroom_and_for_the_source_only(
     assert replies.read_by_source(source_id, key) == []
     view = desk.newsroom.source(jid, source_id)
     assert view is not None and view.replies[0].deleted_by_source
-
-
-def test_deleted_rows_do_not_linger_in_the_sqlite_write_ahead_log(
-        settings: Settings, newsroom: Newsroom) -> None:
-    engine = make_engine(settings.database_url)
-    db = make_session_factory(engine)
-    store = CiphertextStore(settings.store_dir)
-    ring = load_keyring(newsroom.keys_dir, settings.gnupg_dir)
-    doomed = SourceService(db, CodenameHasher(b"p" * 32, FAST_SCRYPT)).create(
-        generate_codename())
-    submit(db, ring, store, doomed, "remove me")
-    with db() as s:
-        designation = s.get(Source, doomed).designation  # type: ignore[union-attr]
-    InboxService(db, store).delete_sources([doomed])
-    wal = settings.data_dir / "tipbox.db-wal"
-    assert not wal.exists() or wal.stat().st_size == 0
-    assert designation.encode() not in (settings.data_dir / "tipbox.db").read_bytes()
-    engine.dispose()
 
 
 # --- retention ------------------------------------------------------------------------

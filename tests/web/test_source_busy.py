@@ -4,34 +4,14 @@ not left waiting or shown a 500; once a slot frees up, the same request works.""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from tests.helpers import SourceBrowser, csrf_from, hidden
+from tests.helpers import SourceBrowser, csrf_from, hidden, slots_taken
 from tipbox.config import Settings
 from tipbox.errors import HashingBusy
 from tipbox.hashing_slots import HashingSlots
 from tipbox.web.source import create_source_app
-
-
-@contextmanager
-def every_slot_taken(slots: HashingSlots) -> Iterator[None]:
-    taken, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        with slots.slot():
-            taken.set()
-            release.wait(30)
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    taken.wait(10)
-    try:
-        yield
-    finally:
-        release.set()
-        holder.join(10)
 
 
 def test_a_busy_site_says_so_for_log_in_and_new_codenames_then_works_again(
@@ -42,7 +22,7 @@ def test_a_busy_site_says_so_for_log_in_and_new_codenames_then_works_again(
     codename = source.new_codename()
     source.logout()
 
-    with every_slot_taken(slots):
+    with slots_taken(slots):
         refused = source.login(codename)
         page = client.get("/generate").get_data(as_text=True)
         created = client.post("/create", data={
