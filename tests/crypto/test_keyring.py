@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+
+import pytest
 
 from tests.crypto.keyfactory import export, new_key, revoke
 from tests.helpers import Newsroom
@@ -39,35 +42,33 @@ def test_secret_key_material_stops_submissions_and_says_so(tmp_path: Path) -> No
     assert ring.problem and "SECRET key material" in ring.problem and "oops.asc" in ring.problem
 
 
-def test_an_expired_key_is_not_used(tmp_path: Path) -> None:
-    home = tmp_path / "h"
-    fpr = new_key(home, expire="1d", faked_time="20200101T000000")
-    keys = tmp_path / "keys"
-    export(home, fpr, keys / "old.asc")
-    ring = _load(keys, tmp_path)
-    assert not ring.accepting
-    assert ring.problem and "has expired" in ring.problem
+def expired(home: Path) -> str:
+    return new_key(home, expire="1d", faked_time="20200101T000000")
 
 
-def test_a_revoked_key_is_not_used(tmp_path: Path) -> None:
-    home = tmp_path / "h"
+def revoked(home: Path) -> str:
     fpr = new_key(home)
     revoke(home, fpr)
-    keys = tmp_path / "keys"
-    export(home, fpr, keys / "revoked.asc")
-    ring = _load(keys, tmp_path)
-    assert not ring.accepting
-    assert ring.problem and "revoked" in ring.problem
+    return fpr
 
 
-def test_a_signing_only_key_is_not_used(tmp_path: Path) -> None:
+def signing_only(home: Path) -> str:
+    return new_key(home, usage="sign", subkey=None)
+
+
+@pytest.mark.parametrize(("make", "reason"), [
+    (expired, "has expired"),
+    (revoked, "revoked"),
+    (signing_only, "no valid encryption-capable"),
+])
+def test_a_key_that_cannot_be_encrypted_to_is_not_used(
+        tmp_path: Path, make: Callable[[Path], str], reason: str) -> None:
     home = tmp_path / "h"
-    fpr = new_key(home, usage="sign", subkey=None)
     keys = tmp_path / "keys"
-    export(home, fpr, keys / "signonly.asc")
+    export(home, make(home), keys / "newsroom.asc")
     ring = _load(keys, tmp_path)
     assert not ring.accepting
-    assert ring.problem and "no valid encryption-capable" in ring.problem
+    assert ring.problem and reason in ring.problem
 
 
 def test_unusable_keys_are_skipped_when_a_good_one_is_present(tmp_path: Path) -> None:
