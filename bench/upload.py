@@ -207,7 +207,9 @@ def make_instance(root: Path) -> Instance:
     keys_dir.mkdir()
     (keys_dir / "newsroom.asc").write_text(str(gpg.export_public(fpr)))
     data_dir = root / "data"
+    # No per-source daily share: the bench sends many GiB as one source.
     env = dict(os.environ, TIPBOX_DATA_DIR=str(data_dir), TIPBOX_KEYS_DIR=str(keys_dir),
+               TIPBOX_SOURCE_DAILY_BYTES="0",
                # The server must run the tipbox next to this script, even from a copy.
                PYTHONPATH=os.pathsep.join(filter(None, [str(REPO),
                                                         os.environ.get("PYTHONPATH")])))

@@ -55,6 +55,10 @@ class Settings:
     upload_chunk_bytes: int = 1 * MIB
     # `tipbox prune` deletes sources with no submission or reply for this many days.
     retention_days: int | None = None
+    # New uploads are refused while the store's disk has less free space than this.
+    min_free_bytes: int = 1 * GIB
+    # The most one source may send in a day (UTC); None: no limit.
+    source_daily_bytes: int | None = 10 * GIB
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -65,6 +69,12 @@ class Settings:
             if getattr(self, name) < 1:
                 raise ConfigError(f"TIPBOX_{name.upper()} must be a positive number, "
                                   f"got {getattr(self, name)!r}")
+        if self.min_free_bytes < 0:
+            raise ConfigError(f"TIPBOX_MIN_FREE_BYTES must not be negative, got "
+                              f"{self.min_free_bytes!r}")
+        if self.source_daily_bytes is not None and self.source_daily_bytes < 1:
+            raise ConfigError("TIPBOX_SOURCE_DAILY_BYTES must be a positive number of bytes, "
+                              f"or 0 for no limit, got {self.source_daily_bytes!r}")
         if self.retention_days is not None and self.retention_days < 1:
             raise ConfigError("TIPBOX_RETENTION_DAYS must be a positive number of days (or "
                               f"unset, to keep sources until deleted), got {self.retention_days!r}")
@@ -110,10 +120,15 @@ class Settings:
             "TIPBOX_SESSION_IDLE_MINUTES": "session_idle_minutes",
             "TIPBOX_RETENTION_DAYS": "retention_days",
             "TIPBOX_GPG_STALL_SECONDS": "gpg_stall_seconds",
+            "TIPBOX_MIN_FREE_BYTES": "min_free_bytes",
         }
         for var, name in int_vars.items():
             if var in env:
                 kwargs[name] = _parse_int(var, env[var])
+        if "TIPBOX_SOURCE_DAILY_BYTES" in env:
+            # 0 turns the quota off: a newsroom that expects very large leaks may want that.
+            quota = _parse_int("TIPBOX_SOURCE_DAILY_BYTES", env["TIPBOX_SOURCE_DAILY_BYTES"])
+            kwargs["source_daily_bytes"] = quota or None
         if "TIPBOX_SCRYPT_N" in env:
             kwargs["scrypt"] = ScryptParams(n=_parse_int("TIPBOX_SCRYPT_N", env["TIPBOX_SCRYPT_N"]))
         return cls(**kwargs)  # type: ignore[arg-type]

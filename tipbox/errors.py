@@ -128,6 +128,18 @@ class StorageFull(StoreError):
                         "Nothing from this attempt was kept. Please try again later.")
 
 
+class StorageReserveReached(StorageFull):
+    """Free space on the store's disk fell under TIPBOX_MIN_FREE_BYTES: new uploads are
+    refused before they fill it, and the site keeps working for everything else."""
+
+    public_message = N_("The site cannot accept files right now. Nothing from this attempt "
+                        "was kept. Please try again later.")
+
+    def __init__(self) -> None:
+        super().__init__("free space under the reserve (TIPBOX_MIN_FREE_BYTES)",
+                         cause="free space under the reserve (TIPBOX_MIN_FREE_BYTES)")
+
+
 class DatabaseUnavailable(TipboxError):
     """The database could not be reached or refused the operation."""
 
@@ -157,6 +169,29 @@ class SubmissionRejected(TipboxError):
         if status is not None:
             self.status = status
         self.params = dict(params or {})
+
+
+class DailyQuotaReached(SubmissionRejected):
+    """The source has sent as many bytes today as one source may (TIPBOX_SOURCE_DAILY_BYTES)."""
+
+    status = 429
+    retry_after = 24 * 3600
+
+    def __init__(self, quota: int) -> None:
+        super().__init__(N_(
+            "You have sent %(limit)s today, the most this site accepts from one source in a "
+            "day. Nothing from this attempt was kept. Send the rest tomorrow, or in smaller "
+            "parts over several days."), params={"limit": binary_size(quota)})
+
+
+def binary_size(count: int) -> str:
+    """A byte count in binary units, as the site states its limits (2 GiB, 512 MiB)."""
+    for unit, factor in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if count >= factor:
+            value = count / factor
+            return f"{value:.0f} {unit}" if value >= 10 or value.is_integer() \
+                else f"{value:.1f} {unit}"
+    return f"{count} bytes"
 
 
 class UploadTooLarge(SubmissionRejected):

@@ -13,6 +13,7 @@ import datetime as dt
 import os
 import re
 import secrets
+import shutil
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,6 +38,10 @@ class CiphertextStore:
         self.tmp = root / ".tmp"
         self.tmp.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(root, 0o700)
+
+    def free_bytes(self) -> int:
+        """Bytes free for an unprivileged writer on the disk that holds the store."""
+        return shutil.disk_usage(self.root).free
 
     def temp_path(self) -> Path:
         """A fresh name in the store for gpg to write into."""

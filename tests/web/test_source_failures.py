@@ -85,7 +85,7 @@ def assert_logged_without_content(caplog: pytest.LogCaptureFixture, *words: str)
 @pytest.mark.usefixtures("full_store")
 def test_a_full_disk_on_the_plain_path_says_so_and_keeps_nothing(
         settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
-    source = source_on(settings)
+    source = source_on(settings.with_overrides(min_free_bytes=0))  # ENOSPC, not the reserve
     with caplog.at_level(logging.ERROR):
         resp = source.submit(SECRET, [(os.urandom(400 * 1024), "big.bin")])
     assert_page(resp, 507, DISK_FULL)
@@ -100,7 +100,7 @@ def test_a_full_disk_on_the_plain_path_says_so_and_keeps_nothing(
 def test_a_full_disk_on_the_encrypted_path_answers_encrypt_js_in_json(
         settings: Settings, newsroom: Newsroom, tmp_path: Path,
         caplog: pytest.LogCaptureFixture) -> None:
-    source = source_on(settings)
+    source = source_on(settings.with_overrides(min_free_bytes=0))  # ENOSPC, not the reserve
     cipher = gpg_encrypt(os.urandom(400 * 1024), [newsroom.fingerprint],
                          newsroom.secret_home, tmp_path)
     with caplog.at_level(logging.ERROR):

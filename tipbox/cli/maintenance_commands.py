@@ -9,6 +9,7 @@ import sys
 import click
 
 from tipbox.cli.services import Services, open_services, settings_from_env
+from tipbox.config import Settings
 
 
 @click.command()
@@ -85,6 +86,7 @@ def doctor() -> None:
         problems.extend(services.keys.expiry_warnings())
         if settings.retention_days is not None and services.schema_current:
             _check_retention(services, settings.retention_days, problems, notes)
+    _check_free_space(settings, problems, notes)
     for note in notes:
         click.echo(note)
     for problem in problems:
@@ -107,3 +109,18 @@ def _check_retention(services: Services, days: int, problems: list[str],
     if plan.kept_unread:
         notes.append(f"{plan.kept_unread} source(s) past the retention period are kept "
                      "because nobody has read all their items.")
+
+
+def _check_free_space(settings: Settings, problems: list[str], notes: list[str]) -> None:
+    from tipbox.errors import binary_size
+    from tipbox.storage import CiphertextStore
+
+    free = CiphertextStore(settings.store_dir).free_bytes()
+    reserve = binary_size(settings.min_free_bytes)
+    if free < settings.min_free_bytes:
+        problems.append(f"Only {binary_size(free)} free on the disk that holds "
+                        f"{settings.store_dir}, under the reserve of {reserve} "
+                        "(TIPBOX_MIN_FREE_BYTES): the source interface refuses every upload. "
+                        "Free some space (or add a disk); nothing needs restarting.")
+    else:
+        notes.append(f"{binary_size(free)} free for the store (uploads stop at {reserve}).")

@@ -42,6 +42,7 @@ from tipbox.errors import (
     UploadTooLarge,
 )
 from tipbox.i18n import N_
+from tipbox.intake.limits import check_daily_quota
 from tipbox.models import Item, ItemKind, Source
 from tipbox.storage import CiphertextStore, early_writeback, new_item_id
 
@@ -141,7 +142,8 @@ class Draft:
 
     def __init__(self, keyring: Keyring, store: CiphertextStore,
                  sessions: sessionmaker[Session], max_files: int, *,
-                 clock: Callable[[], dt.date] = today, state: DraftState | None = None) -> None:
+                 clock: Callable[[], dt.date] = today, state: DraftState | None = None,
+                 daily_quota: int | None = None) -> None:
         self._gpg = keyring.require()
         self.recipients = keyring.fingerprints
         # Fingerprint -> encryption key ids, for items the browser encrypted.
@@ -151,6 +153,7 @@ class Draft:
         self.max_files = max_files
         self.clock = clock
         self.state = state if state is not None else DraftState()
+        self.daily_quota = daily_quota  # bytes a source may send per day; None: no limit
         self._done = False  # committed or kept: nothing left for __exit__ to discard
 
     def __enter__(self) -> Draft:
@@ -270,13 +273,15 @@ class Draft:
                                      .execution_options(synchronize_session=False))
                 if not cast(CursorResult[Any], touched).rowcount:
                     raise _source_gone()
+                sizes = [(self.store.tmp / item.temp_name).stat().st_size
+                         for item in self.pending]  # the files', not what a state claims
+                check_daily_quota(db, source_id, day, self.daily_quota, adding=sum(sizes))
                 seq = db.scalar(select(func.coalesce(func.max(Item.seq), 0))
                                 .where(Item.source_id == source_id)) or 0
-                for offset, item in enumerate(self.pending, start=1):
+                for offset, (item, size) in enumerate(zip(self.pending, sizes, strict=True),
+                                                      start=1):
                     item_id = new_item_id()
-                    temp = self.store.tmp / item.temp_name
-                    size = temp.stat().st_size  # the file's, not what a state claims
-                    finals.append(self.store.place(temp, item_id))
+                    finals.append(self.store.place(self.store.tmp / item.temp_name, item_id))
                     db.add(Item(id=item_id, source_id=source_id, seq=seq + offset,
                                 kind=item.kind, size=size,
                                 key_fingerprints=" ".join(item.recipients),
@@ -297,6 +302,12 @@ class Draft:
         messages = sum(1 for p in self.pending if p.kind is ItemKind.MESSAGE)
         return Receipt(messages=messages, files=len(self.pending) - messages,
                        skipped_empty_files=self.skipped_empty_files)
+
+    def check_quota(self, source_id: int) -> None:
+        """Refuse at once a source that has already sent its day's bytes, before any of
+        the upload is read (the commit checks again with this upload's size)."""
+        with self.sessions() as db:
+            check_daily_quota(db, source_id, self.clock(), self.daily_quota)
 
     def keep(self) -> DraftState:
         """Leave the ``with`` block without discarding: the returned state now owns the

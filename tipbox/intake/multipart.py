@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from typing import IO
 
 from werkzeug.datastructures import Headers
 from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
@@ -27,6 +26,7 @@ from werkzeug.sansio.multipart import (
     State,
 )
 
+from tipbox.crypto.gpg import Readable
 from tipbox.errors import MalformedUpload, UploadTooLarge
 from tipbox.i18n import N_
 
@@ -98,7 +98,7 @@ def _filename_as_sent(event: File) -> str:
 class MultipartReader:
     """Iterate over the parts of a multipart body read from ``stream`` in chunks."""
 
-    def __init__(self, stream: IO[bytes], boundary: bytes, *, chunk_size: int,
+    def __init__(self, stream: Readable, boundary: bytes, *, chunk_size: int,
                  max_parts: int, max_header_bytes: int = 64 * 1024) -> None:
         if not boundary or len(boundary) > 200:
             raise MalformedUpload(NOT_A_FORM)

@@ -17,8 +17,10 @@ from tipbox.config import Settings
 from tipbox.errors import MalformedUpload, PageKeysOutdated, PageOutdated, SubmissionRejected
 from tipbox.i18n import N_
 from tipbox.intake.draft import Draft, Receipt
+from tipbox.intake.limits import ReserveGuard
 from tipbox.intake.multipart import NOT_A_FORM, MultipartReader, Part
 from tipbox.models import ItemKind
+from tipbox.storage import CiphertextStore
 
 # Reads the parts after the CSRF token into the draft.
 FormReader = Callable[[Iterator[Part], Draft, Settings], None]
@@ -30,11 +32,13 @@ CSRF_REFUSED = N_("This form had expired or was sent from somewhere else, so not
 
 
 def multipart_body(stream: IO[bytes], mimetype: str, boundary: str | None,
-                   settings: Settings) -> MultipartReader:
-    """The reader over a request body, or MalformedUpload if it is not multipart."""
+                   settings: Settings, store: CiphertextStore) -> MultipartReader:
+    """The reader over a request body, or MalformedUpload if it is not multipart. The
+    body is refused once the store's disk is down to TIPBOX_MIN_FREE_BYTES."""
     if mimetype != "multipart/form-data" or not boundary:
         raise MalformedUpload(NOT_A_FORM)
-    return MultipartReader(stream, boundary.encode("latin-1", "replace"),
+    return MultipartReader(ReserveGuard(stream, store, settings.min_free_bytes),
+                           boundary.encode("latin-1", "replace"),
                            chunk_size=settings.upload_chunk_bytes,
                            max_parts=settings.max_files + 16)
 
@@ -45,6 +49,7 @@ def receive_upload(body: MultipartReader, read_form: FormReader, draft: Draft,
     with draft:
         parts = iter(body)
         check_csrf_first(next(parts, None), csrf_valid)
+        draft.check_quota(source_id)
         read_form(parts, draft, settings)
         return draft.commit(source_id)
 

@@ -199,9 +199,11 @@ def make_blueprint(deps: SourceDeps) -> Blueprint:
 
     def receive(read_form: FormReader) -> ViewResult:
         """Stream the body into a draft; a failure is answered by tipbox.web.error_pages."""
-        draft = Draft(g.keyring, deps.store, deps.db, deps.settings.max_files)
+        draft = Draft(g.keyring, deps.store, deps.db, deps.settings.max_files,
+                      daily_quota=deps.settings.source_daily_bytes)
         body = multipart_body(request.stream, request.mimetype,
-                              request.mimetype_params.get("boundary"), deps.settings)
+                              request.mimetype_params.get("boundary"), deps.settings,
+                              deps.store)
         receipt = receive_upload(body, read_form, draft, _csrf_valid, session["source_id"],
                                  deps.settings)
         session["receipt"] = {"messages": receipt.messages, "files": receipt.files,
