@@ -45,7 +45,7 @@ def test_a_source_over_its_daily_share_is_told_when_to_come_back_and_nothing_is_
     assert "100 KiB" in over.get_data(as_text=True)
     assert over.headers["Retry-After"] == str(24 * 3600)
     assert store_files(settings.data_dir) == stored and temp_files(settings.data_dir) == []
-    assert item_rows(settings) == 1
+    assert item_rows(settings) == 2  # the first submission's message and file
 
     # Another source has its own share.
     other = SourceBrowser(source.client.application.test_client())

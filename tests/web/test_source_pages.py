@@ -9,6 +9,7 @@ import hashlib
 import json
 import re
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from tipbox.crypto.keyring import Keyring, load_keyring
 from tipbox.db import make_engine, make_session_factory
 from tipbox.models import WebSession
 from tipbox.web.browser_encryption import BrowserEncryption
+from tipbox.web.sessions import DatabaseSessionInterface
 from tipbox.web.source import create_source_app
 
 COOKIE = "tipbox_source"
@@ -232,6 +234,44 @@ def test_session_cookie_holds_only_an_opaque_id(
     data = json.loads(row.data)
     assert isinstance(data["source_id"], int)
     assert not any(word in row.data for word in codename.split())
+
+
+def test_looking_at_form_pages_without_logging_in_leaves_no_session_row(
+        settings: Settings, browser: SourceBrowser,
+        sessions_db: Callable[[], list[WebSession]]) -> None:
+    # A flood of visitors who never take a codename must not grow the database: their
+    # CSRF token lives in a signed cookie until they log in.
+    for _ in range(3):
+        for page in ("/generate", "/login", "/"):
+            assert browser.client.get(page).status_code == 200
+    assert sessions_db() == []
+    cookie = browser.client.get_cookie(COOKIE)
+    assert cookie is not None and cookie.http_only and cookie.same_site == "Strict"
+    browser.new_codename()  # the token in that cookie is good for the form...
+    assert len(sessions_db()) == 1  # ...and logging in makes the one row
+
+
+def test_a_forged_or_expired_anonymous_session_is_worth_nothing(
+        settings: Settings, browser: SourceBrowser) -> None:
+    html = browser.client.get("/generate").get_data(as_text=True)
+    cookie = browser.client.get_cookie(COOKIE)
+    assert cookie is not None and cookie.value.startswith("a.")
+    form = {"csrf_token": csrf_from(html), "codename": hidden(html, "codename"),
+            "mac": hidden(html, "mac")}
+    browser.client.set_cookie(COOKIE, cookie.value[:-4] + "AAAA")  # tampered signature
+    assert browser.client.post("/create", data=form).status_code == 400
+    short = create_source_app(settings.with_overrides(session_idle_minutes=1))
+    stale = SourceBrowser(short.test_client())
+    html = stale.client.get("/generate").get_data(as_text=True)
+    interface = short.session_interface
+    assert isinstance(interface, DatabaseSessionInterface)
+    signed_at = time.time()
+    form = {"csrf_token": csrf_from(html), "codename": hidden(html, "codename"),
+            "mac": hidden(html, "mac")}
+    interface.clock = lambda: signed_at + 61  # a minute and a second of idleness
+    assert stale.client.post("/create", data=form).status_code == 400
+    interface.clock = lambda: signed_at + 30  # within the minute: the same form is good
+    assert stale.client.post("/create", data=form).status_code == 302
 
 
 def test_set_cookie_header_is_http_only_and_same_site_strict(browser: SourceBrowser) -> None:

@@ -3,6 +3,11 @@
 Flask's own session cookie is signed, not encrypted, so whatever it holds is readable
 by anyone who sees the browser's cookies. Here the data stays in the database, keyed by
 the SHA-256 of the id, and expires after an idle period.
+
+One exception: a visitor who has not logged in holds nothing but a CSRF token, which is
+no secret from that visitor. Such a session lives in a signed, timed cookie instead of a
+row, so that merely looking at a page with a form (the codename page, the newsroom log-in)
+leaves nothing in the database, and a flood of such requests cannot grow it.
 """
 
 from __future__ import annotations
@@ -11,16 +16,26 @@ import datetime as dt
 import hashlib
 import json
 import secrets
+import time
+from collections.abc import Callable
 from typing import Any
 
 from flask import Flask, Request, Response
 from flask.sessions import SessionInterface, SessionMixin
+from itsdangerous import BadSignature, TimestampSigner, URLSafeTimedSerializer
 from sqlalchemy import delete
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.datastructures import CallbackDict
 
 from tipbox.db import forget_deleted
 from tipbox.models import WebSession
+
+# The only keys a session may hold to stay in a signed cookie rather than a row.
+ANONYMOUS_KEYS = frozenset({"csrf_token"})
+# Marks a signed anonymous session; a row's id (token_urlsafe) never contains a dot.
+_ANONYMOUS = "a."
+# A signed cookie older than this is signed again, as a row's expiry moves in 10 minutes.
+_RESIGN_AFTER = 600
 
 
 class ServerSession(CallbackDict[str, Any], SessionMixin):
@@ -33,6 +48,7 @@ class ServerSession(CallbackDict[str, Any], SessionMixin):
         self.modified = False
         self.rotate = False
         self.stored_expiry: dt.datetime | None = None  # as read from the database
+        self.signed_at: float | None = None  # when its anonymous cookie was signed
 
     def regenerate(self) -> None:
         """Issue a new id at the next save (at login), so a planted id is worthless."""
@@ -60,9 +76,35 @@ class DatabaseSessionInterface(SessionInterface):
         self._sessions = sessions
         self._interface = interface
         self._idle = idle
+        # Seconds since the epoch, for signing anonymous sessions (tests move it on).
+        self.clock: Callable[[], float] = time.time
+
+    def _signer(self, app: Flask) -> URLSafeTimedSerializer:
+        clock = self.clock
+
+        class Signer(TimestampSigner):
+            def get_timestamp(self) -> int:
+                return int(clock())
+
+        return URLSafeTimedSerializer(app.secret_key or "", signer=Signer,
+                                      salt=f"tipbox anonymous session {self._interface}")
+
+    def _open_anonymous(self, app: Flask, value: str) -> ServerSession:
+        try:
+            data, signed = self._signer(app).loads(
+                value, max_age=int(self._idle.total_seconds()), return_timestamp=True)
+        except BadSignature:  # forged, damaged or expired: start afresh
+            return ServerSession()
+        if not isinstance(data, dict) or not set(data) <= ANONYMOUS_KEYS:
+            return ServerSession()
+        session = ServerSession(data)
+        session.signed_at = signed.timestamp()
+        return session
 
     def open_session(self, app: Flask, request: Request) -> ServerSession:
         sid = request.cookies.get(self.get_cookie_name(app))
+        if sid and sid.startswith(_ANONYMOUS) and len(sid) < 1000:
+            return self._open_anonymous(app, sid[len(_ANONYMOUS):])
         if not sid or len(sid) > 100:
             return ServerSession()
         with self._sessions() as db:
@@ -87,6 +129,9 @@ class DatabaseSessionInterface(SessionInterface):
                 self._delete(session.sid)
                 response.delete_cookie(name, domain=domain, path=path)
             return
+        if set(session) <= ANONYMOUS_KEYS and not session.sid:
+            self._save_anonymous(app, session, response)
+            return
         if session.rotate and session.sid:
             self._delete(session.sid)
             session.sid = None
@@ -107,6 +152,17 @@ class DatabaseSessionInterface(SessionInterface):
             name, sid, httponly=True, samesite="Strict", path=path, domain=domain,
             secure=self.get_cookie_secure(app),
         )
+        response.vary.add("Cookie")
+
+    def _save_anonymous(self, app: Flask, session: ServerSession, response: Response) -> None:
+        fresh = session.signed_at is not None and \
+            self.clock() - session.signed_at < _RESIGN_AFTER
+        if not session.modified and fresh:
+            return
+        response.set_cookie(
+            self.get_cookie_name(app), _ANONYMOUS + self._signer(app).dumps(dict(session)),
+            httponly=True, samesite="Strict", path=self.get_cookie_path(app),
+            domain=self.get_cookie_domain(app), secure=self.get_cookie_secure(app))
         response.vary.add("Cookie")
 
     def _delete(self, sid: str) -> None:
