@@ -235,3 +235,17 @@ def test_with_a_retention_period_each_source_shows_when_it_will_be_deleted(
     without = create_newsroom_app(settings, accounts=accounts).test_client()
     assert log_in(without, ada, clock)[0] == 302
     assert "Deleted on" not in without.get("/").get_data(as_text=True)
+
+
+def test_the_log_in_page_leaves_no_session_row_until_someone_logs_in(
+        newsroom_app: Flask, settings: Settings) -> None:
+    from sqlalchemy import func, select
+
+    from tipbox.models import WebSession
+
+    db = make_session_factory(make_engine(settings.database_url))
+    client = newsroom_app.test_client()
+    for _ in range(3):
+        assert client.get("/login").status_code == 200
+    with db() as s:
+        assert s.scalar(select(func.count()).select_from(WebSession)) == 0
