@@ -53,15 +53,29 @@ class Settings:
     upload_chunk_bytes: int = 1 * MIB
     # `tipbox prune` deletes sources with no submission or reply for this many days.
     retention_days: int | None = None
+    # Serving (tipbox.serve; docs/admin-guide.md): a client must send a whole request head
+    # within request_head_seconds, and a body (or take our answer) with no pause longer
+    # than body_stall_seconds. A request holds one of serve_threads only while it is
+    # answered or its body read; at most max_connections are open at once.
+    request_head_seconds: int = 30
+    body_stall_seconds: int = 300
+    serve_threads: int = 256
+    max_connections: int = 4096
 
     def __post_init__(self) -> None:
         if not self.database_url:
             object.__setattr__(self, "database_url", f"sqlite:///{self.data_dir / 'tipbox.db'}")
         for name in ("max_message_chars", "max_submission_bytes", "max_files",
-                     "session_idle_minutes", "csrf_time_limit_seconds", "upload_chunk_bytes"):
+                     "session_idle_minutes", "csrf_time_limit_seconds", "upload_chunk_bytes",
+                     "request_head_seconds", "body_stall_seconds", "serve_threads",
+                     "max_connections"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"TIPBOX_{name.upper()} must be a positive number, "
                                   f"got {getattr(self, name)!r}")
+        if self.max_connections <= self.serve_threads:
+            # gunicorn keeps connections alive only while it has more than threads.
+            raise ConfigError("TIPBOX_MAX_CONNECTIONS must be larger than TIPBOX_SERVE_THREADS, "
+                              f"got {self.max_connections!r} and {self.serve_threads!r}")
         if self.retention_days is not None and self.retention_days < 1:
             raise ConfigError("TIPBOX_RETENTION_DAYS must be a positive number of days (or "
                               f"unset, to keep sources until deleted), got {self.retention_days!r}")
@@ -106,6 +120,10 @@ class Settings:
             "TIPBOX_MAX_FILES": "max_files",
             "TIPBOX_SESSION_IDLE_MINUTES": "session_idle_minutes",
             "TIPBOX_RETENTION_DAYS": "retention_days",
+            "TIPBOX_REQUEST_HEAD_SECONDS": "request_head_seconds",
+            "TIPBOX_BODY_STALL_SECONDS": "body_stall_seconds",
+            "TIPBOX_SERVE_THREADS": "serve_threads",
+            "TIPBOX_MAX_CONNECTIONS": "max_connections",
         }
         for var, name in int_vars.items():
             if var in env:
