@@ -16,8 +16,10 @@ The cases:
 - quiet: no hostile client (the reference);
 - half-heads: connections that send ``GET / HTTP/1.1`` and one header, then stay silent;
 - idle: connections that send nothing at all;
-- slow-uploads: POST /submit with a valid session and CSRF token, the file part sent at
-  20 KiB/s each (an ordinary upload over Tor), never finishing while measured;
+- slow-uploads: POST /submit with a valid session and CSRF token; each sends the first
+  1.5 MiB of its file at once (past the server's first read of 1 MiB, so its gpg runs, as
+  for an upload that has been going for a while), then 20 KiB/s (an ordinary upload over
+  Tor), never finishing while measured;
 - log-ins: codename creations and log-ins (memory-hard hashing) back to back, from
   concurrent clients.
 
@@ -74,6 +76,7 @@ SETUP_LIMIT_S = 120.0
 UPLOAD_RATE = 20 * KIB  # bytes per second per upload
 UPLOAD_TICK = 0.1  # the pacer sends each upload its share this often
 UPLOAD_DECLARED = 64 * 1024 * KIB  # Content-Length: far more than a run can send
+UPLOAD_HEAD_START = 1536 * KIB  # sent at once, before the pace
 UPLOAD_SOURCES = 8  # sources whose sessions the uploads share
 HALF_HEAD = b"GET / HTTP/1.1\r\nHost: x\r\n"
 
@@ -230,21 +233,28 @@ def slow_uploads(count: int) -> Case:
             for i in range(count):
                 client, token = sessions[i % len(sessions)]
                 sock = connect(port)
-                sock.sendall(_upload_head(port, client, token))
+                upload = _Upload(sock)
+                uploads.append(upload)
+                try:
+                    sock.sendall(_upload_head(port, client, token))
+                    sock.sendall(os.urandom(UPLOAD_HEAD_START))
+                    upload.sent = UPLOAD_HEAD_START
+                except OSError:  # a server that does not read it within the timeout
+                    upload.failed = True
                 sock.setblocking(False)
-                uploads.append(_Upload(sock))
             pacer = threading.Thread(target=_pace, args=(uploads, stop), name="pacer")
             pacer.start()
             try:
                 time.sleep(2)  # let every upload reach gpg before visitors come
-                yield f"{len(uploads)} uploads at {UPLOAD_RATE // KIB} KiB/s"
+                yield (f"{len(uploads)} uploads at {UPLOAD_RATE // KIB} KiB/s (after "
+                       f"{UPLOAD_HEAD_START / 1024 / KIB:g} MiB at once)")
             finally:
                 stop.set()
                 pacer.join()
             failed = sum(u.failed for u in uploads)
             sent = sum(u.sent for u in uploads) // KIB
-            print(f"    slow uploads: {sent} KiB sent in all, {failed} cut off by the server",
-                  file=sys.stderr)
+            print(f"    slow uploads: {sent} KiB sent in all; {failed} stopped (cut off, or "
+                  "not read by the server)", file=sys.stderr)
         finally:
             for upload in uploads:
                 upload.sock.close()
