@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import secrets
+import signal
 import socket
 import time
 from collections.abc import Iterator
@@ -160,3 +161,17 @@ def test_a_visitor_is_answered_while_more_half_sent_heads_than_threads_are_held(
         conn.request("GET", "/")
         assert conn.getresponse().status == 200
         conn.close()
+
+
+def test_after_a_reload_the_new_worker_keeps_the_limits(tmp_path: Path,
+                                                        newsroom: Newsroom) -> None:
+    with running(tmp_path, newsroom, TIPBOX_REQUEST_HEAD_SECONDS="2") as server:
+        server.process.send_signal(signal.SIGHUP)  # gunicorn's reload: new workers
+        deadline = time.monotonic() + PATIENCE
+        while server.log().count("Booting worker") < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert server.log().count("Booting worker") == 2
+        with connect(server) as sock:
+            sock.sendall(HALF_HEAD)
+            status, headers = parse_response(read_until_closed(sock))
+        assert status == 408 and headers["X-Frame-Options"] == "DENY"
