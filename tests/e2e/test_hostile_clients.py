@@ -175,3 +175,30 @@ def test_after_a_reload_the_new_worker_keeps_the_limits(tmp_path: Path,
             sock.sendall(HALF_HEAD)
             status, headers = parse_response(read_until_closed(sock))
         assert status == 408 and headers["X-Frame-Options"] == "DENY"
+
+
+def test_pipelined_requests_are_answered_in_turn_even_when_the_second_head_comes_late(
+        tmp_path: Path, newsroom: Newsroom) -> None:
+    with running(tmp_path, newsroom) as server, connect(server) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET /login HTTP/1.1\r\nHost: x\r\n")
+        first = http.client.HTTPResponse(sock)
+        first.begin()
+        first.read()
+        sock.sendall(b"Connection: close\r\n\r\n")
+        second = http.client.HTTPResponse(sock)
+        second.begin()
+        assert (first.status, second.status) == (200, 200)
+        assert b"codename" in second.read().lower()
+
+
+def test_a_stopping_server_does_not_wait_for_the_head_limit_of_silent_connections(
+        tmp_path: Path, newsroom: Newsroom) -> None:
+    with running(tmp_path, newsroom, TIPBOX_REQUEST_HEAD_SECONDS="600") as server, \
+            contextlib.ExitStack() as held:
+        for _ in range(8):
+            held.enter_context(connect(server)).sendall(HALF_HEAD)
+        for _ in range(8):
+            held.enter_context(connect(server))
+        server.process.terminate()
+        # It stops long before those heads' 10 minutes are up.
+        assert server.process.wait(timeout=PATIENCE) == 0

@@ -105,6 +105,9 @@ class TipboxWorker(ThreadWorker):
             return
         if conn.parser is not None:
             conn.head += conn.parser.unreader.take_buffered()
+        # The loop must never wait on a read: a socket back from a thread still has the
+        # body's timeout.
+        conn.sock.setblocking(False)
         self.heads[conn] = time.monotonic() + self.limits.head_seconds
         if not self._head_done(conn, 0):
             self.poller.register(conn.sock, selectors.EVENT_READ,
@@ -158,6 +161,14 @@ class TipboxWorker(ThreadWorker):
                 self._refuse(conn, 408)
             else:
                 self._close(conn)
+
+    def _cap_keepalive(self, deadline: float) -> None:
+        """Called once when the worker starts to stop, with a deadline a few seconds
+        away: a head not whole by then will not be answered either."""
+        super()._cap_keepalive(deadline)
+        # Capping every deadline at the same value keeps them in order.
+        for conn, own in self.heads.items():
+            self.heads[conn] = min(own, deadline)
 
     def _refuse(self, conn: _Connection, status: int) -> None:
         # The socket is non-blocking and nothing was written on it yet: a page this small
