@@ -14,6 +14,11 @@ the answer has a socket timeout, so a body that sends nothing for that long is d
 A request whose body trickles in at Tor speed still holds a thread while its body is read,
 because the WSGI app reads it synchronously; the pool has a few hundred threads, which
 cost little while they wait in recv() (bench/hostile.py measures it).
+
+Why not gevent's worker, where a waiting upload costs a greenlet: scrypt and Argon2id
+(0.2-0.6 s of CPU in C) would stop every other connection while they run, and
+python-gnupg's threads and pipes to gpg would need a thread pool of their own, that is,
+threads again. Here the app keeps plain threads and only waiting moves to the loop.
 """
 
 from __future__ import annotations
