@@ -16,6 +16,8 @@ The cases:
 - quiet: no hostile client (the reference);
 - half-heads: connections that send ``GET / HTTP/1.1`` and one header, then stay silent;
 - idle: connections that send nothing at all;
+- kept-alive: connections that each made one request (the landing page) and stay open,
+  idle, as HTTP/1.1 allows;
 - slow-uploads: POST /submit with a valid session and CSRF token; each sends the first
   1.5 MiB of its file at once (past the server's first read of 1 MiB, so its gpg runs, as
   for an upload that has been going for a while), then 20 KiB/s (an ordinary upload over
@@ -195,6 +197,31 @@ def idle(count: int) -> Case:
     def case(port: int) -> Iterator[str]:
         with held_sockets(port, count, b"") as socks:
             yield f"{len(socks)} silent connections held"
+    return case
+
+
+def kept_alive(count: int) -> Case:
+    @contextlib.contextmanager
+    def case(port: int) -> Iterator[str]:
+        conns: list[http.client.HTTPConnection] = []
+        deadline = time.monotonic() + SETUP_LIMIT_S
+        try:
+            for _ in range(count):
+                if time.monotonic() > deadline:
+                    break
+                conn = http.client.HTTPConnection(HOST, port, timeout=VISITOR_TIMEOUT)
+                conns.append(conn)
+                try:
+                    conn.request("GET", "/")
+                    response = conn.getresponse()
+                    response.read()
+                except (OSError, http.client.HTTPException):
+                    conn.close()
+                    conns.pop()
+            yield f"{len(conns)} kept-alive connections held"
+        finally:
+            for conn in conns:
+                conn.close()
     return case
 
 
@@ -388,6 +415,7 @@ CASES: dict[str, Callable[[argparse.Namespace], Case]] = {
     "quiet": lambda args: lambda port: contextlib.nullcontext("none"),
     "half-heads": lambda args: half_heads(args.connections),
     "idle": lambda args: idle(args.connections),
+    "kept-alive": lambda args: kept_alive(args.connections),
     "slow-uploads": lambda args: slow_uploads(args.uploads),
     "log-ins": lambda args: log_ins(args.log_ins),
 }
@@ -398,7 +426,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--visitors", type=int, default=200, help="landing-page visits per case")
     parser.add_argument("--rate", type=float, default=20.0, help="visits per second")
     parser.add_argument("--connections", type=int, default=1000,
-                        help="half-sent heads, and silent connections")
+                        help="half-sent heads, silent and kept-alive connections")
     parser.add_argument("--uploads", type=int, default=200, help="concurrent slow uploads")
     parser.add_argument("--log-ins", type=int, default=100, help="concurrent codename clients")
     parser.add_argument("--only", default=",".join(CASES), help="comma-separated cases")
