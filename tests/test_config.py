@@ -35,6 +35,18 @@ def test_every_variable_is_read(tmp_path: Path) -> None:
     assert (s.session_idle_minutes, s.scrypt.n, s.gpg_binary) == (5, 1024, "/opt/gpg")
 
 
+def test_serving_limits_are_read_and_checked(tmp_path: Path) -> None:
+    s = Settings.from_env({
+        "TIPBOX_DATA_DIR": str(tmp_path), "TIPBOX_REQUEST_HEAD_SECONDS": "10",
+        "TIPBOX_BODY_STALL_SECONDS": "60", "TIPBOX_SERVE_THREADS": "64",
+        "TIPBOX_MAX_CONNECTIONS": "500",
+    })
+    assert (s.request_head_seconds, s.body_stall_seconds) == (10, 60)
+    assert (s.serve_threads, s.max_connections) == (64, 500)
+    with pytest.raises(ConfigError, match="TIPBOX_MAX_CONNECTIONS must be larger"):
+        Settings(data_dir=tmp_path, serve_threads=64, max_connections=64)
+
+
 @pytest.mark.parametrize(("var", "value", "message"), [
     ("TIPBOX_MAX_FILES", "lots", "TIPBOX_MAX_FILES must be a whole number"),
     ("TIPBOX_MAX_SUBMISSION_BYTES", "0", "TIPBOX_MAX_SUBMISSION_BYTES must be a positive"),

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from tipbox.config import Settings
 from tipbox.serve import PrivateLogger, gunicorn_options, redact, scrub_environ, tune_malloc
+from tipbox.serve.worker import TipboxWorker
 
 
 def test_addresses_are_redacted_from_log_lines() -> None:
@@ -33,9 +37,9 @@ def test_the_wsgi_app_never_sees_the_client_address_or_browser() -> None:
     assert seen == {"PATH_INFO": "/"}
 
 
-def test_gunicorn_runs_threads_with_no_access_log() -> None:
-    opts = gunicorn_options("127.0.0.1", 8080)
-    assert opts["worker_class"] == "gthread" and opts["threads"] >= 16
+def test_gunicorn_runs_tipbox_worker_with_no_access_log(tmp_path: Path) -> None:
+    opts = gunicorn_options("127.0.0.1", 8080, Settings(data_dir=tmp_path, serve_threads=300))
+    assert opts["worker_class"] is TipboxWorker and opts["threads"] == 300
     assert opts["accesslog"] is None
     assert opts["logger_class"] is PrivateLogger
     assert opts["forwarded_allow_ips"] == ""

@@ -59,16 +59,29 @@ class Settings:
     min_free_bytes: int = 1 * GIB
     # The most one source may send in a day (UTC); None: no limit.
     source_daily_bytes: int | None = 10 * GIB
+    # Serving (tipbox.serve; docs/admin-guide.md): a client must send a whole request head
+    # within request_head_seconds, and a body (or take our answer) with no pause longer
+    # than body_stall_seconds. A request holds one of serve_threads only while it is
+    # answered or its body read; at most max_connections are open at once.
+    request_head_seconds: int = 30
+    body_stall_seconds: int = 300
+    serve_threads: int = 256
+    max_connections: int = 4096
 
     def __post_init__(self) -> None:
         if not self.database_url:
             object.__setattr__(self, "database_url", f"sqlite:///{self.data_dir / 'tipbox.db'}")
         for name in ("max_message_chars", "max_submission_bytes", "max_files",
                      "session_idle_minutes", "csrf_time_limit_seconds", "upload_chunk_bytes",
-                     "gpg_stall_seconds"):
+                     "gpg_stall_seconds", "request_head_seconds", "body_stall_seconds",
+                     "serve_threads", "max_connections"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"TIPBOX_{name.upper()} must be a positive number, "
                                   f"got {getattr(self, name)!r}")
+        if self.max_connections <= self.serve_threads:
+            # gunicorn keeps connections alive only while it has more than threads.
+            raise ConfigError("TIPBOX_MAX_CONNECTIONS must be larger than TIPBOX_SERVE_THREADS, "
+                              f"got {self.max_connections!r} and {self.serve_threads!r}")
         if self.min_free_bytes < 0:
             raise ConfigError(f"TIPBOX_MIN_FREE_BYTES must not be negative, got "
                               f"{self.min_free_bytes!r}")
@@ -121,6 +134,10 @@ class Settings:
             "TIPBOX_RETENTION_DAYS": "retention_days",
             "TIPBOX_GPG_STALL_SECONDS": "gpg_stall_seconds",
             "TIPBOX_MIN_FREE_BYTES": "min_free_bytes",
+            "TIPBOX_REQUEST_HEAD_SECONDS": "request_head_seconds",
+            "TIPBOX_BODY_STALL_SECONDS": "body_stall_seconds",
+            "TIPBOX_SERVE_THREADS": "serve_threads",
+            "TIPBOX_MAX_CONNECTIONS": "max_connections",
         }
         for var, name in int_vars.items():
             if var in env:

@@ -29,17 +29,25 @@ def content_security_policy(extra: dict[str, str] | None = None) -> str:
     return "; ".join(f"{k} {v}" for k, v in directives.items())
 
 
+# Every header but the Content-Security-Policy, which one page extends (SCRIPT_CSP). The
+# serving layer writes these on the error pages gunicorn answers itself (tipbox.serve).
+SECURITY_HEADERS = {
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+    "Cross-Origin-Embedder-Policy": "require-corp",
+    "Permissions-Policy": PERMISSIONS_POLICY,
+    "Cache-Control": "no-store",
+    "Pragma": "no-cache",
+}
+
+
 def add_security_headers(response: Response) -> Response:
     headers = response.headers
     headers.setdefault("Content-Security-Policy", content_security_policy())
-    headers["Referrer-Policy"] = "no-referrer"
-    headers["X-Content-Type-Options"] = "nosniff"
-    headers["X-Frame-Options"] = "DENY"
-    headers["Cross-Origin-Opener-Policy"] = "same-origin"
-    headers["Cross-Origin-Resource-Policy"] = "same-origin"
-    headers["Cross-Origin-Embedder-Policy"] = "require-corp"
-    headers["Permissions-Policy"] = PERMISSIONS_POLICY
-    headers["Cache-Control"] = "no-store"
-    headers["Pragma"] = "no-cache"
+    for name, value in SECURITY_HEADERS.items():
+        headers[name] = value
     headers.pop("Server", None)
     return response

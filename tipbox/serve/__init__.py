@@ -1,9 +1,13 @@
-"""Running the interfaces under gunicorn, configured for many slow uploads over Tor.
+"""Running the interfaces under gunicorn, configured for many slow clients over Tor.
 
-gthread workers: each upload holds a thread (and its gpg process) for as long as the
-source's connection needs, while the worker's heartbeat runs apart from it, so an
-upload taking hours is not killed. No access log is written, and the error log passes
-through a filter that removes anything shaped like an IP address.
+The one place that configures gunicorn. One worker process of tipbox's own kind
+(tipbox.serve.worker): a connection waits in the worker's event loop while its request
+head arrives and while it is kept alive, under deadlines, and holds one of a few hundred
+threads only while its request is answered or its body read, so an upload taking hours
+(streamed into gpg, never to disk) is not cut off while its bytes keep coming. No access
+log is written, and the error log passes through a filter that removes anything shaped
+like an IP address. The error pages gunicorn writes itself carry the app's security
+headers (tipbox.serve.error_pages).
 """
 
 from __future__ import annotations
@@ -18,6 +22,10 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 from gunicorn.glogging import Logger
+
+from tipbox.config import Settings
+from tipbox.serve.error_pages import use_tipbox_error_pages
+from tipbox.serve.worker import ConnectionLimits, TipboxWorker
 
 # Dotted quads and anything with three or more colon-separated hex groups (IPv6).
 _IP_RE = re.compile(
@@ -73,13 +81,15 @@ def scrub_environ(app: WSGIApp) -> WSGIApp:
     return middleware
 
 
-def gunicorn_options(host: str, port: int, threads: int = 32) -> dict[str, Any]:
+def gunicorn_options(host: str, port: int, settings: Settings) -> dict[str, Any]:
     return {
         "bind": f"{host}:{port}",
-        "worker_class": "gthread",
+        "worker_class": TipboxWorker,
         "workers": 1,
-        "threads": threads,
-        # Heartbeat timeout only: with gthread it does not cut off long request bodies.
+        "threads": settings.serve_threads,
+        "worker_connections": settings.max_connections,
+        # Heartbeat timeout only: the worker's loop answers it, whatever its threads do,
+        # so it does not cut off long request bodies.
         "timeout": 120,
         "graceful_timeout": 3600,
         "keepalive": 75,
@@ -96,9 +106,12 @@ def gunicorn_options(host: str, port: int, threads: int = 32) -> dict[str, Any]:
 
 
 class TipboxServer(BaseApplication):
-    def __init__(self, app: WSGIApp, options: dict[str, Any]) -> None:
+    def __init__(self, app: WSGIApp, options: dict[str, Any],
+                 connection_limits: ConnectionLimits) -> None:
         self._app = app
         self._options = options
+        # Read by TipboxWorker, which gunicorn builds with this object as its "app".
+        self.connection_limits = connection_limits
         super().__init__()
 
     def load_config(self) -> None:
@@ -165,8 +178,36 @@ def no_core_dumps() -> None:
         libc.prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE = 4: also no ptrace by other users
 
 
-def serve(app: WSGIApp, host: str, port: int) -> None:
+def raise_open_files_limit(needed: int) -> None:
+    """Every open connection is a file descriptor, and so are each upload's pipes to gpg:
+    lift the soft limit (often 1,024) as far as the hard one allows."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, needed)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    if target != resource.RLIM_INFINITY and target < needed:
+        logging.getLogger(__name__).warning(
+            "open files limited to %d, fewer than the %d that TIPBOX_MAX_CONNECTIONS and "
+            "TIPBOX_SERVE_THREADS may need: raise the hard limit (LimitNOFILE=)", target, needed)
+
+
+def serve(app: WSGIApp, host: str, port: int, settings: Settings | None = None) -> None:
+    """Serve ``app`` until stopped. ``settings`` default to those a tipbox Flask app was
+    built with (``app.config["TIPBOX_SETTINGS"]``)."""
+    settings = settings or _settings_of(app)
     no_core_dumps()
     _without_server_header()
+    use_tipbox_error_pages()
     tune_malloc()
-    TipboxServer(scrub_environ(app), gunicorn_options(host, port)).run()
+    # Per connection one socket; per request in a thread a few more (gpg's pipes).
+    raise_open_files_limit(settings.max_connections + 8 * settings.serve_threads + 64)
+    limits = ConnectionLimits(settings.request_head_seconds, settings.body_stall_seconds)
+    TipboxServer(scrub_environ(app), gunicorn_options(host, port, settings), limits).run()
+
+
+def _settings_of(app: WSGIApp) -> Settings:
+    config = getattr(app, "config", None)
+    found = config.get("TIPBOX_SETTINGS") if isinstance(config, dict) else None
+    if not isinstance(found, Settings):
+        raise TypeError("serve() needs settings for an app that is not a tipbox Flask app")
+    return found

@@ -1,0 +1,455 @@
+"""Hostile-client benchmark: what other visitors see while clients hold connections open.
+
+Run from the repository root:
+
+    .venv/bin/python bench/hostile.py [--visitors 200] [--rate 20] [--only half-heads,...]
+
+One run sets up a throwaway instance (key pair, keys folder, data folder, ``tipbox init``)
+and, for each case below, starts a fresh ``tipbox serve source`` on a free loopback port,
+sets the hostile clients going, then sends the landing page ``GET /`` from other visitors
+at a steady rate (each on a new connection, as Tor Browser's circuits do) and records how
+long each waited for the whole answer, or that it failed (refused, reset, not a 200, or no
+answer within the visitor timeout). Meanwhile it samples the resident memory of the
+gunicorn master and workers (and, apart, of their gpg children) every 50 ms.
+
+The cases:
+- quiet: no hostile client (the reference);
+- half-heads: connections that send ``GET / HTTP/1.1`` and one header, then stay silent;
+- idle: connections that send nothing at all;
+- kept-alive: connections that each made one request (the landing page) and stay open,
+  idle, as HTTP/1.1 allows;
+- slow-uploads: POST /submit with a valid session and CSRF token; each sends the first
+  1.5 MiB of its file at once (past the server's first read of 1 MiB, so its gpg runs, as
+  for an upload that has been going for a while), then 20 KiB/s (an ordinary upload over
+  Tor), never finishing while measured;
+- log-ins: codename creations and log-ins (memory-hard hashing) back to back, from
+  concurrent clients.
+
+Every loop is bounded in count and in time, everything targets 127.0.0.1 only, and the
+script stops by itself. It prints a Markdown table; docs/benchmarks.md keeps the runs.
+The server runs the tipbox next to this script (PYTHONPATH), so a copy of the repository
+at another commit benchmarks itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import contextlib
+import datetime as dt
+import http.client
+import math
+import os
+import resource
+import secrets
+import shlex
+import socket
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from upload import (
+    Instance,
+    Server,
+    SourceClient,
+    child_pids,
+    hidden_inputs,
+    machine,
+    make_instance,
+    proc_comm,
+    proc_status_kib,
+    running_server,
+    stop_gpg_agents,
+)
+
+KIB = 1024
+HOST = "127.0.0.1"
+VISITOR_TIMEOUT = 10.0
+SAMPLE_SECONDS = 0.05
+# Goals for other visitors while each case runs, and for the server's memory.
+P99_GOAL_S = 0.25
+RSS_GOAL_MIB = 600
+# No case may take longer than this to set up its hostile clients.
+SETUP_LIMIT_S = 120.0
+UPLOAD_RATE = 20 * KIB  # bytes per second per upload
+UPLOAD_TICK = 0.1  # the pacer sends each upload its share this often
+UPLOAD_DECLARED = 64 * 1024 * KIB  # Content-Length: far more than a run can send
+UPLOAD_HEAD_START = 1536 * KIB  # sent at once, before the pace
+UPLOAD_SOURCES = 8  # sources whose sessions the uploads share
+HALF_HEAD = b"GET / HTTP/1.1\r\nHost: x\r\n"
+
+
+# --- memory -------------------------------------------------------------------------------------
+
+class ServerRss:
+    """Peak summed VmRSS of the gunicorn master and its workers, and of their gpg children."""
+
+    def __init__(self, master: int) -> None:
+        self.master = master
+        self.peak_kib = 0
+        self.gpg_peak_kib = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rss", daemon=True)
+
+    def __enter__(self) -> ServerRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            workers = child_pids(self.master)
+            server = sum(proc_status_kib(pid, "VmRSS") or 0 for pid in [self.master, *workers])
+            gpg = sum(proc_status_kib(pid, "VmRSS") or 0 for worker in workers
+                      for pid in child_pids(worker) if proc_comm(pid) == "gpg")
+            self.peak_kib = max(self.peak_kib, server)
+            self.gpg_peak_kib = max(self.gpg_peak_kib, gpg)
+            self._stop.wait(SAMPLE_SECONDS)
+
+
+# --- other visitors -----------------------------------------------------------------------------
+
+def visit(port: int) -> float:
+    """One landing-page visit on a new connection: seconds to the whole answer, or inf."""
+    start = time.perf_counter()
+    conn = http.client.HTTPConnection(HOST, port, timeout=VISITOR_TIMEOUT)
+    try:
+        conn.request("GET", "/", headers={"Connection": "close"})
+        response = conn.getresponse()
+        response.read()
+        if response.status != 200:
+            return math.inf
+    except (OSError, http.client.HTTPException):
+        return math.inf
+    finally:
+        conn.close()
+    return time.perf_counter() - start
+
+
+def visitors(port: int, count: int, rate: float) -> list[float]:
+    """``count`` visits started at ``rate`` per second whatever the answers (an open loop:
+    a slow server does not slow the arrivals down)."""
+    results: list[float] = []
+    with concurrent.futures.ThreadPoolExecutor(max_workers=count) as pool:
+        start = time.monotonic()
+        futures = []
+        for i in range(count):
+            delay = start + i / rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            futures.append(pool.submit(visit, port))
+        for future in futures:
+            results.append(future.result())
+    return results
+
+
+# --- hostile clients ----------------------------------------------------------------------------
+
+# A case: given the server's port, holds its hostile clients while the body of the ``with``
+# runs, and says what it holds.
+Case = Callable[[int], contextlib.AbstractContextManager[str]]
+
+
+def connect(port: int) -> socket.socket:
+    return socket.create_connection((HOST, port), timeout=5)
+
+
+@contextlib.contextmanager
+def held_sockets(port: int, count: int, first: bytes) -> Iterator[list[socket.socket]]:
+    """``count`` connections that each send ``first`` (maybe nothing) and then nothing more."""
+    socks: list[socket.socket] = []
+    deadline = time.monotonic() + SETUP_LIMIT_S
+    try:
+        for _ in range(count):
+            if time.monotonic() > deadline:
+                break
+            try:
+                sock = connect(port)
+            except OSError:
+                continue  # counted below: the table says how many were held
+            socks.append(sock)
+            if first:
+                with contextlib.suppress(OSError):
+                    sock.sendall(first)
+        yield socks
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def half_heads(count: int) -> Case:
+    @contextlib.contextmanager
+    def case(port: int) -> Iterator[str]:
+        with held_sockets(port, count, HALF_HEAD) as socks:
+            yield f"{len(socks)} half-sent heads held"
+    return case
+
+
+def idle(count: int) -> Case:
+    @contextlib.contextmanager
+    def case(port: int) -> Iterator[str]:
+        with held_sockets(port, count, b"") as socks:
+            yield f"{len(socks)} silent connections held"
+    return case
+
+
+def kept_alive(count: int) -> Case:
+    @contextlib.contextmanager
+    def case(port: int) -> Iterator[str]:
+        conns: list[http.client.HTTPConnection] = []
+        deadline = time.monotonic() + SETUP_LIMIT_S
+        try:
+            for _ in range(count):
+                if time.monotonic() > deadline:
+                    break
+                conn = http.client.HTTPConnection(HOST, port, timeout=VISITOR_TIMEOUT)
+                conns.append(conn)
+                try:
+                    conn.request("GET", "/")
+                    response = conn.getresponse()
+                    response.read()
+                except (OSError, http.client.HTTPException):
+                    conn.close()
+                    conns.pop()
+            yield f"{len(conns)} kept-alive connections held"
+        finally:
+            for conn in conns:
+                conn.close()
+    return case
+
+
+@dataclass
+class _Upload:
+    sock: socket.socket
+    sent: int = 0
+    failed: bool = False
+
+
+def _upload_head(port: int, client: SourceClient, token: str) -> bytes:
+    boundary = "----tipboxhostile" + secrets.token_hex(12)
+    preamble = (
+        f"--{boundary}\r\nContent-Disposition: form-data; name=\"csrf_token\"\r\n\r\n"
+        f"{token}\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"message\"\r\n\r\n"
+        f"\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; "
+        f"filename=\"slow.bin\"\r\nContent-Type: application/octet-stream\r\n\r\n").encode()
+    cookie = "; ".join(f"{k}={v}" for k, v in client.cookies.items())
+    head = (f"POST /submit HTTP/1.1\r\nHost: {HOST}:{port}\r\nCookie: {cookie}\r\n"
+            f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+            f"Content-Length: {UPLOAD_DECLARED + len(preamble)}\r\n\r\n").encode()
+    return head + preamble
+
+
+def slow_uploads(count: int) -> Case:
+    @contextlib.contextmanager
+    def case(port: int) -> Iterator[str]:
+        sessions = []
+        for _ in range(UPLOAD_SOURCES):
+            client = SourceClient(port)
+            client.new_codename()
+            sessions.append((client, hidden_inputs(client.get("/submit"))["csrf_token"]))
+        uploads: list[_Upload] = []
+        stop = threading.Event()
+        try:
+            for i in range(count):
+                client, token = sessions[i % len(sessions)]
+                sock = connect(port)
+                upload = _Upload(sock)
+                uploads.append(upload)
+                try:
+                    sock.sendall(_upload_head(port, client, token))
+                    sock.sendall(os.urandom(UPLOAD_HEAD_START))
+                    upload.sent = UPLOAD_HEAD_START
+                except OSError:  # a server that does not read it within the timeout
+                    upload.failed = True
+                sock.setblocking(False)
+            pacer = threading.Thread(target=_pace, args=(uploads, stop), name="pacer")
+            pacer.start()
+            try:
+                time.sleep(2)  # let every upload reach gpg before visitors come
+                yield (f"{len(uploads)} uploads at {UPLOAD_RATE // KIB} KiB/s (after "
+                       f"{UPLOAD_HEAD_START / 1024 / KIB:g} MiB at once)")
+            finally:
+                stop.set()
+                pacer.join()
+            failed = sum(u.failed for u in uploads)
+            sent = sum(u.sent for u in uploads) // KIB
+            print(f"    slow uploads: {sent} KiB sent in all; {failed} stopped (cut off, or "
+                  "not read by the server)", file=sys.stderr)
+        finally:
+            for upload in uploads:
+                upload.sock.close()
+    return case
+
+
+def _pace(uploads: list[_Upload], stop: threading.Event) -> None:
+    """Every tick, each upload's share of its rate, from one thread and never blocking."""
+    block = os.urandom(int(UPLOAD_RATE * UPLOAD_TICK))
+    while not stop.wait(UPLOAD_TICK):
+        for upload in uploads:
+            if upload.failed:
+                continue
+            try:
+                upload.sent += upload.sock.send(block)
+            except BlockingIOError:
+                continue  # the server is not reading: that upload falls behind
+            except OSError:
+                upload.failed = True
+
+
+def log_ins(count: int) -> Case:
+    @contextlib.contextmanager
+    def case(port: int) -> Iterator[str]:
+        stop = threading.Event()
+        outcomes: dict[str, int] = {}
+        lock = threading.Lock()
+
+        def client_loop() -> None:
+            # Bounded: a few rounds each, and never past the stop signal.
+            for _ in range(5):
+                if stop.is_set():
+                    return
+                client = SourceClient(port)
+                try:
+                    fields = hidden_inputs(client.get("/generate"))
+                    status = client.post_form("/create", {k: fields[k] for k in (
+                        "csrf_token", "codename", "mac")})
+                except (OSError, RuntimeError, http.client.HTTPException, KeyError):
+                    status = 0
+                with lock:
+                    outcomes[str(status)] = outcomes.get(str(status), 0) + 1
+
+        threads = [threading.Thread(target=client_loop, name=f"login-{i}") for i in range(count)]
+        for thread in threads:
+            thread.start()
+        try:
+            yield f"{count} clients creating codenames"
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join(timeout=VISITOR_TIMEOUT * 6)
+            print(f"    codename creations by status: {outcomes}", file=sys.stderr)
+    return case
+
+
+# --- one case -----------------------------------------------------------------------------------
+
+@dataclass
+class CaseResult:
+    name: str
+    held: str
+    latencies: list[float] = field(default_factory=list)
+    rss_kib: int = 0
+    gpg_rss_kib: int = 0
+
+    @property
+    def errors(self) -> int:
+        return sum(1 for t in self.latencies if math.isinf(t))
+
+    def percentile(self, p: float) -> float:
+        """Failed visits count as slower than any answer."""
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, math.ceil(p * len(ordered)) - 1)]
+
+    @property
+    def meets_goals(self) -> bool:
+        return (self.errors == 0 and self.percentile(0.99) < P99_GOAL_S
+                and self.rss_kib / KIB < RSS_GOAL_MIB)
+
+
+def run_case(instance: Instance, name: str, hostile: Case, visits: int,
+             rate: float) -> CaseResult:
+    print(f"  {name}...", file=sys.stderr)
+    with running_server(instance) as server:
+        with ServerRss(server.process.pid) as rss, hostile(server.port) as held:
+            latencies = visitors(server.port, visits, rate)
+        _check_alive(server)
+    return CaseResult(name, held, latencies, rss.peak_kib, rss.gpg_peak_kib)
+
+
+def _check_alive(server: Server) -> None:
+    if server.process.poll() is not None:
+        raise RuntimeError(f"the server died:\n{server.log.read_text()[-3000:]}")
+
+
+# --- report -------------------------------------------------------------------------------------
+
+def seconds(value: float) -> str:
+    if math.isinf(value):
+        return f"> {VISITOR_TIMEOUT:.0f} s (failed)"
+    return f"{value * 1000:.0f} ms"
+
+
+def render(results: list[CaseResult], argv: list[str], visits: int, rate: float) -> str:
+    command = shlex.join([".venv/bin/python", "bench/hostile.py", *argv])
+    lines = [f"Command: `{command}`", "",
+             f"Run: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC; {visits} landing-page "
+             f"visits at {rate:g}/s per case, {VISITOR_TIMEOUT:.0f} s visitor timeout.", ""]
+    lines += [f"- {key}: {value}" for key, value in machine("")
+              if not key.startswith("Load average")]
+    lines += ["", "| case | hostile clients | p50 | p99 | errors | peak RSS master+workers "
+              "| peak RSS gpg | goals met |", "|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        lines.append(
+            f"| {r.name} | {r.held} | {seconds(r.percentile(0.5))} | "
+            f"{seconds(r.percentile(0.99))} | {r.errors}/{len(r.latencies)} "
+            f"({100 * r.errors / len(r.latencies):.0f} %) | {r.rss_kib / KIB:.0f} MiB | "
+            f"{r.gpg_rss_kib / KIB:.0f} MiB | {'yes' if r.meets_goals else 'no'} |")
+    return "\n".join(lines)
+
+
+def raise_open_files_limit() -> None:
+    """Each held connection is a file descriptor here (and in the server)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+CASES: dict[str, Callable[[argparse.Namespace], Case]] = {
+    "quiet": lambda args: lambda port: contextlib.nullcontext("none"),
+    "half-heads": lambda args: half_heads(args.connections),
+    "idle": lambda args: idle(args.connections),
+    "kept-alive": lambda args: kept_alive(args.connections),
+    "slow-uploads": lambda args: slow_uploads(args.uploads),
+    "log-ins": lambda args: log_ins(args.log_ins),
+}
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--visitors", type=int, default=200, help="landing-page visits per case")
+    parser.add_argument("--rate", type=float, default=20.0, help="visits per second")
+    parser.add_argument("--connections", type=int, default=1000,
+                        help="half-sent heads, silent and kept-alive connections")
+    parser.add_argument("--uploads", type=int, default=200, help="concurrent slow uploads")
+    parser.add_argument("--log-ins", type=int, default=100, help="concurrent codename clients")
+    parser.add_argument("--only", default=",".join(CASES), help="comma-separated cases")
+    args = parser.parse_args(argv)
+    names = [n for n in args.only.split(",") if n]
+    unknown = set(names) - set(CASES)
+    if unknown:
+        parser.error(f"unknown cases: {', '.join(sorted(unknown))}")
+    raise_open_files_limit()
+    results = []
+    with tempfile.TemporaryDirectory(prefix="tipbox-hostile-") as tmp:
+        root = Path(tmp)
+        print("Setting up a throwaway instance...", file=sys.stderr)
+        instance = make_instance(root)
+        try:
+            for name in names:
+                results.append(run_case(instance, name, CASES[name](args), args.visitors,
+                                        args.rate))
+        finally:
+            stop_gpg_agents(root)
+    print(render(results, argv, args.visitors, args.rate))
+    return 0 if all(r.meets_goals for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

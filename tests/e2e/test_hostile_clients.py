@@ -1,0 +1,207 @@
+"""The real server against clients that hold connections open: half-sent heads, stalled
+bodies, malformed requests. Every loop here is bounded in count and time; only loopback."""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import secrets
+import signal
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.server import HttpSource, RunningServer, tipbox_server
+from tests.helpers import Newsroom, csrf_from, temp_files
+from tipbox.web.security import SECURITY_HEADERS, content_security_policy
+
+pytestmark = pytest.mark.e2e
+
+HALF_HEAD = b"GET / HTTP/1.1\r\nHost: x\r\n"
+# Generous bounds for loops that wait on the server: they stop a broken run, they are not
+# what the tests measure.
+PATIENCE = 60.0
+
+
+def server_env(tmp_path: Path, newsroom: Newsroom, **limits: str) -> dict[str, str]:
+    return {"TIPBOX_DATA_DIR": str(tmp_path / "data"),
+            "TIPBOX_KEYS_DIR": str(newsroom.keys_dir),
+            "TIPBOX_SCRYPT_N": "16", **limits}
+
+
+@contextlib.contextmanager
+def running(tmp_path: Path, newsroom: Newsroom, **limits: str) -> Iterator[RunningServer]:
+    with tipbox_server("source", server_env(tmp_path, newsroom, **limits),
+                       tmp_path / "server.log") as server:
+        yield server
+
+
+def connect(server: RunningServer) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", server.port), timeout=PATIENCE)
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    """Everything the server sends before it closes the connection."""
+    received = b""
+    deadline = time.monotonic() + PATIENCE
+    while time.monotonic() < deadline:
+        try:
+            data = sock.recv(65536)
+        except ConnectionResetError:
+            break
+        if not data:
+            break
+        received += data
+    else:
+        pytest.fail("the server kept the connection open")
+    return received
+
+
+def parse_response(raw: bytes) -> tuple[int, dict[str, str]]:
+    head = raw.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in head[1:])
+    return int(head[0].split(" ")[1]), headers
+
+
+def test_a_half_sent_head_is_dropped_after_the_head_time_limit(
+        tmp_path: Path, newsroom: Newsroom) -> None:
+    with running(tmp_path, newsroom, TIPBOX_REQUEST_HEAD_SECONDS="2") as server, \
+            connect(server) as sock:
+        sock.sendall(HALF_HEAD)
+        status, _ = parse_response(read_until_closed(sock))
+        assert status == 408
+
+
+def test_a_head_trickled_in_a_byte_at_a_time_is_dropped_all_the_same(
+        tmp_path: Path, newsroom: Newsroom) -> None:
+    # The limit is for the whole head, not for each read: steady bytes do not extend it.
+    with running(tmp_path, newsroom, TIPBOX_REQUEST_HEAD_SECONDS="2") as server, \
+            connect(server) as sock:
+        sock.sendall(HALF_HEAD)
+        dropped = False
+        for _ in range(int(PATIENCE / 0.25)):
+            try:
+                sock.sendall(b"X")
+            except OSError:
+                dropped = True
+                break
+            time.sleep(0.25)
+        assert dropped
+
+
+def test_a_stalled_body_is_dropped_and_no_part_file_is_left(
+        tmp_path: Path, newsroom: Newsroom) -> None:
+    with running(tmp_path, newsroom, TIPBOX_BODY_STALL_SECONDS="2") as server:
+        source = HttpSource(server.url)
+        source.new_codename()
+        _, html, _ = source.request("/submit")
+        boundary = "----tipboxstall" + secrets.token_hex(8)
+        preamble = (
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"csrf_token\"\r\n\r\n"
+            f"{csrf_from(html)}\r\n--{boundary}\r\nContent-Disposition: form-data; "
+            f"name=\"files\"; filename=\"memo.pdf\"\r\n"
+            "Content-Type: application/octet-stream\r\n\r\n").encode()
+        sent = secrets.token_bytes(3 * 1024 * 1024)  # past the first chunk: gpg is writing
+        cookie = "; ".join(f"{c.name}={c.value}" for c in source.jar)
+        head = (f"POST /submit HTTP/1.1\r\nHost: x\r\nCookie: {cookie}\r\n"
+                f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+                f"Content-Length: {len(preamble) + 10 * len(sent)}\r\n\r\n").encode()
+        data_dir = tmp_path / "data"
+        with connect(server) as sock:
+            sock.sendall(head + preamble + sent)
+            # Then nothing: the upload had reached the store's temp folder...
+            deadline = time.monotonic() + PATIENCE
+            while not temp_files(data_dir) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert temp_files(data_dir)
+            # ...and the server gives up on it.
+            read_until_closed(sock)
+        deadline = time.monotonic() + PATIENCE
+        while temp_files(data_dir) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert temp_files(data_dir) == []
+
+
+LONG_FIELD = b"GET / HTTP/1.1\r\nHost: x\r\nX-Long: " + b"a" * 9000 + b"\r\n\r\n"
+MANY_FIELDS = b"GET / HTTP/1.1\r\nHost: x\r\n" + b"".join(
+    b"X-Field-%d: %s\r\n" % (i, b"b" * 200) for i in range(200)) + b"\r\n"
+
+
+@pytest.mark.parametrize(("request_bytes", "status"), [
+    (b"NOT HTTP AT ALL\r\n\r\n", 400),
+    (b"GET /" + b"u" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+    (LONG_FIELD, 431),
+    (MANY_FIELDS, 431),
+], ids=["malformed", "uri-too-long", "field-too-long", "head-too-long"])
+def test_the_servers_own_error_pages_carry_the_security_headers(
+        tmp_path: Path, newsroom: Newsroom, request_bytes: bytes, status: int) -> None:
+    with running(tmp_path, newsroom) as server, connect(server) as sock:
+        sock.sendall(request_bytes)
+        answered, headers = parse_response(read_until_closed(sock))
+    assert answered == status
+    assert headers["Content-Security-Policy"] == content_security_policy()
+    for name, value in SECURITY_HEADERS.items():
+        assert headers[name] == value
+    assert "Server" not in headers
+
+
+def test_a_visitor_is_answered_while_more_half_sent_heads_than_threads_are_held(
+        tmp_path: Path, newsroom: Newsroom) -> None:
+    with running(tmp_path, newsroom, TIPBOX_SERVE_THREADS="8",
+                 TIPBOX_REQUEST_HEAD_SECONDS="600") as server, contextlib.ExitStack() as held:
+        for _ in range(64):
+            sock = held.enter_context(connect(server))
+            sock.sendall(HALF_HEAD)
+        for _ in range(64):  # and as many that send nothing at all
+            held.enter_context(connect(server))
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=PATIENCE)
+        conn.request("GET", "/")
+        assert conn.getresponse().status == 200
+        conn.close()
+
+
+def test_after_a_reload_the_new_worker_keeps_the_limits(tmp_path: Path,
+                                                        newsroom: Newsroom) -> None:
+    with running(tmp_path, newsroom, TIPBOX_REQUEST_HEAD_SECONDS="2") as server:
+        server.process.send_signal(signal.SIGHUP)  # gunicorn's reload: new workers
+        deadline = time.monotonic() + PATIENCE
+        while server.log().count("Booting worker") < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert server.log().count("Booting worker") == 2
+        with connect(server) as sock:
+            sock.sendall(HALF_HEAD)
+            status, headers = parse_response(read_until_closed(sock))
+        assert status == 408 and headers["X-Frame-Options"] == "DENY"
+
+
+def test_pipelined_requests_are_answered_in_turn_even_when_the_second_head_comes_late(
+        tmp_path: Path, newsroom: Newsroom) -> None:
+    with running(tmp_path, newsroom) as server, connect(server) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET /login HTTP/1.1\r\nHost: x\r\n")
+        first = http.client.HTTPResponse(sock)
+        first.begin()
+        first.read()
+        sock.sendall(b"Connection: close\r\n\r\n")
+        second = http.client.HTTPResponse(sock)
+        second.begin()
+        assert (first.status, second.status) == (200, 200)
+        assert b"codename" in second.read().lower()
+
+
+def test_a_stopping_server_does_not_wait_for_the_head_limit_of_silent_connections(
+        tmp_path: Path, newsroom: Newsroom) -> None:
+    with running(tmp_path, newsroom, TIPBOX_REQUEST_HEAD_SECONDS="600") as server, \
+            contextlib.ExitStack() as held:
+        # The worker answers first: a stop signal that reaches it while it is still
+        # booting is another matter (gunicorn's own).
+        assert HttpSource(server.url).request("/")[0] == 200
+        for _ in range(8):
+            held.enter_context(connect(server)).sendall(HALF_HEAD)
+        for _ in range(8):
+            held.enter_context(connect(server))
+        server.process.terminate()
+        # It stops long before those heads' 10 minutes are up.
+        assert server.process.wait(timeout=PATIENCE) == 0

@@ -1,0 +1,187 @@
+"""The gunicorn worker: a connection costs a thread only while its request is answered.
+
+gunicorn's gthread worker hands every new connection to a thread, which then reads the
+request head with a blocking socket and no deadline: a client that sends half a head and
+falls silent holds that thread for ever, and a few dozen such clients hold them all.
+Kept-alive connections already wait in the worker's event loop (its poller), not in a
+thread. This worker makes the request head wait there too: the loop reads it without
+blocking, in memory, up to :data:`MAX_HEAD_BYTES`, within a total deadline for the whole
+head, and only a complete head goes to a thread, with the bytes already read put back in
+front of gunicorn's own parser. In the thread, every read of the body and every write of
+the answer has a socket timeout, so a body that sends nothing for that long is dropped
+(the view then sees an error and discards what it had received).
+
+A request whose body trickles in at Tor speed still holds a thread while its body is read,
+because the WSGI app reads it synchronously; the pool has a few hundred threads, which
+cost little while they wait in recv() (bench/hostile.py measures it).
+
+Why not gevent's worker, where a waiting upload costs a greenlet: scrypt and Argon2id
+(0.2-0.6 s of CPU in C) would stop every other connection while they run, and
+python-gnupg's threads and pipes to gpg would need a thread pool of their own, that is,
+threads again. Here the app keeps plain threads and only waiting moves to the loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import selectors
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from gunicorn.workers.gthread import TConn, ThreadWorker
+
+from tipbox.serve.error_pages import error_page
+
+# A head this long without its end is refused (431) by the loop: it bounds what a waiting
+# connection holds in memory. Tor Browser's heads are under 2 KiB; the session cookie is
+# the longest line.
+MAX_HEAD_BYTES = 32 * 1024
+_HEAD_END = b"\r\n\r\n"
+
+
+@dataclass(frozen=True)
+class ConnectionLimits:
+    """How long a client may take: to send a whole request head, and between two reads
+    of its body (or writes of our answer) that move no byte."""
+
+    head_seconds: float
+    body_stall_seconds: float
+
+    def __post_init__(self) -> None:
+        if self.head_seconds <= 0 or self.body_stall_seconds <= 0:
+            raise ValueError("connection time limits must be positive")
+
+
+class _Connection(TConn):
+    """A connection, with the bytes of its next request head read so far by the loop."""
+
+    def __init__(self, cfg: Any, sock: Any, client: Any, server: Any,
+                 limits: ConnectionLimits) -> None:
+        super().__init__(cfg, sock, client, server)
+        self.limits = limits
+        self.head = bytearray()
+        self.head_complete = False
+        # gthread's own wait for a first byte (in a thread, for 5 s) is never needed:
+        # a connection reaches a thread only with a whole head.
+        self.data_ready = True
+
+    def init(self) -> None:
+        """Called by gthread in the thread before every request, after it made the
+        socket blocking without a timeout."""
+        super().init()  # makes the parser, once per connection
+        self.sock.settimeout(self.limits.body_stall_seconds)
+        if self.head:
+            self.parser.unreader.unread(bytes(self.head))
+            self.head = bytearray()
+        self.head_complete = False  # the next request's head waits in the loop again
+
+
+class TipboxWorker(ThreadWorker):
+    """gthread, with request heads read by the event loop under a total deadline."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.limits: ConnectionLimits = self.app.connection_limits
+        # Connections whose head is not yet whole, with their deadlines. Every deadline is
+        # "now + head_seconds" when added, so the oldest entry expires first.
+        self.heads: OrderedDict[_Connection, float] = OrderedDict()
+
+    def accept(self, listener: Any) -> None:
+        try:
+            sock, client = listener.accept()
+        except OSError as exc:
+            if exc.errno in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
+                return
+            raise
+        self.nr_conns += 1
+        self.enqueue_req(_Connection(self.cfg, sock, client, listener.getsockname(),
+                                     self.limits))
+
+    def enqueue_req(self, conn: _Connection) -> None:
+        """gthread calls this for a new connection, a kept-alive one that became readable
+        and one whose last body drain read ahead into the next request: only a whole head
+        goes to a thread; otherwise the loop waits for the rest."""
+        if conn.head_complete:
+            super().enqueue_req(conn)
+            return
+        if conn.parser is not None:
+            conn.head += conn.parser.unreader.take_buffered()
+        # The loop must never wait on a read: a socket back from a thread still has the
+        # body's timeout.
+        conn.sock.setblocking(False)
+        self.heads[conn] = time.monotonic() + self.limits.head_seconds
+        if not self._head_done(conn, 0):
+            self.poller.register(conn.sock, selectors.EVENT_READ,
+                                 partial(self._on_head_readable, conn))
+
+    def _on_head_readable(self, conn: _Connection, _sock: Any) -> None:
+        seen = len(conn.head)
+        try:
+            data = conn.sock.recv(MAX_HEAD_BYTES + 1 - seen)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:  # the client went away
+            self._stop_waiting(conn)
+            self._close(conn)
+            return
+        conn.head += data
+        self._head_done(conn, max(0, seen - len(_HEAD_END) + 1))
+
+    def _head_done(self, conn: _Connection, search_from: int) -> bool:
+        """Hand ``conn`` to a thread if its head is whole, refuse it if too long; True if
+        it no longer waits."""
+        if conn.head.find(_HEAD_END, search_from) >= 0:
+            self._stop_waiting(conn)
+            conn.head_complete = True
+            super().enqueue_req(conn)
+            return True
+        if len(conn.head) > MAX_HEAD_BYTES:
+            self._stop_waiting(conn)
+            self._refuse(conn, 431)
+            return True
+        return False
+
+    def _stop_waiting(self, conn: _Connection) -> None:
+        del self.heads[conn]
+        with contextlib.suppress(KeyError, ValueError):
+            self.poller.unregister(conn.sock)
+
+    def murder_pending(self) -> None:
+        """Called by gthread's loop about once a second: also drops heads past their
+        deadline, with a 408 for a client that had started one."""
+        super().murder_pending()
+        now = time.monotonic()
+        while self.heads:
+            conn, deadline = next(iter(self.heads.items()))
+            if deadline > now:
+                break
+            self._stop_waiting(conn)
+            if conn.head:
+                self._refuse(conn, 408)
+            else:
+                self._close(conn)
+
+    def _cap_keepalive(self, deadline: float) -> None:
+        """Called once when the worker starts to stop, with a deadline a few seconds
+        away: a head not whole by then will not be answered either."""
+        super()._cap_keepalive(deadline)
+        # Capping every deadline at the same value keeps them in order.
+        for conn, own in self.heads.items():
+            self.heads[conn] = min(own, deadline)
+
+    def _refuse(self, conn: _Connection, status: int) -> None:
+        # The socket is non-blocking and nothing was written on it yet: a page this small
+        # fits in its send buffer, and if it does not, the client was not reading anyway.
+        with contextlib.suppress(OSError):
+            conn.sock.send(error_page(status))
+        self._close(conn)
+
+    def _close(self, conn: _Connection) -> None:
+        self.nr_conns -= 1
+        conn.close()
