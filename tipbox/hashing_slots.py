@@ -33,11 +33,15 @@ class HashingSlots:
 
     @classmethod
     def for_this_machine(cls) -> HashingSlots:
-        """One slot per core: hashing is CPU-bound, so more at once only costs memory.
-        Eight waiting per slot, for up to 20 s, absorbs a burst of honest log-ins."""
+        """One slot per core but one: hashing is CPU-bound, so more at once only costs
+        memory, and the core left over keeps pages and uploads moving while a flood of
+        log-ins hashes (with every core hashing, the landing page's p99 rose to 8 s in
+        bench/hostile.py). Eight waiting per slot, for up to 20 s, absorbs a burst of
+        honest log-ins."""
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
             else os.cpu_count() or 1
-        return cls(slots=cores, queue=8 * cores, wait_seconds=20.0)
+        slots = max(1, cores - 1)
+        return cls(slots=slots, queue=8 * slots, wait_seconds=20.0)
 
     @property
     def waiting(self) -> int:
