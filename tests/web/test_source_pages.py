@@ -417,3 +417,18 @@ def test_the_landing_page_tells_sources_the_retention_period(
     one = create_source_app(settings.with_overrides(retention_days=1),
                             browser=BrowserEncryption.off("not under test"))
     assert "1 day after your last" in one.test_client().get("/").get_data(as_text=True)
+
+
+def test_the_source_guide_is_a_page_of_the_site_linked_from_every_source_page(
+        browser: SourceBrowser) -> None:
+    guide = browser.client.get("/guide")
+    assert guide.status_code == 200
+    html = guide.get_data(as_text=True)
+    assert "<h1>Sending a tip safely: a guide for sources</h1>" in html
+    assert "<strong>Set Tor Browser's security level to \"Safest\".</strong>" in html \
+        or "<strong>Set Tor Browser&#39;s security level to &#34;Safest&#34;.</strong>" in html
+    assert "<script" not in html
+    browser.new_codename()
+    for path in ("/", "/login", "/generate", "/submit", "/no-such-page"):
+        page = browser.client.get(path).get_data(as_text=True)
+        assert '<a href="/guide">Guide for sources: how to send safely</a>' in page, path

@@ -25,7 +25,7 @@ from werkzeug.wrappers import Response
 from wtforms import ValidationError
 
 from tipbox.codenames import CodenameSigner, codename_bits, generate_codename, normalize_codename
-from tipbox.config import Settings
+from tipbox.config import REPO_ROOT, Settings
 from tipbox.crypto.keyring import Keyring, KeyringSource
 from tipbox.crypto.reply_keys import ReplyKeyDeriver
 from tipbox.intake.draft import Draft
@@ -45,6 +45,7 @@ from tipbox.web.request import streams_body
 from tipbox.web.security import content_security_policy
 from tipbox.web.sessions import ServerSession
 from tipbox.web.source.forms import CsrfOnlyForm, LoginForm, LogoutForm, NewCodenameForm
+from tipbox.web.source.guide import load_guide
 
 F = TypeVar("F", bound=Callable[..., Any])
 ViewResult = str | Response | tuple[str | Response, int]
@@ -75,6 +76,7 @@ def make_blueprint(deps: SourceDeps) -> Blueprint:
                 "newsroom_fingerprints": keyring.fingerprints if keyring else (),
                 "retention_days": deps.settings.retention_days,
                 "logged_in": logged_in,
+                "guide_url": url_for("source.source_guide"),
                 "upload_limit": {"size": deps.settings.max_submission_bytes,
                                  "files": deps.settings.max_files},
                 "idle_minutes": deps.settings.session_idle_minutes,
@@ -111,6 +113,12 @@ def make_blueprint(deps: SourceDeps) -> Blueprint:
     @bp.get("/")
     def index() -> ViewResult:
         return render_template("source/index.html")
+
+    guide = load_guide(REPO_ROOT / "docs" / "source-guide.md")
+
+    @bp.get("/guide")
+    def source_guide() -> ViewResult:
+        return render_template("source/guide.html", guide=guide)
 
     @bp.get("/public-key")
     def public_key() -> ViewResult:
