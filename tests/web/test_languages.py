@@ -10,9 +10,16 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
+from werkzeug.test import TestResponse
 
+from tests.helpers import SourceBrowser, csrf_from
+from tipbox.config import Settings
+from tipbox.crypto.keyring import load_keyring
 from tipbox.db import make_engine, make_session_factory
-from tipbox.models import WebSession
+from tipbox.key_registry import StaticKeyring
+from tipbox.models import Source, WebSession
+from tipbox.replies import ReplyService
+from tipbox.storage import CiphertextStore
 from tipbox.web.locales import LANGUAGE_COOKIE, LANGUAGES, match_tag, safe_next
 
 
@@ -113,3 +120,54 @@ def test_a_page_that_answered_a_post_links_the_picker_to_the_home_page(
 def test_chinese_tags_choose_the_script(tag: str, code: str) -> None:
     found = match_tag(tag)
     assert found is not None and found.code == code
+
+
+def test_the_choice_survives_the_whole_source_journey(browser: SourceBrowser,
+                                                      settings: Settings) -> None:
+    """Codename, submission, receipt, log-out, log-in, replies: every page, form answer and
+    redirect stays in the chosen language, though the session id changes at log-in."""
+    client = browser.client
+    headers = {"Accept-Language": "en-US,en;q=0.9"}  # what Tor Browser sends
+
+    def in_uyghur(response: TestResponse) -> str:
+        html = response.get_data(as_text=True)
+        assert html_lang_dir(html) == ("ug", "rtl"), response.request.path
+        return html
+
+    in_uyghur(client.get("/language/ug?next=/", headers=headers, follow_redirects=True))
+    in_uyghur(client.get("/generate", headers=headers))
+    codename = browser.new_codename()
+    page = in_uyghur(client.get("/submit", headers=headers))
+    assert "يوللاشتىن بۇرۇن" in page  # "Before you send"
+    assert browser.submit("a tip").status_code == 303
+    receipt = in_uyghur(client.get("/submit", headers=headers))
+    assert "رەھمەت. تاپشۇرغىنىڭىز تاپشۇرۇۋېلىندى ۋە شىفىرلاندى." in receipt
+    assert "سىز چىقتىڭىز" in in_uyghur(browser.logout())  # "You are logged out"
+    in_uyghur(client.get("/login", headers=headers))
+    assert browser.login(codename.upper()).status_code == 302
+    source_id = _only_source(settings)
+    reply_id = _reply_service(settings).send(source_id, None, "Got it. Can you send page 2?")
+    replies = in_uyghur(client.get("/submit", headers=headers))
+    assert "Got it. Can you send page 2?" in replies
+    confirm = in_uyghur(client.get(f"/replies/{reply_id}/delete", headers=headers))
+    done = in_uyghur(client.post(f"/replies/{reply_id}/delete",
+                                 data={"csrf_token": csrf_from(confirm)},
+                                 follow_redirects=True))
+    assert "1 جاۋاب ئۆچۈرۈلدى." in done  # "1 reply was deleted."
+    in_uyghur(client.get("/no-such-page", headers=headers))
+    in_uyghur(browser.logout())
+
+
+def _only_source(settings: Settings) -> int:
+    engine = make_engine(settings.database_url)
+    try:
+        with make_session_factory(engine)() as db:
+            return db.scalars(select(Source.id)).one()
+    finally:
+        engine.dispose()
+
+
+def _reply_service(settings: Settings) -> ReplyService:
+    db = make_session_factory(make_engine(settings.database_url))
+    return ReplyService(db, CiphertextStore(settings.store_dir),
+                        StaticKeyring(load_keyring(settings.keys_dir, settings.gnupg_dir)))

@@ -73,6 +73,9 @@ def render_all(client: FlaskClient, pages: dict[str, Page], code: str) -> dict[s
 def check_every_language(client: FlaskClient, pages: dict[str, Page], data: set[str],
                          translated: Callable[[str], bool]) -> None:
     english = render_all(client, pages, "en")
+    for name, page in english.items():
+        assert page.count("<h1") == 1, f"{name}: a page has one <h1>"
+        assert "<th></th>" not in page, f"{name}: a table header names its column"
     for language in LANGUAGES:
         rendered = render_all(client, pages, language.code)
         for name, page in rendered.items():
