@@ -22,7 +22,7 @@ from tipbox.web.locales import LANGUAGES, TRANSLATIONS_DIR
 # The newsroom interface is translated in these; in the others journalists read English.
 NEWSROOM_LOCALES = {"zh_Hans", "ar", "fr", "es"}
 # Where a text only journalists and admins read is written.
-NEWSROOM_FILES = ("templates/newsroom/", "tipbox/web/newsroom/")
+NEWSROOM_FILES = ("templates/newsroom/", "tipbox/web/newsroom/", "tipbox/key_registry.py")
 PLACEHOLDER = re.compile(r"%\((\w+)\)[sd]")
 TRANSLATED = [language.code for language in LANGUAGES if language.code != "en"]
 

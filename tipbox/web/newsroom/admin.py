@@ -141,7 +141,7 @@ def make_admin_blueprint(deps: AdminDeps) -> Blueprint:
         try:
             found = deps.keys.add((form.key.data or "").encode(), actor())
         except KeyOperationRefused as exc:
-            flash(str(exc))
+            flash(gettext(exc.message, **exc.params))
         else:
             flash(gettext("Key %(fpr)s added as pending. Download its challenge next.",
                           fpr=found.info.fingerprint))
@@ -154,7 +154,7 @@ def make_admin_blueprint(deps: AdminDeps) -> Blueprint:
         try:
             message = deps.keys.challenge(fingerprint, actor())
         except KeyOperationRefused as exc:
-            flash(str(exc))
+            flash(gettext(exc.message, **exc.params))
             return redirect(url_for("admin.keys"))
         return Response(message, mimetype="application/pgp-encrypted", headers={
             "Content-Disposition": f'attachment; filename="challenge-{fingerprint[-16:]}.gpg"'})
@@ -169,7 +169,7 @@ def make_admin_blueprint(deps: AdminDeps) -> Blueprint:
         try:
             deps.keys.activate(fingerprint, form.code.data or "", actor())
         except KeyOperationRefused as exc:
-            flash(str(exc))
+            flash(gettext(exc.message, **exc.params))
         else:
             flash(gettext("Key %(fpr)s is active: every new item is encrypted to it.",
                           fpr=fingerprint))
@@ -182,7 +182,7 @@ def make_admin_blueprint(deps: AdminDeps) -> Blueprint:
         try:
             deps.keys.retire(fingerprint, actor())
         except KeyOperationRefused as exc:
-            flash(str(exc))
+            flash(gettext(exc.message, **exc.params))
         else:
             flash(gettext("Key %(fpr)s is retired. Keep its secret key: older items need it.",
                           fpr=fingerprint))
