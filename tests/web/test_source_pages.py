@@ -194,6 +194,16 @@ def test_codename_page_shows_seven_words_from_the_word_list(browser: SourceBrows
     assert hidden(html, "codename") == match.group(1)
 
 
+def test_the_codename_is_also_shown_a_word_a_numbered_box_left_to_right(
+        browser: SourceBrowser) -> None:
+    """For a source who does not read English: copy one word at a time, in order."""
+    html = browser.client.get("/generate", headers={"Accept-Language": "ar"}).get_data(
+        as_text=True)
+    boxes = re.search(r'<ol class="codename-words" lang="en" dir="ltr">(.*?)</ol>', html)
+    assert boxes
+    assert re.findall(r"<li>([a-z-]+)</li>", boxes.group(1)) == hidden(html, "codename").split()
+
+
 def test_each_visit_to_the_codename_page_gives_a_new_codename(browser: SourceBrowser) -> None:
     pages = [browser.client.get("/generate").get_data(as_text=True) for _ in range(3)]
     assert len({hidden(p, "codename") for p in pages}) == 3
