@@ -5,6 +5,7 @@ server-side session."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from flask import Flask
@@ -20,7 +21,9 @@ from tipbox.key_registry import StaticKeyring
 from tipbox.models import Source, WebSession
 from tipbox.replies import ReplyService
 from tipbox.storage import CiphertextStore
+from tipbox.web.browser_encryption import BrowserEncryption
 from tipbox.web.locales import LANGUAGE_COOKIE, LANGUAGES, match_tag, safe_next
+from tipbox.web.source import create_source_app
 
 
 def html_lang_dir(html: str) -> tuple[str, str]:
@@ -171,3 +174,19 @@ def _reply_service(settings: Settings) -> ReplyService:
     db = make_session_factory(make_engine(settings.database_url))
     return ReplyService(db, CiphertextStore(settings.store_dir),
                         StaticKeyring(load_keyring(settings.keys_dir, settings.gnupg_dir)))
+
+
+def test_while_submissions_are_off_the_503_page_can_be_read_in_any_language(
+        settings: Settings, tmp_path: Path) -> None:
+    empty = tmp_path / "no-keys"
+    empty.mkdir()
+    offline = create_source_app(settings, keyring=load_keyring(empty, settings.gnupg_dir),
+                                browser=BrowserEncryption.off("not under test"))
+    client = offline.test_client()
+    choose = client.get("/language/zh_Hans?next=/")
+    assert choose.status_code == 303  # the picker is not behind the 503 gate
+    page = client.get("/")
+    assert page.status_code == 503
+    html = page.get_data(as_text=True)
+    assert html_lang_dir(html) == ("zh-Hans", "ltr")
+    assert "目前不接受提交" in html  # "Not accepting submissions right now"
