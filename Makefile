@@ -10,7 +10,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8080
 
 .PHONY: run test install install-test install-js lint check-system bench bench-browser \
-        screenshots clean
+        screenshots clean translations compile-translations
 
 check-system:
 	@command -v gpg >/dev/null || { echo "gpg is missing: sudo apt-get install gnupg"; exit 1; }
@@ -23,9 +23,28 @@ $(BIN)/python:
 
 install: check-system $(BIN)/python install-js
 	$(BIN)/pip install --quiet -c constraints.txt -e .
+	$(MAKE) compile-translations
 
 install-test: check-system $(BIN)/python install-js
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[test,dev]'
+	$(MAKE) compile-translations
+
+# The catalogs (docs/translating.md). The .po files are the source, kept in git; the
+# compiled .mo files are built here, at install time, and ignored by git: a binary in
+# a commit cannot be reviewed, and one that lags its .po would show stale words. Without
+# them the site still runs, in English.
+CATALOGS = tipbox/translations
+
+compile-translations:
+	$(BIN)/pybabel compile --statistics -d $(CATALOGS)
+
+# After changing any text: extract the template, merge it into every catalog (new
+# texts arrive empty, never guessed), and compile. Then translate what is empty.
+translations: $(BIN)/python
+	$(BIN)/pybabel extract -F babel.cfg -k N_ -k _l --sort-by-file --no-wrap \
+	  --msgid-bugs-address=newsroom -o $(CATALOGS)/messages.pot .
+	$(BIN)/pybabel update --no-fuzzy-matching --no-wrap -i $(CATALOGS)/messages.pot -d $(CATALOGS)
+	$(MAKE) compile-translations
 
 # OpenPGP.js from npm, exactly as package-lock.json pins it, copied next to our own static
 # files (static/vendor/ is git-ignored) so the app serves it from its own origin.

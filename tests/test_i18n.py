@@ -27,8 +27,8 @@ from tipbox.web.error_pages import ERROR_TEXT
 def test_texts_translated_when_shown_are_extracted(tmp_path: Path) -> None:
     pot = tmp_path / "messages.pot"
     babel = Path(sys.executable).with_name("pybabel")
-    subprocess.run([str(babel), "extract", "-F", "babel.cfg", "-k", "N_", "-o", str(pot),
-                    "."], cwd=REPO_ROOT, check=True, capture_output=True)
+    subprocess.run([str(babel), "extract", "-F", "babel.cfg", "-k", "N_", "-k", "_l",
+                    "-o", str(pot), "."], cwd=REPO_ROOT, check=True, capture_output=True)
     with pot.open("rb") as f:
         extracted = {m.id for m in read_po(f) if m.id}
     expected = {*REFUSALS.values(), NOT_ACCEPTING, CUT_OFF, NOT_A_FORM, CSRF_REFUSED,

@@ -286,5 +286,14 @@ def _duration(seconds: int) -> str:
 
 class KeyOperationRefused(TipboxError):
     """A newsroom key was refused or a key operation is not allowed. The message says why
-    and what to do instead."""
+    and what to do instead.
+
+    ``message`` is the untranslated template (marked with N_ where it is raised) and
+    ``params`` fill its slots: the admin pages translate it, while ``str()`` is the
+    English text the command line prints."""
+
+    def __init__(self, message: str, **params: object) -> None:
+        super().__init__(message % params if params else message)
+        self.message = message
+        self.params = dict(params)
 

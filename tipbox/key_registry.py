@@ -35,6 +35,7 @@ from tipbox.crypto.packets import (
     weak_binding_hashes,
 )
 from tipbox.errors import KeyOperationRefused
+from tipbox.i18n import N_
 from tipbox.models import Item, KeyState, NewsroomKey, Reply
 
 EXPIRY_WARNING_DAYS = 30
@@ -94,52 +95,52 @@ class KeyService:
     def inspect(self, data: bytes) -> Inspected:
         """Check a candidate public key; :class:`KeyOperationRefused` says exactly why not."""
         if len(data) > MAX_KEY_BYTES:
-            raise KeyOperationRefused(
+            raise KeyOperationRefused(N_(
                 "That file is larger than any public key (over 1 MiB). Export "
-                "just the newsroom public key: gpg --export --armor FPR > key.asc")
+                "just the newsroom public key: gpg --export --armor FPR > key.asc"))
         # Judged on the bytes, before gpg sees them, and never written anywhere.
         if has_secret_material(data):
-            raise KeyOperationRefused(
+            raise KeyOperationRefused(N_(
                 "That file holds SECRET key material, so it was refused and not "
                 "stored. The secret key must stay on the offline machine. "
-                "Export only the public half: gpg --export --armor FPR > key.asc")
+                "Export only the public half: gpg --export --armor FPR > key.asc"))
         scanner = GnuPG(self.gnupg_root / "scan", self.gpg_binary, agent=False)
         infos = scanner.scan_key_data(data)
         if not infos:
-            raise KeyOperationRefused(
+            raise KeyOperationRefused(N_(
                 "No OpenPGP public key was found in that file. Export one with: "
-                "gpg --export --armor FPR > key.asc")
+                "gpg --export --armor FPR > key.asc"))
         if len(infos) > 1:
-            raise KeyOperationRefused(
-                f"That file holds {len(infos)} keys; add them one at a time (one "
-                "key per file).")
+            raise KeyOperationRefused(N_(
+                "That file holds %(count)s keys; add them one at a time (one "
+                "key per file)."), count=len(infos))
         info = infos[0]
         if info.secret:  # gpg's own view, behind the packet check above
-            raise KeyOperationRefused(
+            raise KeyOperationRefused(N_(
                 "That file holds SECRET key material, so it was refused and not "
-                "stored. Export only the public half: gpg --export --armor FPR")
+                "stored. Export only the public half: gpg --export --armor FPR"))
         self._check(info, time.time())
         try:
             weak = weak_binding_hashes(data)
             ocb = asks_for_ocb(data)
         except PacketError:
-            raise KeyOperationRefused("That key file is damaged: its packets could not be read.") \
-                from None
+            raise KeyOperationRefused(N_(
+                "That key file is damaged: its packets could not be read.")) from None
         if ocb:
-            raise KeyOperationRefused(
-                f"Key {info.fingerprint} asks for OCB (AEAD) encryption, as keys made by "
+            raise KeyOperationRefused(N_(
+                "Key %(fpr)s asks for OCB (AEAD) encryption, as keys made by "
                 "GnuPG 2.3 or later can. A server with such a GnuPG would then store items "
                 "that Sequoia's sq and GnuPG before 2.2.21 cannot read. On the offline "
-                f"computer run `gpg --homedir ~/newsroom-gnupg --edit-key {info.fingerprint}`; "
+                "computer run `gpg --homedir ~/newsroom-gnupg --edit-key %(fpr)s`; "
                 "at the gpg> prompt type `setpref AES256 AES192 AES SHA512 SHA384 SHA256 ZLIB "
                 "BZIP2 ZIP Uncompressed`, then `save`. Export the public key again and add "
-                "that file.")
+                "that file."), fpr=info.fingerprint)
         if weak:
-            raise KeyOperationRefused(
-                f"Key {info.fingerprint} binds its parts with {', '.join(weak)} "
+            raise KeyOperationRefused(N_(
+                "Key %(fpr)s binds its parts with %(hashes)s "
                 "signatures, which can be forged. Re-sign it with a current "
                 "GnuPG (gpg --quick-set-expire FPR 2y refreshes the self-"
-                "signatures) and export it again.")
+                "signatures) and export it again."), fpr=info.fingerprint, hashes=", ".join(weak))
         armored = str(self._home_for([data], [info]).export_public(info.fingerprint))
         return Inspected(info, armored, _describe(info))
 
@@ -147,25 +148,29 @@ class KeyService:
     def _check(info: KeyInfo, now: float) -> None:
         fpr = info.fingerprint
         if info.revoked:
-            raise KeyOperationRefused(f"Key {fpr} is revoked. Use the newsroom's current key.")
+            raise KeyOperationRefused(N_("Key %(fpr)s is revoked. Use the newsroom's current key."),
+                                      fpr=fpr)
         if info.expired_at(now):
-            raise KeyOperationRefused(f"Key {fpr} has expired. Extend it on the offline machine "
-                             "(gpg --quick-set-expire FPR 2y, and for subkeys FPR 2y '*'), "
-                             "then export it and run `tipbox keys add` with it again.")
+            raise KeyOperationRefused(N_(
+                "Key %(fpr)s has expired. Extend it on the offline machine "
+                "(gpg --quick-set-expire FPR 2y, and for subkeys FPR 2y '*'), "
+                "then export it and run `tipbox keys add` with it again."), fpr=fpr)
         if not info.can_encrypt or not info.usable_at(now):
-            raise KeyOperationRefused(
-                f"Key {fpr} has no valid encryption-capable key or subkey, so "
+            raise KeyOperationRefused(N_(
+                "Key %(fpr)s has no valid encryption-capable key or subkey, so "
                 "nothing could be encrypted to it. Add an encryption subkey "
-                "(gpg --quick-add-key FPR cv25519 encr 2y).")
+                "(gpg --quick-add-key FPR cv25519 encr 2y)."), fpr=fpr)
         algorithms = [(info.algorithm, info.length), *info.encryption_algorithms]
         for algo, bits in algorithms:
             if algo in _REFUSED_ALGORITHMS:
-                raise KeyOperationRefused(f"Key {fpr} uses {_REFUSED_ALGORITHMS[algo]}, which is "
-                                 "obsolete. Make a new Ed25519/Cv25519 key (tipbox-open keys "
-                                 "generate).")
+                raise KeyOperationRefused(N_(
+                    "Key %(fpr)s uses %(algorithm)s, which is obsolete. Make a new "
+                    "Ed25519/Cv25519 key (tipbox-open keys generate)."),
+                    fpr=fpr, algorithm=_REFUSED_ALGORITHMS[algo])
             if algo in _RSA and bits < 3072:
-                raise KeyOperationRefused(f"Key {fpr} is RSA-{bits}; at least RSA-3072 is needed. "
-                                 "Make a new key (tipbox-open keys generate).")
+                raise KeyOperationRefused(N_(
+                    "Key %(fpr)s is RSA-%(bits)s; at least RSA-3072 is needed. "
+                    "Make a new key (tipbox-open keys generate)."), fpr=fpr, bits=bits)
 
     def records(self) -> list[KeyRecord]:
         with self.sessions() as db:
@@ -217,9 +222,9 @@ class KeyService:
             known = db.get(NewsroomKey, info.fingerprint)
             if known is not None:
                 if known.state is KeyState.RETIRED:
-                    raise KeyOperationRefused(
-                        f"Key {info.fingerprint} is retired; a retired key is "
-                        "never used again. Add a new key instead.")
+                    raise KeyOperationRefused(N_(
+                        "Key %(fpr)s is retired; a retired key is "
+                        "never used again. Add a new key instead."), fpr=info.fingerprint)
                 known.public_key = found.armored
                 known.uids = "\n".join(info.uids)
                 known.expires_on = expires_on
@@ -244,9 +249,9 @@ class KeyService:
         with self.sessions.begin() as db:
             row = self._get(db, fingerprint)
             if row.state is not KeyState.PENDING:
-                raise KeyOperationRefused(
-                    f"Key {row.fingerprint} is {row.state.value}; only a pending "
-                    "key needs a challenge.")
+                raise KeyOperationRefused(N_(
+                    "Key %(fpr)s is %(state)s; only a pending "
+                    "key needs a challenge."), fpr=row.fingerprint, state=row.state.value)
             row.challenge_hash = _code_hash(code)
             public = row.public_key.encode()
             fpr = row.fingerprint
@@ -266,28 +271,30 @@ class KeyService:
         with self.sessions.begin() as db:
             row = self._get(db, fingerprint)
             if row.state is not KeyState.PENDING:
-                raise KeyOperationRefused(f"Key {row.fingerprint} is already {row.state.value}.")
+                raise KeyOperationRefused(N_("Key %(fpr)s is already %(state)s."),
+                                          fpr=row.fingerprint, state=row.state.value)
             if row.challenge_hash is None:
-                raise KeyOperationRefused(
+                raise KeyOperationRefused(N_(
                     "No challenge was issued for this key yet: run `tipbox keys "
-                    f"challenge {row.fingerprint}` first.")
+                    "challenge %(fpr)s` first."), fpr=row.fingerprint)
             ok = hmac.compare_digest(row.challenge_hash, _code_hash(proof))
             if ok:
                 self._make_active(row)
         self.audit.record(actor, "key activated" if ok else "key activation refused",
                           row.fingerprint)
         if not ok:
-            raise KeyOperationRefused(
+            raise KeyOperationRefused(N_(
                 "That code does not match the last challenge, so the key stays "
                 "pending. Decrypt the newest challenge file on the offline "
-                "machine (tipbox-open keys prove FILE) and copy the code exactly.")
+                "machine (tipbox-open keys prove FILE) and copy the code exactly."))
 
     def activate_without_proof(self, fingerprint: str, actor: str, reason: str) -> None:
         """For demonstrations and tests only: the audit log says so."""
         with self.sessions.begin() as db:
             row = self._get(db, fingerprint)
             if row.state is not KeyState.PENDING:
-                raise KeyOperationRefused(f"Key {row.fingerprint} is already {row.state.value}.")
+                raise KeyOperationRefused(N_("Key %(fpr)s is already %(state)s."),
+                                          fpr=row.fingerprint, state=row.state.value)
             self._make_active(row)
         self.audit.record(actor, "key activated WITHOUT proof of possession",
                           f"{row.fingerprint}: {reason}")
@@ -296,7 +303,8 @@ class KeyService:
         with self.sessions.begin() as db:
             row = self._get(db, fingerprint)
             if row.state is KeyState.RETIRED:
-                raise KeyOperationRefused(f"Key {row.fingerprint} is retired already.")
+                raise KeyOperationRefused(N_("Key %(fpr)s is retired already."),
+                                          fpr=row.fingerprint)
             if row.state is KeyState.ACTIVE:
                 # Locked rows: two retirements at once cannot both see "one other left".
                 others = db.scalars(select(NewsroomKey).where(
@@ -305,10 +313,10 @@ class KeyService:
                 usable = [k for k in others if k.expires_on is None
                           or k.expires_on > self.clock()]
                 if not usable:
-                    raise KeyOperationRefused(
-                        f"Key {row.fingerprint} is the only usable active key: "
+                    raise KeyOperationRefused(N_(
+                        "Key %(fpr)s is the only usable active key: "
                         "retiring it would stop all submissions. Activate its "
-                        "successor first, then retire this one.")
+                        "successor first, then retire this one."), fpr=row.fingerprint)
             row.state = KeyState.RETIRED
             row.retired_on = self.clock()
             row.challenge_hash = None
@@ -326,7 +334,8 @@ class KeyService:
         fpr = fingerprint.replace(" ", "").upper()
         row = db.get(NewsroomKey, fpr)
         if row is None:
-            raise KeyOperationRefused(f"No key {fingerprint} is known; see `tipbox keys list`.")
+            raise KeyOperationRefused(N_("No key %(fpr)s is known; see `tipbox keys list`."),
+                                      fpr=fingerprint)
         return row
 
     def _home_for(self, blobs: list[bytes], infos: list[KeyInfo]) -> GnuPG:

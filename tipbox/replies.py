@@ -104,6 +104,18 @@ class ReplyService:
                 shown.append(ShownReply(row.id, text, row.sent_on))
         return shown
 
+    def delete_all_by_source(self, source_id: int) -> int:
+        """Every copy the source still has is destroyed; returns how many."""
+        with self.sessions.begin() as db:
+            rows = db.scalars(select(Reply).where(Reply.source_id == source_id,
+                                                  Reply.deleted_by_source.is_(False))).all()
+            for row in rows:
+                row.deleted_by_source = True
+                row.for_source = None
+            if rows:
+                forget_deleted(db)  # the old page images hold the source's copies
+        return len(rows)
+
     def delete_by_source(self, source_id: int, reply_id: str) -> bool:
         """The source's copy is destroyed; the newsroom sees 'deleted by source'."""
         with self.sessions.begin() as db:

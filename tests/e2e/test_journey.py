@@ -128,10 +128,12 @@ def test_submit_download_and_open_offline_with_the_exact_bytes_and_names(
     assert returning.login(codename) == 302
     _, page, _ = returning.request("/submit")
     assert "Who else has seen page 4?" in page
-    reply_id = re.search(r'action="/replies/([a-z2-7]+)/delete"', page)
+    # Deleting asks first, on a page of its own.
+    reply_id = re.search(r'href="/replies/([a-z2-7]+)/delete"', page)
     assert reply_id
+    _, confirm, _ = returning.request(f"/replies/{reply_id.group(1)}/delete")
     returning.post_form(f"/replies/{reply_id.group(1)}/delete",
-                        {"csrf_token": csrf_from(page)})
+                        {"csrf_token": csrf_from(confirm)})
     _, page, _ = journalist.request(f"/sources/{ids[0]}")
     assert "deleted by source" in page
 

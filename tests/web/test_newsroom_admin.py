@@ -81,6 +81,16 @@ def test_a_secret_key_pasted_in_is_refused(admin: FlaskClient, tmp_path: Path) -
     assert "SECRET key material" in admin.get("/admin/keys").get_data(as_text=True)
 
 
+def test_a_key_refusal_is_shown_in_the_admins_language(admin: FlaskClient) -> None:
+    admin.get("/language/fr?next=/admin/keys")
+    page = admin.get("/admin/keys").get_data(as_text=True)
+    admin.post("/admin/keys/0000000000000000000000000000000000000000/retire",
+               data={"csrf_token": csrf_from(page)})
+    page = admin.get("/admin/keys").get_data(as_text=True)
+    assert "Aucune clé 0000000000000000000000000000000000000000 n’est connue ; voir " \
+        "`tipbox keys list`." in page
+
+
 def test_an_admin_resets_and_deactivates_accounts(
         admin: FlaskClient, accounts: AccountService) -> None:
     accounts.create("carol", ACTOR)

@@ -165,6 +165,10 @@ def test_upload_over_the_limit_is_refused_and_nothing_is_kept(
     resp = browser.submit("with a big file", [(b"\x01" * (100 * KIB), "big.bin")])
     assert_refused(resp, 413, "That upload is too large")
     assert "Nothing from it was kept." in page(resp)
+    # The limit in the reader's units, the way back, and the log-out button stay.
+    assert "This site accepts up to 64.0 KiB and 1,000 files in one submission." in page(resp)
+    assert 'href="/submit">Try again</a>' in page(resp)
+    assert ">Log out</button>" in page(resp)
     assert_nothing_kept(before, settings)
 
 

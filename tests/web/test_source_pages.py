@@ -196,6 +196,16 @@ def test_codename_page_shows_seven_words_from_the_word_list(browser: SourceBrows
     assert hidden(html, "codename") == match.group(1)
 
 
+def test_the_codename_is_also_shown_a_word_a_numbered_box_left_to_right(
+        browser: SourceBrowser) -> None:
+    """For a source who does not read English: copy one word at a time, in order."""
+    html = browser.client.get("/generate", headers={"Accept-Language": "ar"}).get_data(
+        as_text=True)
+    boxes = re.search(r'<ol class="codename-words" lang="en" dir="ltr">(.*?)</ol>', html)
+    assert boxes
+    assert re.findall(r"<li>([a-z-]+)</li>", boxes.group(1)) == hidden(html, "codename").split()
+
+
 def test_each_visit_to_the_codename_page_gives_a_new_codename(browser: SourceBrowser) -> None:
     pages = [browser.client.get("/generate").get_data(as_text=True) for _ in range(3)]
     assert len({hidden(p, "codename") for p in pages}) == 3
@@ -457,3 +467,18 @@ def test_the_landing_page_tells_sources_the_retention_period(
     one = create_source_app(settings.with_overrides(retention_days=1),
                             browser=BrowserEncryption.off("not under test"))
     assert "1 day after your last" in one.test_client().get("/").get_data(as_text=True)
+
+
+def test_the_source_guide_is_a_page_of_the_site_linked_from_every_source_page(
+        browser: SourceBrowser) -> None:
+    guide = browser.client.get("/guide")
+    assert guide.status_code == 200
+    html = guide.get_data(as_text=True)
+    assert "<h1>Sending a tip safely: a guide for sources</h1>" in html
+    assert "<strong>Set Tor Browser's security level to \"Safest\".</strong>" in html \
+        or "<strong>Set Tor Browser&#39;s security level to &#34;Safest&#34;.</strong>" in html
+    assert "<script" not in html
+    browser.new_codename()
+    for path in ("/", "/login", "/generate", "/submit", "/no-such-page"):
+        page = browser.client.get(path).get_data(as_text=True)
+        assert '<a href="/guide">Guide for sources: how to send safely</a>' in page, path

@@ -80,3 +80,43 @@ def test_a_source_cannot_delete_another_sources_reply(
         row = db.get(Reply, reply_id)
         assert row is not None and not row.deleted_by_source
     assert "for the first source only" in first.client.get("/submit").get_data(as_text=True)
+
+
+def test_deleting_a_reply_asks_first_then_says_it_was_deleted(
+        app: Flask, browser: SourceBrowser, settings: Settings) -> None:
+    browser.new_codename()
+    replies = _reply_service(settings)
+    with replies.sessions() as db:
+        source_id = db.query(Source).one().id
+    reply_id = replies.send(source_id, None, "Please send page 4 too.")
+    page = browser.client.get("/submit").get_data(as_text=True)
+    assert f'href="/replies/{reply_id}/delete">Delete this reply</a>' in page
+
+    confirm = browser.client.get(f"/replies/{reply_id}/delete").get_data(as_text=True)
+    assert "Delete this reply?" in confirm and "Please send page 4" not in confirm
+    assert "Please send page 4 too." in browser.client.get("/submit").get_data(as_text=True)
+    done = browser.client.post(f"/replies/{reply_id}/delete",
+                               data={"csrf_token": csrf_from(confirm)},
+                               follow_redirects=True).get_data(as_text=True)
+    assert "1 reply was deleted." in done and "Please send page 4" not in done
+    assert "was deleted" not in browser.client.get("/submit").get_data(as_text=True)
+
+
+def test_a_source_can_delete_every_reply_at_once(
+        app: Flask, browser: SourceBrowser, settings: Settings) -> None:
+    browser.new_codename()
+    replies = _reply_service(settings)
+    with replies.sessions() as db:
+        source_id = db.query(Source).one().id
+    ids = [replies.send(source_id, None, text) for text in ("First reply.", "Second reply.")]
+    page = browser.client.get("/submit").get_data(as_text=True)
+    assert 'href="/replies/delete-all">Delete all replies</a>' in page
+    confirm = browser.client.get("/replies/delete-all").get_data(as_text=True)
+    assert "Delete every reply?" in confirm
+    done = browser.client.post("/replies/delete-all", data={"csrf_token": csrf_from(confirm)},
+                               follow_redirects=True).get_data(as_text=True)
+    assert "2 replies were deleted." in done
+    assert "First reply." not in done and "Second reply." not in done
+    with replies.sessions() as db:
+        rows = [db.get(Reply, reply_id) for reply_id in ids]
+        assert all(r is not None and r.deleted_by_source and r.for_source is None for r in rows)

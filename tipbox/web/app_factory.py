@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask, request
-from flask_babel import Babel, get_locale
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -19,6 +18,7 @@ from tipbox.config import REPO_ROOT, Settings
 from tipbox.db import make_engine, make_session_factory
 from tipbox.hashing_slots import HashingSlots
 from tipbox.instance import InstanceSecrets
+from tipbox.web import locales
 from tipbox.web.error_pages import register_error_pages
 from tipbox.web.request import NoSpoolRequest, view_streams_body
 from tipbox.web.security import add_security_headers
@@ -69,8 +69,7 @@ def build_app(import_name: str, settings: Settings, interface: str,
     sessions = make_session_factory(engine)
     app.session_interface = DatabaseSessionInterface(
         sessions, interface, dt.timedelta(minutes=settings.session_idle_minutes))
-    Babel(app)
-    app.context_processor(lambda: {"current_locale": str(get_locale() or "en")})
+    locales.init_app(app)
     # Registered before the CSRF check, which reads the form: the limit must already be
     # in force when the body is parsed.
     app.before_request(_limit_body(app))

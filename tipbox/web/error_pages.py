@@ -92,7 +92,8 @@ def _render_failure(failure: TipboxError) -> tuple[str | Response, int]:
     if wants_json():
         if message is None:
             title, next_step = ERROR_TEXT.get(failure.status, ERROR_TEXT[500])
-            message = f"{gettext(title)}. {gettext(next_step)}"
+            message = gettext("%(problem)s. %(next_step)s", problem=gettext(title),
+                              next_step=gettext(next_step))
         return jsonify(error=message, reload=failure.reload_keys), failure.status
     if view_streams_body(_current_view()):
         return render_template("source/submit_failed.html", message=message,

@@ -26,6 +26,7 @@ from werkzeug.wrappers import Response
 from tipbox.accounts import AccountService, LoginFailed, LoginThrottled
 from tipbox.audit import AuditLog
 from tipbox.errors import AccountError, KeyOperationRefused
+from tipbox.i18n import N_
 from tipbox.key_registry import KeyService
 from tipbox.web.newsroom.auth import (
     ADMIN_FRESH_SECONDS,
@@ -39,6 +40,11 @@ from tipbox.web.newsroom.forms import ActionForm, ConfirmForm, KeyCodeForm, Past
 F = TypeVar("F", bound=Callable[..., Any])
 ViewResult = str | Response | tuple[str, int]
 # Where the confirm page may send an admin back to: plain admin paths only.
+# What an admin reads after each account action, one whole sentence each for translators.
+ACCOUNT_DONE = {
+    "deactivate": N_("%(name)s is deactivated: that account can no longer log in."),
+    "reactivate": N_("%(name)s is active again."),
+}
 RETURN_PATH = re.compile(r"/admin/[A-Za-z0-9._/-]*")
 
 
@@ -135,7 +141,7 @@ def make_admin_blueprint(deps: AdminDeps) -> Blueprint:
         try:
             found = deps.keys.add((form.key.data or "").encode(), actor())
         except KeyOperationRefused as exc:
-            flash(str(exc))
+            flash(gettext(exc.message, **exc.params))
         else:
             flash(gettext("Key %(fpr)s added as pending. Download its challenge next.",
                           fpr=found.info.fingerprint))
@@ -148,7 +154,7 @@ def make_admin_blueprint(deps: AdminDeps) -> Blueprint:
         try:
             message = deps.keys.challenge(fingerprint, actor())
         except KeyOperationRefused as exc:
-            flash(str(exc))
+            flash(gettext(exc.message, **exc.params))
             return redirect(url_for("admin.keys"))
         return Response(message, mimetype="application/pgp-encrypted", headers={
             "Content-Disposition": f'attachment; filename="challenge-{fingerprint[-16:]}.gpg"'})
@@ -163,7 +169,7 @@ def make_admin_blueprint(deps: AdminDeps) -> Blueprint:
         try:
             deps.keys.activate(fingerprint, form.code.data or "", actor())
         except KeyOperationRefused as exc:
-            flash(str(exc))
+            flash(gettext(exc.message, **exc.params))
         else:
             flash(gettext("Key %(fpr)s is active: every new item is encrypted to it.",
                           fpr=fingerprint))
@@ -176,7 +182,7 @@ def make_admin_blueprint(deps: AdminDeps) -> Blueprint:
         try:
             deps.keys.retire(fingerprint, actor())
         except KeyOperationRefused as exc:
-            flash(str(exc))
+            flash(gettext(exc.message, **exc.params))
         else:
             flash(gettext("Key %(fpr)s is retired. Keep its secret key: older items need it.",
                           fpr=fingerprint))
@@ -218,7 +224,7 @@ def make_admin_blueprint(deps: AdminDeps) -> Blueprint:
         except AccountError as exc:
             flash(str(exc))
             return redirect(url_for("admin.accounts"))
-        flash(gettext("Done: %(name)s %(action)sd.", name=username, action=action))
+        flash(gettext(ACCOUNT_DONE[action], name=username))
         return redirect(url_for("admin.accounts"))
 
     @bp.get("/audit")

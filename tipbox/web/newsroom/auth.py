@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from flask import session
-from flask_babel import gettext
+from flask_babel import gettext, ngettext
 
 from tipbox.accounts import AccountService, AccountSummary, LoginFailed, LoginThrottled
 from tipbox.web.sessions import ServerSession
@@ -59,7 +59,9 @@ def current_journalist(accounts: AccountService) -> AccountSummary | None:
 def refusal(exc: LoginFailed | LoginThrottled) -> tuple[str, int]:
     """What to tell someone whose passphrase and code were refused, and the status."""
     if isinstance(exc, LoginThrottled):
-        return gettext("Too many failed attempts. Wait %(minutes)s minute(s), then try again.",
-                       minutes=max(1, -(-int(exc.seconds) // 60))), 429
+        minutes = max(1, -(-int(exc.seconds) // 60))
+        return ngettext("Too many failed attempts. Wait %(num)s minute, then try again.",
+                        "Too many failed attempts. Wait %(num)s minutes, then try again.",
+                        minutes), 429
     return gettext("That username, passphrase and code do not match. Check all three; "
                    "the code changes every 30 seconds."), 403

@@ -20,7 +20,7 @@ from flask import (
     stream_with_context,
     url_for,
 )
-from flask_babel import gettext
+from flask_babel import gettext, ngettext
 from werkzeug.wrappers import Response as BaseResponse
 
 from tipbox.accounts import AccountService, LoginFailed, LoginThrottled
@@ -127,7 +127,8 @@ def make_blueprint(deps: NewsroomDeps) -> Blueprint:
                 flash(gettext("Tick “confirm” to delete the selected sources."))
                 return redirect(url_for("newsroom.inbox"))
             count = deps.inbox.delete_sources(source_ids)
-            flash(gettext("Deleted %(num)s source(s) and everything they sent.", num=count))
+            flash(ngettext("Deleted %(num)s source and everything it sent.",
+                           "Deleted %(num)s sources and everything they sent.", count))
             return redirect(url_for("newsroom.inbox"))
         abort(400)
 
@@ -183,7 +184,7 @@ def make_blueprint(deps: NewsroomDeps) -> Blueprint:
                 flash(gettext("Select the items to delete first."))
             else:
                 count = deps.inbox.delete_items(source_id, item_ids)
-                flash(gettext("Deleted %(num)s item(s).", num=count))
+                flash(ngettext("Deleted %(num)s item.", "Deleted %(num)s items.", count))
             return redirect(url_for("newsroom.source", source_id=source_id))
         abort(400)
 

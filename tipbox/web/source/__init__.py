@@ -69,7 +69,8 @@ def _keyring_or_offline_page(keys: KeyringSource) -> Callable[[], ResponseReturn
         """One look at the registry per request (views then use g.keyring); while
         submissions are off, every source page but static files is the 503 page."""
         g.keyring = keys.current()
-        if request.endpoint == "static":
+        # The picker stays usable, so a source can read the 503 page in their language.
+        if request.endpoint in ("static", "language.choose"):
             return None
         if not g.keyring.accepting:
             return error_page(503)

@@ -25,7 +25,7 @@ from werkzeug.wrappers import Response
 from wtforms import ValidationError
 
 from tipbox.codenames import CodenameSigner, codename_bits, generate_codename, normalize_codename
-from tipbox.config import Settings
+from tipbox.config import REPO_ROOT, Settings
 from tipbox.crypto.keyring import Keyring, KeyringSource
 from tipbox.crypto.reply_keys import ReplyKeyDeriver
 from tipbox.intake.draft import Draft
@@ -45,6 +45,7 @@ from tipbox.web.request import streams_body
 from tipbox.web.security import content_security_policy
 from tipbox.web.sessions import ServerSession
 from tipbox.web.source.forms import CsrfOnlyForm, LoginForm, LogoutForm, NewCodenameForm
+from tipbox.web.source.guide import load_guide
 
 F = TypeVar("F", bound=Callable[..., Any])
 ViewResult = str | Response | tuple[str | Response, int]
@@ -75,6 +76,10 @@ def make_blueprint(deps: SourceDeps) -> Blueprint:
                 "newsroom_fingerprints": keyring.fingerprints if keyring else (),
                 "retention_days": deps.settings.retention_days,
                 "logged_in": logged_in,
+                "guide_url": url_for("source.source_guide"),
+                "upload_limit": {"size": deps.settings.max_submission_bytes,
+                                 "files": deps.settings.max_files},
+                "idle_minutes": deps.settings.session_idle_minutes,
                 # Only for a logged-in source: making a token for an anonymous visitor
                 # would create a server-side session on every page view.
                 # formdata=None: this form only renders the nav's token. Reading the
@@ -108,6 +113,12 @@ def make_blueprint(deps: SourceDeps) -> Blueprint:
     @bp.get("/")
     def index() -> ViewResult:
         return render_template("source/index.html")
+
+    guide = load_guide(REPO_ROOT / "docs" / "source-guide.md")
+
+    @bp.get("/guide")
+    def source_guide() -> ViewResult:
+        return render_template("source/guide.html", guide=guide)
 
     @bp.get("/public-key")
     def public_key() -> ViewResult:
@@ -157,12 +168,13 @@ def make_blueprint(deps: SourceDeps) -> Blueprint:
     @login_required
     def submit_form() -> ViewResult:
         receipt = session.pop("receipt", None)
+        deleted_replies = session.pop("deleted_replies", None)
         key = deps.reply_keys.get(session.get("reply_key"))
         replies = deps.replies.read_by_source(session["source_id"], key) if key else None
         keyring: Keyring = g.keyring
         browser = deps.browser if deps.browser.enabled else None
         response = make_response(render_template(
-            "source/submit.html", receipt=receipt,
+            "source/submit.html", receipt=receipt, deleted_replies=deleted_replies,
             item_count=deps.sources.item_count(session["source_id"]),
             settings=deps.settings, fingerprints=keyring.fingerprints,
             replies=replies, reply_form=CsrfOnlyForm(formdata=None),
@@ -189,12 +201,36 @@ def make_blueprint(deps: SourceDeps) -> Blueprint:
             export_cache[cache_key] = found
         return found
 
+    # Deleting a reply is final, so each deletion has a page of its own that asks first
+    # (a second page rather than a script: it works with JavaScript off).
+    @bp.get("/replies/<reply_id>/delete")
+    @login_required
+    def confirm_delete_reply(reply_id: str) -> ViewResult:
+        return render_template("source/confirm_delete.html", reply_form=CsrfOnlyForm(formdata=None),
+                               action=url_for("source.delete_reply", reply_id=reply_id),
+                               everything=False)
+
     @bp.post("/replies/<reply_id>/delete")
     @login_required
     def delete_reply(reply_id: str) -> ViewResult:
         if not CsrfOnlyForm().validate_on_submit():
             return error_page(400)
-        deps.replies.delete_by_source(session["source_id"], reply_id)
+        deleted = deps.replies.delete_by_source(session["source_id"], reply_id)
+        session["deleted_replies"] = int(deleted)
+        return redirect(url_for("source.submit_form"))
+
+    @bp.get("/replies/delete-all")
+    @login_required
+    def confirm_delete_all_replies() -> ViewResult:
+        return render_template("source/confirm_delete.html", reply_form=CsrfOnlyForm(formdata=None),
+                               action=url_for("source.delete_all_replies"), everything=True)
+
+    @bp.post("/replies/delete-all")
+    @login_required
+    def delete_all_replies() -> ViewResult:
+        if not CsrfOnlyForm().validate_on_submit():
+            return error_page(400)
+        session["deleted_replies"] = deps.replies.delete_all_by_source(session["source_id"])
         return redirect(url_for("source.submit_form"))
 
     def receive(read_form: FormReader) -> ViewResult:
