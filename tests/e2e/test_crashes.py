@@ -9,15 +9,15 @@ from __future__ import annotations
 import os
 import random
 import signal
-import sqlite3
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import create_engine, text
 
 from tests.e2e.server import HttpSource, RunningServer, tipbox_server
 from tests.helpers import Newsroom, gpg_decrypt, store_files
@@ -29,10 +29,22 @@ SOURCES_PER_ROUND = 6
 SETTLE_SECONDS = 30.0
 
 
-@pytest.fixture
-def server_env(tmp_path: Path, newsroom: Newsroom) -> dict[str, str]:
-    return {"TIPBOX_DATA_DIR": str(tmp_path / "data"),
+@pytest.fixture(params=["sqlite", "postgres"])
+def server_env(request: pytest.FixtureRequest, tmp_path: Path,
+               newsroom: Newsroom) -> dict[str, str]:
+    url = (f"sqlite:///{tmp_path / 'data' / 'tipbox.db'}" if request.param == "sqlite"
+           else request.getfixturevalue("postgres_url"))
+    return {"TIPBOX_DATA_DIR": str(tmp_path / "data"), "TIPBOX_DATABASE_URL": url,
             "TIPBOX_KEYS_DIR": str(newsroom.keys_dir), "TIPBOX_SCRYPT_N": "16"}
+
+
+def rows(env: dict[str, str], query: str) -> list[Any]:
+    engine = create_engine(env["TIPBOX_DATABASE_URL"])
+    try:
+        with engine.connect() as conn:
+            return [row[0] for row in conn.execute(text(query))]
+    finally:
+        engine.dispose()
 
 
 @pytest.fixture
@@ -73,25 +85,25 @@ def leftovers(data_dir: Path) -> list[str]:
     return sorted(p.name for p in tmp.iterdir())
 
 
-def item_ids(data_dir: Path) -> set[str]:
-    with closing(sqlite3.connect(data_dir / "tipbox.db")) as conn:
-        return {row[0] for row in conn.execute("SELECT id FROM items UNION SELECT id FROM replies")}
+def item_ids(env: dict[str, str]) -> set[str]:
+    return set(rows(env, "SELECT id FROM items UNION SELECT id FROM replies"))
 
 
-def wait_until_swept(data_dir: Path) -> None:
+def wait_until_swept(env: dict[str, str]) -> None:
     """The service's own sweep (at worker start) leaves the temp folder empty and the
     store naming exactly the rows; a bounded wait, not a timing assertion."""
+    data_dir = Path(env["TIPBOX_DATA_DIR"])
     deadline = time.monotonic() + SETTLE_SECONDS
     while time.monotonic() < deadline:
         if not leftovers(data_dir) and \
-                {p.stem for p in store_files(data_dir)} == item_ids(data_dir):
+                {p.stem for p in store_files(data_dir)} == item_ids(env):
             return
         time.sleep(0.2)
     stored = {p.stem for p in store_files(data_dir)}
-    rows = item_ids(data_dir)
+    named = item_ids(env)
     raise AssertionError(f"left after {SETTLE_SECONDS} s: temp {leftovers(data_dir)}, "
-                         f"files without rows {sorted(stored - rows)}, "
-                         f"rows without files {sorted(rows - stored)}")
+                         f"files without rows {sorted(stored - named)}, "
+                         f"rows without files {sorted(named - stored)}")
 
 
 def test_workers_killed_during_concurrent_submissions_lose_nothing_acknowledged_and_leave_nothing(
@@ -118,7 +130,7 @@ def test_workers_killed_during_concurrent_submissions_lose_nothing_acknowledged_
         assert not any(t.is_alive() for t in threads)
         attempts += batch
         pid = worker_pid(server, not_pid=pid)
-        wait_until_swept(data_dir)
+        wait_until_swept(server_env)
 
     acknowledged = [a for a in attempts if a.status == 303]
     assert acknowledged, "no submission got through: the kills proved nothing"
@@ -127,7 +139,7 @@ def test_workers_killed_during_concurrent_submissions_lose_nothing_acknowledged_
     for attempt in acknowledged:
         assert attempt.message.encode() in plain
         assert attempt.file in plain
-    assert {p.stem for p in store_files(data_dir)} == item_ids(data_dir)
+    assert {p.stem for p in store_files(data_dir)} == item_ids(server_env)
     assert leftovers(data_dir) == []
 
 
@@ -145,6 +157,5 @@ def test_concurrent_submissions_from_one_source_never_share_a_number(
     # (400); what is acknowledged must be numbered without a gap or a repeat.
     acknowledged = sum(a.status == 303 for a in batch)
     assert acknowledged >= 2 and all(a.status in (303, 400) for a in batch)
-    with closing(sqlite3.connect(Path(server_env["TIPBOX_DATA_DIR"]) / "tipbox.db")) as conn:
-        numbers = [row[0] for row in conn.execute("SELECT seq FROM items ORDER BY seq")]
+    numbers = rows(server_env, "SELECT seq FROM items ORDER BY seq")
     assert numbers == list(range(1, 2 * acknowledged + 1))
