@@ -21,8 +21,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
-import unicodedata
-import zlib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -46,13 +44,12 @@ from tipbox.errors import (
     UploadTooLarge,
 )
 from tipbox.i18n import N_
+from tipbox.intake.file_items import Prefixed, safe_filename, worth_compressing
 from tipbox.intake.limits import check_daily_quota
 from tipbox.models import Item, ItemKind, Source
 from tipbox.storage import CiphertextStore, early_writeback, new_item_id
 from tipbox.store_claims import TEMP_NAME_RE, TOKEN_RE, Move, StoreClaim, journalled
 
-# OpenPGP literal data packets hold at most 255 bytes of file name.
-MAX_FILENAME_BYTES = 255
 PROBE_BYTES = 64 * 1024
 ENCRYPTED_CHUNK_BYTES = 1024 * 1024
 
@@ -219,7 +216,7 @@ class Draft:
         self._check_file_count()
         with self._writing(ItemKind.FILE) as temp:
             self._gpg.encrypt_stream(
-                _Prefixed(first, data), self.recipients, temp,
+                Prefixed(first, data), self.recipients, temp,
                 filename=safe_filename(raw_filename, self.file_count + 1),
                 compress=worth_compressing(first),
             )
@@ -372,51 +369,3 @@ def _refuse_as_the_source_reads_it(step: Callable[..., None], *args: bytes) -> N
         step(*args)
     except MessageRefused as exc:
         raise SubmissionRejected(REFUSALS[exc.reason]) from None
-
-
-class _Prefixed:
-    """A stream that first yields bytes already read from another stream."""
-
-    def __init__(self, head: bytes, rest: Readable) -> None:
-        self._head: bytes | None = head
-        self._rest = rest
-
-    def read(self, size: int = -1, /) -> bytes:
-        if self._head is not None:
-            head, self._head = self._head, None
-            return head
-        return self._rest.read(size)
-
-
-def worth_compressing(sample: bytes) -> bool:
-    """True when a fast zlib pass shrinks the first bytes by more than 10%.
-
-    Most leaked documents (PDF, JPEG, DOCX, ZIP, video) are compressed already;
-    compressing them again costs several times the CPU of encryption for nothing.
-    """
-    if len(sample) < 512:
-        return False
-    return len(zlib.compress(sample, 1)) < 0.9 * len(sample)
-
-
-def safe_filename(raw: str, index: int) -> str:
-    """The name that travels inside the ciphertext.
-
-    Directory parts are dropped (old browsers sent full paths, which can name the
-    source's account), so are control, format and bidi-override characters; the result
-    fits OpenPGP's 255-byte limit with its extension kept.
-    """
-    name = raw.replace("\\", "/").rsplit("/", 1)[-1]
-    name = "".join(ch for ch in name
-                   if unicodedata.category(ch)[0] != "C" and ch not in "\u2028\u2029")
-    name = name.strip().strip(".").strip()
-    if not name:
-        return f"file-{index}"
-    if len(name.encode("utf-8")) > MAX_FILENAME_BYTES:
-        stem, dot, ext = name.rpartition(".")
-        ext = (dot + ext) if dot and 0 < len(ext.encode()) <= 16 else ""
-        stem = stem if ext else name
-        budget = MAX_FILENAME_BYTES - len(ext.encode())
-        stem = stem.encode("utf-8")[:budget].decode("utf-8", "ignore")
-        name = stem + ext
-    return name
