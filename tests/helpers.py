@@ -83,8 +83,14 @@ def store_files(data_dir: Path) -> list[Path]:
 
 
 def temp_files(data_dir: Path) -> list[Path]:
+    """What the store's temp folder holds besides the lock files of writers at work."""
     tmp = data_dir / "store" / ".tmp"
-    return sorted(tmp.iterdir()) if tmp.exists() else []
+    return sorted(p for p in tmp.iterdir() if p.suffix != ".lock") if tmp.exists() else []
+
+
+def lock_files(data_dir: Path) -> list[Path]:
+    tmp = data_dir / "store" / ".tmp"
+    return sorted(tmp.glob("*.lock")) if tmp.exists() else []
 
 
 _TOKEN_RE = re.compile(r'name="csrf_token"(?: type="hidden")? value="([^"]+)"')

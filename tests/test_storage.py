@@ -1,4 +1,4 @@
-"""The ciphertext store: random names, atomic commits, day-granular times, containment."""
+"""The ciphertext store: random names, atomic placing, day-granular times, containment."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pytest
 
 from tipbox.errors import StoreError
 from tipbox.storage import CiphertextStore, new_item_id
+from tipbox.store_claims import StoreClaim
 
 
 def test_item_ids_are_random_lowercase_base32() -> None:
@@ -17,12 +18,19 @@ def test_item_ids_are_random_lowercase_base32() -> None:
     assert all(len(i) == 26 and i.isalnum() and i.islower() for i in ids)
 
 
-def test_commit_moves_the_temp_file_into_place_with_a_day_timestamp(tmp_path: Path) -> None:
+def _place(store: CiphertextStore, temp: Path, item_id: str, day: dt.date) -> Path:
+    store.prepare(temp, day)
+    final = store.place(temp, item_id)
+    store.sync()
+    return final
+
+
+def test_placing_moves_the_temp_file_into_place_with_a_day_timestamp(tmp_path: Path) -> None:
     store = CiphertextStore(tmp_path / "store")
-    temp = store.temp_path()
+    temp = StoreClaim(store).temp_path()
     temp.write_bytes(b"ciphertext")
     item_id = new_item_id()
-    final = store.commit(temp, item_id, dt.date(2026, 11, 30))
+    final = _place(store, temp, item_id, dt.date(2026, 11, 30))
     assert final == store.path_for(item_id)
     assert final.read_bytes() == b"ciphertext"
     assert not temp.exists()
@@ -31,25 +39,26 @@ def test_commit_moves_the_temp_file_into_place_with_a_day_timestamp(tmp_path: Pa
     assert final.stat().st_mode & 0o777 == 0o600
 
 
-def test_commit_refuses_files_from_outside_the_store(tmp_path: Path) -> None:
+def test_placing_refuses_files_from_outside_the_store(tmp_path: Path) -> None:
     store = CiphertextStore(tmp_path / "store")
     outside = tmp_path / "elsewhere.part"
     outside.write_bytes(b"x")
     with pytest.raises(StoreError):
-        store.commit(outside, new_item_id(), dt.date.today())
+        _place(store, outside, new_item_id(), dt.date.today())
     assert outside.exists()
 
 
-def test_commit_never_overwrites_an_existing_item(tmp_path: Path) -> None:
+def test_placing_never_overwrites_an_existing_item(tmp_path: Path) -> None:
     store = CiphertextStore(tmp_path / "store")
+    claim = StoreClaim(store)
     item_id = new_item_id()
-    first = store.temp_path()
+    first = claim.temp_path()
     first.write_bytes(b"first")
-    store.commit(first, item_id, dt.date.today())
-    second = store.temp_path()
+    _place(store, first, item_id, dt.date.today())
+    second = claim.temp_path()
     second.write_bytes(b"second")
     with pytest.raises(StoreError):
-        store.commit(second, item_id, dt.date.today())
+        _place(store, second, item_id, dt.date.today())
     assert store.path_for(item_id).read_bytes() == b"first"
 
 
@@ -58,16 +67,3 @@ def test_commit_never_overwrites_an_existing_item(tmp_path: Path) -> None:
 def test_ids_that_are_not_ours_cannot_name_a_path(tmp_path: Path, bad: str) -> None:
     with pytest.raises(StoreError):
         CiphertextStore(tmp_path / "store").path_for(bad)
-
-
-def test_sweep_removes_only_leftover_temp_files(tmp_path: Path) -> None:
-    store = CiphertextStore(tmp_path / "store")
-    kept = store.temp_path()
-    kept.write_bytes(b"x")
-    item_id = new_item_id()
-    store.commit(kept, item_id, dt.date.today())
-    for _ in range(3):
-        store.temp_path().write_bytes(b"partial")
-    assert store.sweep_temp() == 3
-    assert list(store.tmp.iterdir()) == []
-    assert store.path_for(item_id).exists()

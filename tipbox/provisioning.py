@@ -23,6 +23,7 @@ from tipbox.instance import InstanceSecrets
 from tipbox.key_registry import KeyService
 from tipbox.models import Base, Journalist, KeyState, Source
 from tipbox.storage import CiphertextStore
+from tipbox.store_sweep import sweep
 
 # What the audit log names as the actor of the keys folder's import.
 INIT_ACTOR = "tipbox init"
@@ -70,9 +71,11 @@ def initialise(settings: Settings, *, trust_keys_folder: bool = False) -> Initia
     try:
         _check_secrets_belong(settings, engine)
         instance = InstanceSecrets.load_or_create(settings.secrets_file)
-        CiphertextStore(settings.store_dir).sweep_temp()
         upgrade(settings.database_url)
         sessions = make_session_factory(engine)
+        # By ownership, like the running service: a worker still writing an upload keeps
+        # its files (tipbox.store_sweep).
+        sweep(CiphertextStore(settings.store_dir), sessions)
         audit = AuditLog(sessions)
         accounts = AccountService(sessions, TotpSealer(instance.totp_key), audit)
         sealed = accounts.seal_plaintext_secrets()

@@ -31,6 +31,7 @@ from tipbox.errors import SubmissionRejected
 from tipbox.i18n import N_
 from tipbox.models import Reply, Source
 from tipbox.storage import CiphertextStore, new_item_id
+from tipbox.store_claims import Move, StoreClaim, journalled
 
 MAX_REPLY_CHARS = 20_000
 
@@ -60,13 +61,17 @@ class ReplyService:
         keyring = self.keys.current()
         gpg = keyring.require()
         recipients = keyring.fingerprints
-        temp = self.store.temp_path()
         reply_id = new_item_id()
         day = self.clock()
-        final = None
+        # The same protocol as a submission's (tipbox.store_claims): claimed while it is
+        # written, journalled before its rename, the row committed after it.
+        claim = StoreClaim(self.store)
+        temp = claim.temp_path()
         try:
             gpg.encrypt_bytes(text.encode("utf-8"), recipients, temp)
-            with self.sessions.begin() as db:
+            self.store.prepare(temp, day)
+            with journalled(claim, [Move(temp.name, reply_id)], self.sessions), \
+                    self.sessions.begin() as db:
                 source = db.get(Source, source_id)
                 if source is None:
                     raise SubmissionRejected(N_("That source no longer exists."), status=404)
@@ -75,15 +80,14 @@ class ReplyService:
                 seq = (db.scalar(select(func.max(Reply.seq))
                                  .where(Reply.source_id == source_id)) or 0) + 1
                 size = temp.stat().st_size
-                final = self.store.commit(temp, reply_id, day)
+                self.store.place(temp, reply_id)
                 db.add(Reply(id=reply_id, source_id=source_id, journalist_id=journalist_id,
                              seq=seq, size=size, key_fingerprints=" ".join(recipients),
                              for_source=for_source, sent_on=day))
-        except BaseException:
-            self.store.discard(temp)
-            if final is not None:
-                self.store.discard(final)
-            raise
+                self.store.sync()  # the rename lasts before the row does
+        finally:
+            self.store.discard(temp)  # only there if it was never placed
+            claim.release()
         return reply_id
 
     def read_by_source(self, source_id: int, key: ReplyPrivateKey) -> list[ShownReply]:

@@ -25,6 +25,10 @@ _ID_RE = re.compile(r"^[a-z2-7]{26}$")
 SUFFIX = ".gpg"
 
 
+def is_item_id(name: str) -> bool:
+    return _ID_RE.fullmatch(name) is not None
+
+
 def new_item_id() -> str:
     """130 random bits in lower-case base32: unguessable, filesystem-safe, no ordering."""
     return base64.b32encode(secrets.token_bytes(17)).decode().lower()[:26]
@@ -43,10 +47,6 @@ class CiphertextStore:
         """Bytes free for an unprivileged writer on the disk that holds the store."""
         return shutil.disk_usage(self.root).free
 
-    def temp_path(self) -> Path:
-        """A fresh name in the store for gpg to write into."""
-        return self.tmp / f"{secrets.token_hex(16)}.part"
-
     def path_for(self, item_id: str) -> Path:
         if not _ID_RE.match(item_id):
             raise StoreError(f"not an item id: {item_id!r}")
@@ -56,16 +56,9 @@ class CiphertextStore:
             raise StoreError("item path escapes the store")
         return path
 
-    def commit(self, temp: Path, item_id: str, day: dt.date) -> Path:
-        """fsync ``temp`` and rename it to the item's final name; return that name."""
-        self.prepare(temp, day)
-        final = self.place(temp, item_id)
-        self.sync()
-        return final
-
-    # commit() in three steps, for a caller that must hold a lock as briefly as possible:
-    # the slow fsync of each file before it takes the lock, then inside it the renames
-    # and one fsync of the folder.
+    # Placing a file is done in steps, for a caller that journals its renames and must
+    # hold the database's lock as briefly as possible (tipbox.store_claims): the slow fsync
+    # of each file first, then the renames and one fsync of the folder.
 
     def prepare(self, temp: Path, day: dt.date) -> None:
         """fsync ``temp`` and give it the day as its only time, ready to be placed."""
@@ -106,14 +99,6 @@ class CiphertextStore:
 
     def size(self, item_id: str) -> int:
         return self.path_for(item_id).stat().st_size
-
-    def sweep_temp(self) -> int:
-        """Remove writes that a crash left behind; they were never committed."""
-        count = 0
-        for leftover in self.tmp.glob("*.part"):
-            self.discard(leftover)
-            count += 1
-        return count
 
     def _fsync_dir(self) -> None:
         fd = os.open(self.root, os.O_RDONLY)

@@ -142,3 +142,29 @@ def test_nothing_is_pruned_on_a_database_that_needs_init(
     assert result.exit_code != 0 and "run `tipbox init`" in result.output
     with make_session_factory(make_engine(settings.database_url))() as s:
         assert s.scalar(select(func.count()).select_from(Source)) == 1
+
+
+def test_doctor_reports_what_crashes_left_until_it_is_swept_and_init_spares_live_uploads(
+        settings: Settings, db: sessionmaker[Session]) -> None:
+    from tipbox.provisioning import initialise
+    from tipbox.storage import new_item_id
+    from tipbox.store_claims import StoreClaim
+
+    store = CiphertextStore(settings.store_dir)
+    runner = CliRunner()
+    assert runner.invoke(main, ["doctor"], env=cli_env(settings)).exit_code == 0
+    store.path_for(new_item_id()).write_bytes(b"ciphertext with no row")
+    (store.tmp / f"{'1' * 32}.part").write_bytes(b"an upload nobody writes any more")
+    live = StoreClaim(store)  # an upload still arriving, in this very process
+    arriving = live.temp_path()
+    arriving.write_bytes(b"still arriving")
+
+    reported = runner.invoke(main, ["doctor"], env=cli_env(settings))
+    assert reported.exit_code == 1
+    assert "1 temp file(s), 1 file(s) without a row" in reported.output
+
+    initialise(settings)  # `tipbox init` while the upload goes on
+    assert arriving.read_bytes() == b"still arriving"
+    assert runner.invoke(main, ["doctor"], env=cli_env(settings)).exit_code == 0
+    arriving.unlink()
+    live.release()

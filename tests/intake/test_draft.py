@@ -21,7 +21,8 @@ from tipbox.config import Settings
 from tipbox.crypto.keyring import Keyring, load_keyring
 from tipbox.errors import DatabaseUnavailable, KeyringUnusable, SubmissionRejected, UploadTooLarge
 from tipbox.inbox import InboxService
-from tipbox.intake.draft import Draft, DraftState, safe_filename, worth_compressing
+from tipbox.intake.draft import Draft, DraftState
+from tipbox.intake.file_items import safe_filename, worth_compressing
 from tipbox.models import Item, ItemKind, Source
 from tipbox.sources import SourceService
 from tipbox.storage import CiphertextStore

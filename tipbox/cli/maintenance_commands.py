@@ -86,6 +86,8 @@ def doctor() -> None:
         problems.extend(services.keys.expiry_warnings())
         if settings.retention_days is not None and services.schema_current:
             _check_retention(services, settings.retention_days, problems, notes)
+        if services.schema_current:
+            _check_leftovers(services, problems)
     _check_free_space(settings, problems, notes)
     for note in notes:
         click.echo(note)
@@ -109,6 +111,19 @@ def _check_retention(services: Services, days: int, problems: list[str],
     if plan.kept_unread:
         notes.append(f"{plan.kept_unread} source(s) past the retention period are kept "
                      "because nobody has read all their items.")
+
+
+def _check_leftovers(services: Services, problems: list[str]) -> None:
+    from tipbox.storage import CiphertextStore
+    from tipbox.store_sweep import survey
+
+    found = survey(CiphertextStore(services.settings.store_dir), services.sessions)
+    if found.found:
+        problems.append(
+            f"The store holds what crashes left: {found.dead_claims} unfinished upload(s) or "
+            f"reply(ies), {found.temp_files} temp file(s), {found.orphans} file(s) without "
+            "a row. The running service removes them within 10 minutes (or at its next "
+            "start); `tipbox init` removes them now. Uploads in progress are never counted.")
 
 
 def _check_free_space(settings: Settings, problems: list[str], notes: list[str]) -> None:

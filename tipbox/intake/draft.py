@@ -1,14 +1,19 @@
 """A submission in progress: each item encrypted as it arrives, all kept or none.
 
 A :class:`Draft` collects ciphertext in the store's temp folder while the body streams
-in. Only :meth:`Draft.commit` makes anything permanent: it renames every file into place
-and writes every row in one transaction. Leaving the ``with`` block any other way removes
-every trace of the attempt, so a cut-off upload never keeps half a submission.
+in, under a claim (:class:`~tipbox.store_claims.StoreClaim`) that tells the sweeper its
+files are in use. Only :meth:`Draft.commit` makes anything permanent: it journals the
+renames, renames every file into place and writes every row in one transaction, so a
+crash at any moment leaves nothing the sweeper cannot settle. Leaving the ``with`` block
+any other way removes every trace of the attempt, so a cut-off upload never keeps half a
+submission.
 
 What a draft holds is a :class:`DraftState`: temp file names, kinds, sizes and keys, never
 a file name or any plaintext. :meth:`Draft.keep` hands that state over instead of
 discarding it, so that a later request can carry on with it (``Draft(..., state=...)``);
-that is what an upload sent in pieces will need.
+that is what an upload sent in pieces will need. Within one process the state keeps the
+draft's claim, so the sweeper leaves its files alone; reloaded elsewhere, it takes the
+claim again by its token.
 """
 
 from __future__ import annotations
@@ -16,9 +21,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
-import re
-import unicodedata
-import zlib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -42,12 +44,12 @@ from tipbox.errors import (
     UploadTooLarge,
 )
 from tipbox.i18n import N_
+from tipbox.intake.file_items import Prefixed, safe_filename, worth_compressing
 from tipbox.intake.limits import check_daily_quota
 from tipbox.models import Item, ItemKind, Source
 from tipbox.storage import CiphertextStore, early_writeback, new_item_id
+from tipbox.store_claims import TEMP_NAME_RE, TOKEN_RE, Move, StoreClaim, journalled
 
-# OpenPGP literal data packets hold at most 255 bytes of file name.
-MAX_FILENAME_BYTES = 255
 PROBE_BYTES = 64 * 1024
 ENCRYPTED_CHUNK_BYTES = 1024 * 1024
 
@@ -78,8 +80,6 @@ REFUSALS = {
         "was kept. Reload the page and send it again."),
 }
 
-_TEMP_NAME_RE = re.compile(r"^[0-9a-f]{32}\.part$")
-
 
 @dataclass(frozen=True)
 class PendingItem:
@@ -100,30 +100,43 @@ class DraftState:
 
     items: list[PendingItem] = field(default_factory=list)
     skipped_empty_files: int = 0
+    owner: str = ""  # the claim token its temp files are named after; "" for a new draft
+    # The claim itself while this process holds it (never saved).
+    claim: StoreClaim | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"items": [{"temp_name": i.temp_name, "kind": i.kind.value, "size": i.size,
                            "recipients": list(i.recipients)} for i in self.items],
-                "skipped_empty_files": self.skipped_empty_files}
+                "skipped_empty_files": self.skipped_empty_files, "owner": self.owner}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> DraftState:
         """The state :meth:`to_dict` wrote; refuses anything that could name a file
         outside the store's temp folder."""
+        owner = str(data.get("owner", ""))
+        if owner and not TOKEN_RE.fullmatch(owner):
+            raise ValueError("not a claim token")
         items = []
         for raw in data["items"]:
             name = str(raw["temp_name"])
-            if not _TEMP_NAME_RE.fullmatch(name):
+            match = TEMP_NAME_RE.fullmatch(name)
+            if not match or match[1] != owner:
                 raise ValueError("not a temp file name of the store")
             items.append(PendingItem(name, ItemKind(raw["kind"]), int(raw["size"]),
                                      tuple(str(f) for f in raw["recipients"])))
-        return cls(items, int(data["skipped_empty_files"]))
+        return cls(items, int(data["skipped_empty_files"]), owner)
 
     def discard(self, store: CiphertextStore) -> None:
-        """Remove every temp file of this state (an upload given up on)."""
+        """Remove every temp file of this state (an upload given up on), then its claim."""
         for item in self.items:
             _remove_temp(store, store.tmp / item.temp_name)
         self.items.clear()
+        self.release()
+
+    def release(self) -> None:
+        if self.claim is not None:
+            self.claim.release()
+            self.claim = None
 
 
 @dataclass(frozen=True)
@@ -153,6 +166,15 @@ class Draft:
         self.max_files = max_files
         self.clock = clock
         self.state = state if state is not None else DraftState()
+        if self.state.claim is None:
+            # Taken before any temp file is made: the sweeper leaves a claimed file alone.
+            try:
+                self.state.claim = (StoreClaim.resume(store, self.state.owner)
+                                    if self.state.owner else StoreClaim(store))
+            except OSError as exc:
+                raise StoreError.from_os_error(exc, "claiming temp files") from exc
+            self.state.owner = self.state.claim.token
+        self._claim = self.state.claim
         self.daily_quota = daily_quota  # bytes a source may send per day; None: no limit
         self._done = False  # committed or kept: nothing left for __exit__ to discard
 
@@ -194,7 +216,7 @@ class Draft:
         self._check_file_count()
         with self._writing(ItemKind.FILE) as temp:
             self._gpg.encrypt_stream(
-                _Prefixed(first, data), self.recipients, temp,
+                Prefixed(first, data), self.recipients, temp,
                 filename=safe_filename(raw_filename, self.file_count + 1),
                 compress=worth_compressing(first),
             )
@@ -232,7 +254,7 @@ class Draft:
         the gpg wrapper raises itself); the temp file of a failed item is removed at once."""
         if self._done:
             raise RuntimeError("this draft was committed or kept: make a new one")
-        temp = self.store.temp_path()
+        temp = self._claim.temp_path()
         try:
             yield temp
             size = temp.stat().st_size
@@ -252,19 +274,25 @@ class Draft:
             )
 
     def commit(self, source_id: int) -> Receipt:
-        """Make every item permanent at once: files renamed into place, rows written."""
+        """Make every item permanent at once: files renamed into place, rows written.
+
+        The renames are journalled first and the rows committed after them, so a crash
+        anywhere leaves a journal the sweeper settles against the rows
+        (:mod:`tipbox.store_claims`): never a file without a row, nor a row without a file.
+        """
         if not self.pending:
             raise SubmissionRejected(N_(
                 "There was nothing to send: write a message or choose at least one "
                 "non-empty file, then press Submit again."))
         day = self.clock()
-        finals: list[Path] = []
+        moves = [Move(item.temp_name, new_item_id()) for item in self.pending]
         try:
             # The slow part (an fsync per file) before the transaction: on SQLite its
             # first statement takes the one write lock every other writer waits for.
             for item in self.pending:
                 self.store.prepare(self.store.tmp / item.temp_name, day)
-            with self.sessions.begin() as db:
+            with journalled(self._claim, moves, self.sessions), \
+                    self.sessions.begin() as db:
                 # A write first: it takes SQLite's write lock, or this source's row lock on
                 # PostgreSQL, so that two submissions from one source cannot both read the
                 # same highest number (the database also refuses a duplicate).
@@ -278,18 +306,17 @@ class Draft:
                 check_daily_quota(db, source_id, day, self.daily_quota, adding=sum(sizes))
                 seq = db.scalar(select(func.coalesce(func.max(Item.seq), 0))
                                 .where(Item.source_id == source_id)) or 0
-                for offset, (item, size) in enumerate(zip(self.pending, sizes, strict=True),
-                                                      start=1):
-                    item_id = new_item_id()
-                    finals.append(self.store.place(self.store.tmp / item.temp_name, item_id))
-                    db.add(Item(id=item_id, source_id=source_id, seq=seq + offset,
+                for offset, (item, move, size) in enumerate(
+                        zip(self.pending, moves, sizes, strict=True), start=1):
+                    self.store.place(self.store.tmp / item.temp_name, move.item_id)
+                    db.add(Item(id=move.item_id, source_id=source_id, seq=seq + offset,
                                 kind=item.kind, size=size,
                                 key_fingerprints=" ".join(item.recipients),
                                 submitted_on=day))
                 self.store.sync()  # one folder fsync: the renames last before the rows do
         except BaseException as exc:
-            for path in finals:
-                self.store.discard(path)
+            # journalled() has put back or removed what was renamed; __exit__ removes
+            # the temp files still here.
             if isinstance(exc, StaleDataError | IntegrityError):
                 # The source was deleted while this committed (by a journalist, or prune).
                 raise _source_gone() from None
@@ -300,8 +327,11 @@ class Draft:
             raise
         self._done = True
         messages = sum(1 for p in self.pending if p.kind is ItemKind.MESSAGE)
-        return Receipt(messages=messages, files=len(self.pending) - messages,
-                       skipped_empty_files=self.skipped_empty_files)
+        receipt = Receipt(messages=messages, files=len(self.pending) - messages,
+                          skipped_empty_files=self.skipped_empty_files)
+        self.state.items.clear()  # they are the store's now
+        self.state.release()
+        return receipt
 
     def check_quota(self, source_id: int) -> None:
         """Refuse at once a source that has already sent its day's bytes, before any of
@@ -311,7 +341,8 @@ class Draft:
 
     def keep(self) -> DraftState:
         """Leave the ``with`` block without discarding: the returned state now owns the
-        temp files, for a later request to carry on with (or to discard)."""
+        temp files and the claim on them, for a later request to carry on with (or to
+        discard)."""
         self._done = True
         return self.state
 
@@ -326,7 +357,7 @@ def _source_gone() -> SubmissionRejected:
 
 def _remove_temp(store: CiphertextStore, temp: Path) -> None:
     # A store that fails to remove must not hide the failure being answered; what it
-    # leaves is ciphertext, and start-up sweeps the temp folder (sweep_temp).
+    # leaves is ciphertext, and the sweeper removes it once the claim is let go.
     with contextlib.suppress(OSError):
         store.discard(temp)
 
@@ -338,51 +369,3 @@ def _refuse_as_the_source_reads_it(step: Callable[..., None], *args: bytes) -> N
         step(*args)
     except MessageRefused as exc:
         raise SubmissionRejected(REFUSALS[exc.reason]) from None
-
-
-class _Prefixed:
-    """A stream that first yields bytes already read from another stream."""
-
-    def __init__(self, head: bytes, rest: Readable) -> None:
-        self._head: bytes | None = head
-        self._rest = rest
-
-    def read(self, size: int = -1, /) -> bytes:
-        if self._head is not None:
-            head, self._head = self._head, None
-            return head
-        return self._rest.read(size)
-
-
-def worth_compressing(sample: bytes) -> bool:
-    """True when a fast zlib pass shrinks the first bytes by more than 10%.
-
-    Most leaked documents (PDF, JPEG, DOCX, ZIP, video) are compressed already;
-    compressing them again costs several times the CPU of encryption for nothing.
-    """
-    if len(sample) < 512:
-        return False
-    return len(zlib.compress(sample, 1)) < 0.9 * len(sample)
-
-
-def safe_filename(raw: str, index: int) -> str:
-    """The name that travels inside the ciphertext.
-
-    Directory parts are dropped (old browsers sent full paths, which can name the
-    source's account), so are control, format and bidi-override characters; the result
-    fits OpenPGP's 255-byte limit with its extension kept.
-    """
-    name = raw.replace("\\", "/").rsplit("/", 1)[-1]
-    name = "".join(ch for ch in name
-                   if unicodedata.category(ch)[0] != "C" and ch not in "\u2028\u2029")
-    name = name.strip().strip(".").strip()
-    if not name:
-        return f"file-{index}"
-    if len(name.encode("utf-8")) > MAX_FILENAME_BYTES:
-        stem, dot, ext = name.rpartition(".")
-        ext = (dot + ext) if dot and 0 < len(ext.encode()) <= 16 else ""
-        stem = stem if ext else name
-        budget = MAX_FILENAME_BYTES - len(ext.encode())
-        stem = stem.encode("utf-8")[:budget].decode("utf-8", "ignore")
-        name = stem + ext
-    return name

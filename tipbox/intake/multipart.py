@@ -86,7 +86,7 @@ def _filename_as_sent(event: File) -> str:
     Werkzeug reads a backslash in a quoted value as an escape, so the full path an old
     browser sends ("C:\\Users\\jdoe\\a.pdf") would lose its separators and keep the
     account name. Browsers never escape a backslash (they percent-encode quotes), so
-    here each one, bar an escaped quote, is read as "/" for ``safe_filename`` to cut at.
+    here each one, bar an escaped quote, is read as "/" for ``file_items.safe_filename`` to cut at.
     """
     disposition = event.headers.get("content-disposition", "")
     if "\\" not in disposition:

@@ -25,6 +25,7 @@ from gunicorn.glogging import Logger
 
 from tipbox.config import Settings
 from tipbox.serve.error_pages import use_tipbox_error_pages
+from tipbox.serve.store_upkeep import sweep_in_each_worker
 from tipbox.serve.worker import ConnectionLimits, TipboxWorker
 
 # Dotted quads and anything with three or more colon-separated hex groups (IPv6).
@@ -102,6 +103,7 @@ def gunicorn_options(host: str, port: int, settings: Settings) -> dict[str, Any]
         "limit_request_line": 8190,
         "limit_request_fields": 100,
         "control_socket_disable": True,
+        "post_worker_init": sweep_in_each_worker(settings),
     }
 
 

@@ -174,6 +174,20 @@ class TipboxWorker(ThreadWorker):
         # Capping every deadline at the same value keeps them in order.
         for conn, own in self.heads.items():
             self.heads[conn] = min(own, deadline)
+        self._give_up_listening()
+
+    def _give_up_listening(self) -> None:
+        """Close the listening sockets as the drain begins (SIGTERM, or the master gone).
+
+        gthread keeps them open until its uploads end, up to graceful_timeout: meanwhile
+        the kernel accepts new connections that nobody answers, and a restarted
+        `tipbox serve` cannot bind the port. The master closed its own copies before
+        signalling us, so once ours are closed a new visitor is refused at once (Tor
+        Browser says so) and a new master can bind. Connections already accepted carry on.
+        """
+        for listener in self.sockets:
+            with contextlib.suppress(OSError):
+                listener.close()
 
     def _refuse(self, conn: _Connection, status: int) -> None:
         # The socket is non-blocking and nothing was written on it yet: a page this small

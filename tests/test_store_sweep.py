@@ -1,0 +1,137 @@
+"""What a crash leaves in the store is found and removed by ownership: a writer that is
+still alive keeps everything; a dead writer's journal is settled against the rows."""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from tests.conftest import FAST_SCRYPT
+from tests.helpers import lock_files, store_files, temp_files
+from tipbox.codenames import CodenameHasher, generate_codename
+from tipbox.config import Settings
+from tipbox.models import Item, ItemKind
+from tipbox.sources import SourceService
+from tipbox.storage import CiphertextStore, new_item_id
+from tipbox.store_claims import StoreClaim
+from tipbox.store_sweep import survey, sweep
+
+
+def _writer_that_dies(store: CiphertextStore, *, renamed: int = 0,
+                      journalled: tuple[str, ...] = ()) -> list[Path]:
+    """A real process that claims, writes two temp files, journals them as ``journalled``
+    (if given), renames the first ``renamed`` of them into the store and exits without
+    letting go, as a worker killed at that instant would. Returns its temp paths."""
+    code = textwrap.dedent(f"""
+        import datetime as dt, os, sys
+        from pathlib import Path
+        from tipbox.storage import CiphertextStore
+        from tipbox.store_claims import Move, StoreClaim
+        store = CiphertextStore(Path({str(store.root)!r}))
+        claim = StoreClaim(store)
+        temps = [claim.temp_path() for _ in range(2)]
+        for temp in temps:
+            temp.write_bytes(b"ciphertext")
+            store.prepare(temp, dt.date.today())
+        ids = {list(journalled)!r}
+        if ids:
+            claim.write_journal([Move(t.name, i) for t, i in zip(temps, ids)])
+        for temp, item_id in list(zip(temps, ids))[:{renamed}]:
+            store.place(temp, item_id)
+        print(" ".join(str(t) for t in temps))
+        os._exit(0)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                         text=True, timeout=60).stdout
+    return [Path(p) for p in out.split()]
+
+
+def _add_row(db: sessionmaker[Session], item_id: str) -> None:
+    source_id = SourceService(db, CodenameHasher(b"p" * 32, FAST_SCRYPT)).create(
+        generate_codename())
+    with db.begin() as s:
+        s.add(Item(id=item_id, source_id=source_id, seq=1, kind=ItemKind.MESSAGE, size=10,
+                   key_fingerprints="", submitted_on=dt.date.today()))
+
+
+def test_a_live_writers_files_survive_a_sweep_and_a_dead_writers_go(
+        any_database_settings: Settings, any_database: sessionmaker[Session]) -> None:
+    store = CiphertextStore(any_database_settings.store_dir)
+    live = StoreClaim(store)
+    live_temp = live.temp_path()
+    live_temp.write_bytes(b"still arriving")
+    dead_temps = _writer_that_dies(store)
+
+    assert survey(store, any_database).temp_files == 2
+    found = sweep(store, any_database)
+    assert (found.dead_claims, found.temp_files, found.orphans) == (1, 2, 0)
+    assert temp_files(any_database_settings.data_dir) == [live_temp]
+    assert not any(p.exists() for p in dead_temps)
+    assert len(lock_files(any_database_settings.data_dir)) == 1  # the live writer's
+    live_temp.unlink()
+    live.release()
+    assert lock_files(any_database_settings.data_dir) == []
+
+
+def test_a_crash_between_the_renames_and_the_commit_leaves_no_file_in_the_store(
+        any_database_settings: Settings, any_database: sessionmaker[Session]) -> None:
+    store = CiphertextStore(any_database_settings.store_dir)
+    _writer_that_dies(store, renamed=1, journalled=(new_item_id(), new_item_id()))
+    assert len(store_files(any_database_settings.data_dir)) == 1
+    assert survey(store, any_database).found
+    sweep(store, any_database)
+    assert store_files(any_database_settings.data_dir) == []
+    assert temp_files(any_database_settings.data_dir) == []
+    assert lock_files(any_database_settings.data_dir) == []
+    assert not survey(store, any_database).found
+
+
+def test_a_crash_after_the_commit_keeps_every_file_its_rows_name(
+        any_database_settings: Settings, any_database: sessionmaker[Session]) -> None:
+    store = CiphertextStore(any_database_settings.store_dir)
+    ids = (new_item_id(), new_item_id())
+    # The second rename had not happened when the writer died; the rows had committed.
+    _writer_that_dies(store, renamed=1, journalled=ids)
+    for item_id in ids:
+        _add_row(any_database, item_id)
+    sweep(store, any_database)
+    assert sorted(p.stem for p in store_files(any_database_settings.data_dir)) == sorted(ids)
+    assert temp_files(any_database_settings.data_dir) == []
+
+
+def test_a_file_without_a_row_or_a_writer_is_an_orphan_and_goes(
+        any_database_settings: Settings, any_database: sessionmaker[Session]) -> None:
+    store = CiphertextStore(any_database_settings.store_dir)
+    kept, orphan = new_item_id(), new_item_id()
+    for item_id in (kept, orphan):
+        store.path_for(item_id).write_bytes(b"ciphertext")
+    _add_row(any_database, kept)
+    legacy = store.tmp / f"{'0' * 32}.part"  # an older version's name, no claim at all
+    legacy.write_bytes(b"partial")
+    assert survey(store, any_database).orphans == 1
+    found = sweep(store, any_database)
+    assert (found.orphans, found.temp_files) == (1, 1)
+    assert [p.stem for p in store_files(any_database_settings.data_dir)] == [kept]
+    assert not legacy.exists()
+
+
+def test_a_live_writers_journalled_files_are_no_orphans(
+        any_database_settings: Settings, any_database: sessionmaker[Session]) -> None:
+    from tipbox.store_claims import Move
+
+    store = CiphertextStore(any_database_settings.store_dir)
+    claim = StoreClaim(store)
+    temp = claim.temp_path()
+    temp.write_bytes(b"ciphertext")
+    item_id = new_item_id()
+    claim.write_journal([Move(temp.name, item_id)])
+    store.place(temp, item_id)  # renamed, its row not yet committed
+    assert not sweep(store, any_database).found
+    assert store.path_for(item_id).exists()
+    claim.clear_journal()
+    claim.release()
