@@ -3,14 +3,16 @@ the database file or its write-ahead log once the deleting transaction has commi
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import create_engine, select
+from sqlalchemy import create_engine, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import QueuePool
 
@@ -24,7 +26,7 @@ from tipbox.crypto.reply_keys import ReplyKeyDeriver
 from tipbox.db import make_engine, make_session_factory
 from tipbox.inbox import InboxService
 from tipbox.key_registry import StaticKeyring
-from tipbox.models import Item, Reply, Source
+from tipbox.models import Item, Reply, Source, WebSession
 from tipbox.replies import ReplyService
 from tipbox.sources import SourceService
 from tipbox.storage import CiphertextStore
@@ -141,3 +143,22 @@ def test_a_source_session_is_gone_from_the_database_and_its_log_after_log_out(
     browser.logout()
 
     assert id_hash not in on_disk(settings.data_dir)
+
+
+def test_an_expired_session_is_gone_from_the_database_and_its_log_once_purged(
+        settings: Settings, app: Flask) -> None:
+    first = SourceBrowser(app.test_client())
+    first.new_codename()
+    cookie = first.client.get_cookie("tipbox_source")
+    assert cookie is not None
+    id_hash = hashlib.sha256(cookie.value.encode()).hexdigest()
+    engine = make_engine(settings.database_url)
+    with make_session_factory(engine).begin() as db:  # its idle time ran out
+        db.execute(update(WebSession).where(WebSession.id_hash == id_hash)
+                   .values(expires_at=dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)))
+    engine.dispose()
+    assert id_hash.encode() in on_disk(settings.data_dir)
+
+    SourceBrowser(app.test_client()).new_codename()  # the next saved session purges it
+
+    assert id_hash.encode() not in on_disk(settings.data_dir)
