@@ -12,9 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import secrets
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,29 +20,25 @@ from typing import Any
 
 import pytest
 
+from tests.browser.conftest import Site
 from tests.browser.kit import (
+    BROWSER_ENCRYPTED,
     CHROMIUM,
-    WireRecorder,
+    MARKER,
+    SERVER_ENCRYPTED,
     chromium_args,
+    decrypted,
+    first_octets,
     keep_screenshot,
     require_chromium,
+    wait_for,
 )
-from tests.e2e.server import TIPBOX, received_count, tipbox_server
-from tests.helpers import (
-    Newsroom,
-    gpg_decrypt,
-    require_browser_encryption,
-    store_files,
-    temp_files,
-)
+from tests.e2e.server import TIPBOX, received_count
+from tests.helpers import Newsroom, gpg_decrypt, store_files, temp_files
 from tipbox.config import MIB
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
-MARKER = f"TIPBOX-WIRE-MARKER-{secrets.token_hex(10)}"
-# OpenPGP.js writes new-format packets (0xC1: PKESK); gpg on the server path writes the
-# PKESK in the legacy format (0x84/0x85). So the first octet tells who encrypted an item.
-BROWSER_ENCRYPTED, SERVER_ENCRYPTED = {0xC1}, {0x84, 0x85}
 
 
 @pytest.fixture(scope="session")
@@ -71,36 +65,6 @@ def payloads(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     small = root / f"notes {MARKER}.txt"
     small.write_text(f"meeting notes, {MARKER}\nsecond line\n" * 200)
     return {"big": big, "small": small}
-
-
-@dataclass
-class Site:
-    relay: WireRecorder
-    data_dir: Path
-    env: dict[str, str]
-
-    @property
-    def url(self) -> str:
-        return self.relay.url
-
-
-@pytest.fixture
-def site(tmp_path: Path, newsroom: Newsroom) -> Iterator[Site]:
-    tmp = tmp_path / "server-tmp"
-    tmp.mkdir()
-    env = {"TIPBOX_DATA_DIR": str(tmp_path / "data"), "TIPBOX_KEYS_DIR": str(newsroom.keys_dir),
-           "TIPBOX_SCRYPT_N": "16", "TMPDIR": str(tmp)}
-    with tipbox_server("source", env, tmp_path / "server.log") as server:
-        relay = WireRecorder(server.port, [MARKER.encode()])
-        try:
-            yield Site(relay, tmp_path / "data", env)
-        finally:
-            relay.close()
-
-
-@pytest.fixture
-def js_required() -> None:
-    require_browser_encryption()
 
 
 @dataclass
@@ -175,19 +139,6 @@ def spooled_entries(page: Any) -> list[str]:
         }
         return names;
     }"""))
-
-
-def decrypted(data_dir: Path, newsroom: Newsroom) -> list[tuple[str, bytes]]:
-    return sorted((p.filename, p.data) for p in (gpg_decrypt(path, newsroom.secret_home)
-                                                 for path in store_files(data_dir)))
-
-
-def first_octets(data_dir: Path) -> set[int]:
-    octets = set()
-    for path in store_files(data_dir):
-        with path.open("rb") as f:
-            octets.add(f.read(1)[0])
-    return octets
 
 
 MESSAGE = f"The minutes are on page 4.\nAsk about the second contract. {MARKER}"
@@ -276,13 +227,6 @@ def held_upload(page: Any, held: list[Any]) -> None:
     """Hold encrypt.js's upload in the browser: it never reaches the server."""
     page.route(ENCRYPTED_UPLOAD, lambda route: held.append(route)
                if route.request.method == "POST" else route.continue_())
-
-
-def wait_for(condition: Any, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 @pytest.mark.usefixtures("js_required")
