@@ -65,17 +65,19 @@ class ShapingProxy:
         self._tasks: set[asyncio.Task[None]] = set()
         listener = socket.create_server(("127.0.0.1", 0))
         self.port = int(listener.getsockname()[1])
-        self._server = self._loop.run_until_complete(
-            asyncio.start_server(self._connection, sock=listener))
+        # The loop runs in its own thread from the start: the caller's thread may be running
+        # a loop of its own (Playwright's synchronous API does).
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
+        self._server = asyncio.run_coroutine_threadsafe(
+            asyncio.start_server(self._connection, sock=listener), self._loop).result(timeout=30)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def close(self) -> None:
-        """Stop listening, reset every open connection, stop the thread."""
+        """Stop listening, close every open connection, stop the thread."""
         async def stop() -> None:
             self._server.close()
             for task in list(self._tasks):
@@ -99,35 +101,38 @@ class ShapingProxy:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
+        with contextlib.suppress(asyncio.CancelledError):  # close() cancels open connections
+            await self._forward(client_reader, client_writer)
+        self._tasks.discard(task)
+
+    async def _forward(self, client_reader: asyncio.StreamReader,
+                       client_writer: asyncio.StreamWriter) -> None:
         try:
-            try:
-                server_reader, server_writer = await asyncio.open_connection(
-                    "127.0.0.1", self._upstream)
-            except OSError:
-                reset(client_writer)
-                return
-            cut = asyncio.Event()
-            pumps = [asyncio.create_task(self._pump(client_reader, server_writer, cut, True)),
-                     asyncio.create_task(self._pump(server_reader, client_writer, cut, False))]
-            # Until both directions end, or one of them is cut (then the other stops too).
-            cut_seen = asyncio.ensure_future(cut.wait())
-            both_done = asyncio.gather(*pumps)
-            try:
-                waiting: list[asyncio.Future[Any]] = [both_done, cut_seen]
-                await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                cut_seen.cancel()
-                for pump in pumps:
-                    pump.cancel()
-                await asyncio.gather(both_done, return_exceptions=True)
-                if cut.is_set():
-                    reset(client_writer)
-                    reset(server_writer)
-                else:
-                    for writer in (client_writer, server_writer):
-                        writer.close()
+            server_reader, server_writer = await asyncio.open_connection(
+                "127.0.0.1", self._upstream)
+        except OSError:
+            reset(client_writer)
+            return
+        cut = asyncio.Event()
+        pumps = [asyncio.create_task(self._pump(client_reader, server_writer, cut, True)),
+                 asyncio.create_task(self._pump(server_reader, client_writer, cut, False))]
+        # Until both directions end, or one of them is cut (then the other stops too).
+        cut_seen = asyncio.ensure_future(cut.wait())
+        both_done = asyncio.gather(*pumps)
+        try:
+            waiting: list[asyncio.Future[Any]] = [both_done, cut_seen]
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            self._tasks.discard(task)
+            cut_seen.cancel()
+            for pump in pumps:
+                pump.cancel()
+            await asyncio.gather(both_done, return_exceptions=True)
+            if cut.is_set():
+                reset(client_writer)
+                reset(server_writer)
+            else:
+                for writer in (client_writer, server_writer):
+                    writer.close()
 
     async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                     cut: asyncio.Event, from_client: bool) -> None:
