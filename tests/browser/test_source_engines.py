@@ -180,3 +180,40 @@ def test_a_circuit_that_breaks_mid_upload_keeps_nothing_and_the_source_is_told(
         assert received_count(tab.content()) == 0
         assert tab.is_visible(RESTART_NOTE)
     assert site.relay.found == (set() if javascript else {MARKER.encode()})
+
+
+UPLOAD_PROGRESS = """() => Math.max(0, ...Array.from(
+    document.querySelectorAll('#encrypt-panel progress'), (bar) => bar.value / bar.max))"""
+
+
+@pytest.mark.usefixtures("js_required")
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_slow_upload_shows_progress_can_be_cancelled_then_sent_by_the_plain_form(
+        engine: str, site: Site, newsroom: Newsroom, circuit: ShapingProxy,
+        tmp_path: Path) -> None:
+    # Large enough that most of its ciphertext is still in the browser, not in the socket
+    # buffers on the way, when the source presses Cancel.
+    video = tmp_path / "video.mp4"
+    video.write_bytes(MARKER.encode() + os.urandom(16 * MIB))
+    with open_tab(engine, True, tmp_path) as tab:
+        new_codename(tab, circuit.url)
+        tab.fill("#message", "Here is the video I told you about.")
+        tab.set_files("#files", [video])
+        tab.click(SUBMIT)
+        # The bars move while the ciphertext crawls through the circuit; then, cancelled,
+        # the attempt leaves nothing behind.
+        wait_for(lambda: tab.evaluate(UPLOAD_PROGRESS) > 0, seconds=60)
+        tab.click("#encrypt-cancel")
+        tab.wait_for_text("Cancelled. Nothing from this attempt was kept.")
+        nothing_kept(site)
+        assert site.relay.found == set()
+
+        # The source chooses the plain form instead: only now does the plaintext travel,
+        # to be encrypted by the server (over a faster circuit, to keep the test short).
+        circuit.shaping = Shaping()
+        tab.click("#encrypt-plain")
+        tab.wait_for_text(RECEIVED, seconds=120)
+    assert first_octets(site.data_dir) <= SERVER_ENCRYPTED
+    assert digests(decrypted(site.data_dir, newsroom)) == digests(
+        [("", b"Here is the video I told you about."), (video.name, video.read_bytes())])
+    assert site.relay.found == {MARKER.encode()}
