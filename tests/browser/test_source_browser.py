@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,8 +32,8 @@ from tests.browser.kit import (
     require_chromium,
     wait_for,
 )
-from tests.e2e.server import TIPBOX, received_count
-from tests.helpers import Newsroom, gpg_decrypt, store_files, temp_files
+from tests.e2e.server import received_count
+from tests.helpers import Newsroom, store_files, temp_files
 from tipbox.config import MIB
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
@@ -276,39 +275,4 @@ def test_failure_cancel_and_the_plain_form_fallback_in_the_browser(
     assert site.relay.found == {MARKER.encode()}
     assert tab.errors == [] or all("ERR_CONNECTION_RESET" in e or "ERR_FAILED" in e
                                    for e in tab.errors), tab.errors
-    page.context.close()
-
-
-@pytest.mark.usefixtures("js_required")
-def test_a_page_loaded_before_a_key_rotation_is_told_to_reload_and_then_works(
-        chromium: Any, site: Site, newsroom: Newsroom, second_newsroom_key: Newsroom,
-        tmp_path: Path) -> None:
-    tab = open_tab(chromium, True, tmp_path)
-    page = tab.page
-    tab.new_codename(site.url)
-    page.fill("#message", "sent after the rotation")
-
-    env = {**os.environ, **site.env}
-    for args in (["keys", "add", str(second_newsroom_key.public_key_file)],
-                 ["keys", "activate", second_newsroom_key.fingerprint,
-                  "--skip-proof-of-possession"],
-                 ["keys", "retire", newsroom.fingerprint]):
-        subprocess.run([TIPBOX, *args], env=env, check=True, capture_output=True)
-
-    page.click("#submit-form button[type=submit]")
-    page.wait_for_selector("#encrypt-reload")
-    assert "newsroom key changed" in page.inner_text("#encrypt-panel")
-    assert store_files(site.data_dir) == []
-    tab.shot("10-key-changed")
-
-    page.click("#encrypt-reload")
-    page.wait_for_selector("#encrypt-note")
-    page.fill("#message", "sent after the rotation")
-    page.click("#submit-form button[type=submit]")
-    page.wait_for_selector("text=Thank you. Your submission was received")
-    [path] = store_files(site.data_dir)
-    plain = gpg_decrypt(path, second_newsroom_key.secret_home)
-    assert plain.data == b"sent after the rotation"
-    assert first_octets(site.data_dir) <= BROWSER_ENCRYPTED
-    assert re.fullmatch(r"[0-9A-F]{16}", plain.recipients[0])
     page.context.close()

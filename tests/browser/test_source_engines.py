@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,10 +25,11 @@ from tests.browser.kit import (
     SERVER_ENCRYPTED,
     decrypted,
     first_octets,
+    keep_screenshot,
     wait_for,
 )
-from tests.e2e.server import received_count
-from tests.helpers import Newsroom, reply_service, store_files, temp_files
+from tests.e2e.server import TIPBOX, received_count
+from tests.helpers import Newsroom, gpg_decrypt, reply_service, store_files, temp_files
 from tests.shaping_proxy import TOR_LIKE, Shaping, ShapingProxy
 from tipbox.config import MIB, Settings
 from tipbox.models import Source
@@ -217,3 +220,40 @@ def test_a_slow_upload_shows_progress_can_be_cancelled_then_sent_by_the_plain_fo
     assert digests(decrypted(site.data_dir, newsroom)) == digests(
         [("", b"Here is the video I told you about."), (video.name, video.read_bytes())])
     assert site.relay.found == {MARKER.encode()}
+
+
+@pytest.mark.usefixtures("js_required")
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_page_loaded_before_a_key_rotation_is_told_to_reload_and_then_works(
+        engine: str, site: Site, newsroom: Newsroom, second_newsroom_key: Newsroom,
+        tmp_path: Path) -> None:
+    with open_tab(engine, True, tmp_path) as tab:
+        new_codename(tab, site.url)
+        tab.fill("#message", "sent after the rotation")
+
+        env = {**os.environ, **site.env}
+        for args in (["keys", "add", str(second_newsroom_key.public_key_file)],
+                     ["keys", "activate", second_newsroom_key.fingerprint,
+                      "--skip-proof-of-possession"],
+                     ["keys", "retire", newsroom.fingerprint]):
+            subprocess.run([TIPBOX, *args], env=env, check=True, capture_output=True)
+
+        tab.click(SUBMIT)
+        tab.wait_for("#encrypt-reload")
+        assert "newsroom key changed" in tab.inner_text("#encrypt-panel")
+        assert store_files(site.data_dir) == []
+        if engine == "chromium":  # docs/screenshots/ shows Chromium (make screenshots)
+            shot = tmp_path / "source-10-key-changed-js.png"
+            tab.screenshot(shot)
+            keep_screenshot(shot)
+
+        tab.click_and_load("#encrypt-reload")
+        tab.wait_for("#encrypt-note")
+        tab.fill("#message", "sent after the rotation")
+        tab.click(SUBMIT)
+        tab.wait_for_text(RECEIVED)
+    [path] = store_files(site.data_dir)
+    plain = gpg_decrypt(path, second_newsroom_key.secret_home)
+    assert plain.data == b"sent after the rotation"
+    assert first_octets(site.data_dir) <= BROWSER_ENCRYPTED
+    assert re.fullmatch(r"[0-9A-F]{16}", plain.recipients[0])
