@@ -153,6 +153,11 @@ class FirefoxTab:
             ["node", str(BRIDGE), str(FIREFOX), "on" if javascript else "off", str(profile)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, cwd=REPO_ROOT)
 
+    @property
+    def pid(self) -> int:
+        """The Node bridge's; Firefox's processes are its descendants."""
+        return self._process.pid
+
     def close(self) -> None:
         with suppress(OSError, RuntimeError, ValueError):
             self._call("close")
