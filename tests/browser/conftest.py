@@ -1,14 +1,16 @@
-"""The site every browser test drives: a real `tipbox serve source` behind a recording relay."""
+"""What every browser test drives: a real `tipbox serve source` behind a recording relay,
+and the session's Chromium."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.browser.kit import MARKER, WireRecorder
+from tests.browser.kit import CHROMIUM, MARKER, WireRecorder, chromium_args, require_chromium
 from tests.e2e.server import tipbox_server
 from tests.helpers import Newsroom, require_browser_encryption
 
@@ -42,3 +44,15 @@ def site(tmp_path: Path, newsroom: Newsroom) -> Iterator[Site]:
 @pytest.fixture
 def js_required() -> None:
     require_browser_encryption()
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[Any]:
+    require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                             args=chromium_args())
+        yield browser
+        browser.close()

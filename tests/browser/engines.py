@@ -14,14 +14,13 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
 
-from tests.browser.kit import CHROMIUM, chromium_args, require_chromium
 from tipbox.config import REPO_ROOT
 
 FIREFOX = Path("/usr/bin/firefox-esr")
@@ -231,8 +230,11 @@ class FirefoxTab:
 
 
 @contextmanager
-def open_tab(engine: str, javascript: bool, tmp_path: Path) -> Iterator[Tab]:
-    """A fresh private browser with JavaScript on or off; closed on exit."""
+def open_tab(engine: str, javascript: bool, tmp_path: Path,
+             chromium: Callable[[], Any]) -> Iterator[Tab]:
+    """A fresh private window with JavaScript on or off; closed on exit. `chromium` gives
+    the session's Chromium (one Playwright per session: its synchronous API allows no
+    second one while the first runs)."""
     if engine == "firefox":
         require_firefox()
         firefox = FirefoxTab(javascript, tmp_path / "firefox-profile", tmp_path / "firefox.log")
@@ -241,16 +243,9 @@ def open_tab(engine: str, javascript: bool, tmp_path: Path) -> Iterator[Tab]:
         finally:
             firefox.close()
         return
-    require_chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                             args=chromium_args())
-        try:
-            context = browser.new_context(java_script_enabled=javascript,
-                                          viewport={"width": 900, "height": 700})
-            yield ChromiumTab(context.new_page())
-        finally:
-            browser.close()
-
+    context = chromium().new_context(java_script_enabled=javascript,
+                                     viewport={"width": 900, "height": 700})
+    try:
+        yield ChromiumTab(context.new_page())
+    finally:
+        context.close()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,14 +21,11 @@ import pytest
 from tests.browser.conftest import Site
 from tests.browser.kit import (
     BROWSER_ENCRYPTED,
-    CHROMIUM,
     MARKER,
     SERVER_ENCRYPTED,
-    chromium_args,
     decrypted,
     first_octets,
     keep_screenshot,
-    require_chromium,
     wait_for,
 )
 from tests.e2e.server import received_count
@@ -38,18 +34,6 @@ from tipbox.config import MIB
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
-
-
-@pytest.fixture(scope="session")
-def chromium() -> Iterator[Any]:
-    require_chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                             args=chromium_args())
-        yield browser
-        browser.close()
 
 
 @pytest.fixture(scope="session")

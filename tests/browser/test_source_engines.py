@@ -64,7 +64,8 @@ def javascript(request: pytest.FixtureRequest) -> bool:
 
 @pytest.fixture(params=ENGINES)
 def tab(request: pytest.FixtureRequest, javascript: bool, tmp_path: Path) -> Iterator[Tab]:
-    with open_tab(str(request.param), javascript, tmp_path) as opened:
+    with open_tab(str(request.param), javascript, tmp_path,
+                  lambda: request.getfixturevalue("chromium")) as opened:
         yield opened
 
 
@@ -193,12 +194,12 @@ UPLOAD_PROGRESS = """() => Math.max(0, ...Array.from(
 @pytest.mark.parametrize("engine", ENGINES)
 def test_a_slow_upload_shows_progress_can_be_cancelled_then_sent_by_the_plain_form(
         engine: str, site: Site, newsroom: Newsroom, circuit: ShapingProxy,
-        tmp_path: Path) -> None:
+        tmp_path: Path, request: pytest.FixtureRequest) -> None:
     # Large enough that most of its ciphertext is still in the browser, not in the socket
     # buffers on the way, when the source presses Cancel.
     video = tmp_path / "video.mp4"
     video.write_bytes(MARKER.encode() + os.urandom(16 * MIB))
-    with open_tab(engine, True, tmp_path) as tab:
+    with open_tab(engine, True, tmp_path, lambda: request.getfixturevalue("chromium")) as tab:
         new_codename(tab, circuit.url)
         tab.fill("#message", "Here is the video I told you about.")
         tab.set_files("#files", [video])
@@ -226,8 +227,8 @@ def test_a_slow_upload_shows_progress_can_be_cancelled_then_sent_by_the_plain_fo
 @pytest.mark.parametrize("engine", ENGINES)
 def test_a_page_loaded_before_a_key_rotation_is_told_to_reload_and_then_works(
         engine: str, site: Site, newsroom: Newsroom, second_newsroom_key: Newsroom,
-        tmp_path: Path) -> None:
-    with open_tab(engine, True, tmp_path) as tab:
+        tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    with open_tab(engine, True, tmp_path, lambda: request.getfixturevalue("chromium")) as tab:
         new_codename(tab, site.url)
         tab.fill("#message", "sent after the rotation")
 
