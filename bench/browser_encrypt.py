@@ -20,6 +20,10 @@ Measured per file:
 - the server-side path for the same file: GnuPG.encrypt_stream (what the server does
   when JavaScript is off), to the same key, in the server's own GnuPG home.
 
+`--windows firefox-private` (alone or beside `private,ordinary`) measures Debian's Firefox
+ESR too, headless in a permanent private window as Tor Browser runs, driven as the browser
+tests drive it (tests/browser/engines.py: puppeteer-core over WebDriver BiDi).
+
 Prints the figures; it writes nothing into docs/.
 """
 
@@ -31,11 +35,12 @@ import os
 import re
 import shlex
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -115,9 +120,10 @@ def folder_bytes(root: Path) -> int:
 
 @dataclass
 class MemorySampler:
-    """Peaks of Chromium's memory while the block runs (a background thread)."""
+    """Peaks of the browser's memory while the block runs (a background thread)."""
 
     profile: Path | None
+    processes: Callable[[], dict[int, str]] = field(default=lambda: chromium_processes())
     peak_rss_kib: dict[str, int] = field(default_factory=dict)  # per process type, largest
     peak_pss_total_kib: int = 0
     peak_disk_bytes: int = 0  # the profile's spool folders: OPFS and paged-out Blobs
@@ -141,7 +147,7 @@ class MemorySampler:
 
     def sample(self) -> None:
         pss_total = 0
-        for pid, kind in chromium_processes().items():
+        for pid, kind in self.processes().items():
             rss = kib_field(f"/proc/{pid}/status", "VmRSS")
             self.peak_rss_kib[kind] = max(self.peak_rss_kib.get(kind, 0), rss)
             pss_total += kib_field(f"/proc/{pid}/smaps_rollup", "Pss")
@@ -222,12 +228,65 @@ def server_run(instance: Instance, path: Path) -> ServerRun:
     return ServerRun(seconds)
 
 
+# --- Firefox ESR -------------------------------------------------------------------------------
+#
+# Driven as the browser tests drive it (tests/browser/engines.py): headless, in a permanent
+# private window, through puppeteer-core over WebDriver BiDi. BiDi gives no request timing,
+# so the upload's start is when the bridge first lists the POST (polled every 50 ms).
+
+def firefox_processes(bridge_pid: int) -> dict[int, str]:
+    """pid -> process name (firefox-esr, Isolated Web Co, Socket Process, ...)."""
+    result = {}
+    for pid in descendants(bridge_pid):
+        with contextlib.suppress(OSError):
+            result[pid] = Path(f"/proc/{pid}/comm").read_text().strip()
+    return result
+
+
+def firefox_run(url: str, path: Path, instance: Instance, workdir: Path) -> BrowserRun:
+    sys.path.insert(0, str(REPO))
+    from tests.browser.engines import FirefoxTab
+
+    tab = FirefoxTab(True, workdir / "firefox-profile", workdir / "firefox.log")
+    try:
+        tab.goto(url + "/generate")
+        tab.click_and_load("form[action='/create'] button[type=submit]")
+        tab.wait_for("#encrypt-note")
+        tab.set_files("#files", [path])
+        processes = lambda: firefox_processes(tab.pid)  # noqa: E731
+        idle = MemorySampler(None, processes)
+        idle.sample()
+        with MemorySampler(None, processes) as memory:
+            clicked = time.time()
+            tab.click("#submit-form button[type=submit]")
+            while not any(method == "POST" and target.endswith("/submit/encrypted")
+                          for method, target in tab.request_log()):
+                if time.time() - clicked > PAGE_TIMEOUT_MS / 1000:
+                    raise RuntimeError("the upload never started")
+                time.sleep(SAMPLE_SECONDS)
+            started = time.time()
+            tab.wait_for_text("Thank you. Your submission was received",
+                              seconds=PAGE_TIMEOUT_MS / 1000)
+            done = time.time()
+    finally:
+        tab.close()
+    stored = list((instance.data_dir / "store").glob("*.gpg"))
+    if len(stored) != 1 or stored[0].stat().st_size < path.stat().st_size:
+        raise RuntimeError(f"expected one ciphertext of at least the file's size: {stored}")
+    for item in stored:
+        item.unlink()
+    return BrowserRun(started - clicked, done - started, done - clicked, memory,
+                      idle.peak_rss_kib)
+
+
 # --- the report -----------------------------------------------------------------------------
 
 WINDOWS = {
     "private": "a private window (Playwright's default context: off the record, storage in "
                "memory)",
     "ordinary": "an ordinary window (a persistent profile: storage on disk)",
+    "firefox-private": "Firefox ESR in a permanent private window (as Tor Browser); memory "
+                       "is per Firefox process name",
 }
 Results = dict[tuple[str, int], list[BrowserRun]]
 
@@ -258,7 +317,7 @@ def report(browser: Results, server: dict[int, list[ServerRun]], argv: Sequence[
                      f"{srv / enc:.2f} |")
     kinds = sorted({k for runs in browser.values() for r in runs for k in r.memory.peak_rss_kib},
                    key=lambda k: (k not in ("renderer", "browser"), k))
-    lines += ["", "### Chromium's memory (MiB; the largest process of each type, idle → peak "
+    lines += ["", "### The browser's memory (MiB; the largest process of each type, idle → peak "
               "during the run, sampled every 50 ms; worst run)", "",
               "| Window | Size | " + " | ".join(f"{k} RSS" for k in kinds)
               + " | All processes, PSS | Spooled on disk |",
@@ -308,7 +367,16 @@ def run(sizes: Sequence[int], repeat: int, windows: Sequence[str], workdir: Path
             url = f"http://127.0.0.1:{srv.port}"
             for size in sizes:
                 path = random_file(workdir, size)
-                for kind in windows:
+                if "firefox-private" in windows:
+                    versions["Firefox"] = subprocess.run(
+                        ["/usr/bin/firefox-esr", "--version"], capture_output=True, text=True,
+                        check=True).stdout.strip()
+                for i in range(repeat if "firefox-private" in windows else 0):
+                    print(f"{human_size(size)}, Firefox private window, run {i + 1}/{repeat}",
+                          flush=True)
+                    browser.setdefault(("firefox-private", size), []).append(
+                        firefox_run(url, path, instance, workdir))
+                for kind in (w for w in windows if w != "firefox-private"):
                     with window(playwright, kind, workdir) as context:
                         versions["Chromium"] = context.browser.version if context.browser \
                             else versions.get("Chromium", "?")

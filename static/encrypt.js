@@ -43,6 +43,10 @@
   let keys = null;
 
   document.getElementById('encrypt-note').hidden = false;
+  const restartNote = document.getElementById('restart-note'); // for the plain form only
+  if (restartNote) {
+    restartNote.hidden = true;
+  }
   form.addEventListener('submit', function (event) {
     event.preventDefault();
     if (!busy) {

@@ -23,8 +23,13 @@ from werkzeug.test import TestResponse
 from tipbox.accounts import NewCredentials, TotpSealer
 from tipbox.config import REPO_ROOT, Settings
 from tipbox.crypto.gpg import GnuPG
+from tipbox.crypto.keyring import load_keyring
+from tipbox.db import make_engine, make_session_factory
 from tipbox.hashing_slots import HashingSlots
 from tipbox.instance import InstanceSecrets
+from tipbox.key_registry import StaticKeyring
+from tipbox.replies import ReplyService
+from tipbox.storage import CiphertextStore
 from tipbox.web.browser_encryption import BrowserEncryption
 
 # The actor the audit log records for account changes the tests make themselves.
@@ -215,3 +220,10 @@ def slots_taken(slots: HashingSlots, count: int = 1) -> Iterator[None]:
         release.set()
         for t in threads:
             t.join(10)
+
+
+def reply_service(settings: Settings) -> ReplyService:
+    """What the newsroom interface uses to reply, for a test to play the journalist."""
+    db = make_session_factory(make_engine(settings.database_url))
+    return ReplyService(db, CiphertextStore(settings.store_dir),
+                        StaticKeyring(load_keyring(settings.keys_dir, settings.gnupg_dir)))

@@ -1,20 +1,28 @@
-"""What the browser tests share: Debian's Chromium through Playwright, a recording relay."""
+"""What the browser tests share: Debian's Chromium, a recording relay, what was stored."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import socket
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from tests.helpers import Newsroom, gpg_decrypt, store_files
 from tipbox.config import REPO_ROOT
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = REPO_ROOT / "docs" / "screenshots"
+MARKER = f"TIPBOX-WIRE-MARKER-{secrets.token_hex(10)}"
+# OpenPGP.js writes new-format packets (0xC1: PKESK); gpg on the server path writes the
+# PKESK in the legacy format (0x84/0x85). So the first octet tells who encrypted an item.
+BROWSER_ENCRYPTED, SERVER_ENCRYPTED = {0xC1}, {0x84, 0x85}
 
 
 def require_chromium() -> None:
@@ -115,3 +123,24 @@ class WireRecorder:
         finally:
             with contextlib.suppress(OSError):
                 sink.shutdown(socket.SHUT_WR)
+
+
+def decrypted(data_dir: Path, newsroom: Newsroom) -> list[tuple[str, bytes]]:
+    """(file name, plaintext) of every stored item, decrypted with the gpg command line."""
+    return sorted((p.filename, p.data) for p in (gpg_decrypt(path, newsroom.secret_home)
+                                                 for path in store_files(data_dir)))
+
+
+def first_octets(data_dir: Path) -> set[int]:
+    octets = set()
+    for path in store_files(data_dir):
+        with path.open("rb") as f:
+            octets.add(f.read(1)[0])
+    return octets
+
+
+def wait_for(condition: Callable[[], object], seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)

@@ -12,51 +12,28 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import secrets
-import subprocess
-import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.browser.conftest import Site
 from tests.browser.kit import (
-    CHROMIUM,
-    WireRecorder,
-    chromium_args,
+    BROWSER_ENCRYPTED,
+    MARKER,
+    SERVER_ENCRYPTED,
+    decrypted,
+    first_octets,
     keep_screenshot,
-    require_chromium,
+    wait_for,
 )
-from tests.e2e.server import TIPBOX, received_count, tipbox_server
-from tests.helpers import (
-    Newsroom,
-    gpg_decrypt,
-    require_browser_encryption,
-    store_files,
-    temp_files,
-)
+from tests.e2e.server import received_count
+from tests.helpers import Newsroom, store_files, temp_files
 from tipbox.config import MIB
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
-MARKER = f"TIPBOX-WIRE-MARKER-{secrets.token_hex(10)}"
-# OpenPGP.js writes new-format packets (0xC1: PKESK); gpg on the server path writes the
-# PKESK in the legacy format (0x84/0x85). So the first octet tells who encrypted an item.
-BROWSER_ENCRYPTED, SERVER_ENCRYPTED = {0xC1}, {0x84, 0x85}
-
-
-@pytest.fixture(scope="session")
-def chromium() -> Iterator[Any]:
-    require_chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                             args=chromium_args())
-        yield browser
-        browser.close()
 
 
 @pytest.fixture(scope="session")
@@ -71,36 +48,6 @@ def payloads(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     small = root / f"notes {MARKER}.txt"
     small.write_text(f"meeting notes, {MARKER}\nsecond line\n" * 200)
     return {"big": big, "small": small}
-
-
-@dataclass
-class Site:
-    relay: WireRecorder
-    data_dir: Path
-    env: dict[str, str]
-
-    @property
-    def url(self) -> str:
-        return self.relay.url
-
-
-@pytest.fixture
-def site(tmp_path: Path, newsroom: Newsroom) -> Iterator[Site]:
-    tmp = tmp_path / "server-tmp"
-    tmp.mkdir()
-    env = {"TIPBOX_DATA_DIR": str(tmp_path / "data"), "TIPBOX_KEYS_DIR": str(newsroom.keys_dir),
-           "TIPBOX_SCRYPT_N": "16", "TMPDIR": str(tmp)}
-    with tipbox_server("source", env, tmp_path / "server.log") as server:
-        relay = WireRecorder(server.port, [MARKER.encode()])
-        try:
-            yield Site(relay, tmp_path / "data", env)
-        finally:
-            relay.close()
-
-
-@pytest.fixture
-def js_required() -> None:
-    require_browser_encryption()
 
 
 @dataclass
@@ -175,19 +122,6 @@ def spooled_entries(page: Any) -> list[str]:
         }
         return names;
     }"""))
-
-
-def decrypted(data_dir: Path, newsroom: Newsroom) -> list[tuple[str, bytes]]:
-    return sorted((p.filename, p.data) for p in (gpg_decrypt(path, newsroom.secret_home)
-                                                 for path in store_files(data_dir)))
-
-
-def first_octets(data_dir: Path) -> set[int]:
-    octets = set()
-    for path in store_files(data_dir):
-        with path.open("rb") as f:
-            octets.add(f.read(1)[0])
-    return octets
 
 
 MESSAGE = f"The minutes are on page 4.\nAsk about the second contract. {MARKER}"
@@ -278,13 +212,6 @@ def held_upload(page: Any, held: list[Any]) -> None:
                if route.request.method == "POST" else route.continue_())
 
 
-def wait_for(condition: Any, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-
-
 @pytest.mark.usefixtures("js_required")
 def test_failure_cancel_and_the_plain_form_fallback_in_the_browser(
         chromium: Any, site: Site, newsroom: Newsroom, tmp_path: Path) -> None:
@@ -332,39 +259,4 @@ def test_failure_cancel_and_the_plain_form_fallback_in_the_browser(
     assert site.relay.found == {MARKER.encode()}
     assert tab.errors == [] or all("ERR_CONNECTION_RESET" in e or "ERR_FAILED" in e
                                    for e in tab.errors), tab.errors
-    page.context.close()
-
-
-@pytest.mark.usefixtures("js_required")
-def test_a_page_loaded_before_a_key_rotation_is_told_to_reload_and_then_works(
-        chromium: Any, site: Site, newsroom: Newsroom, second_newsroom_key: Newsroom,
-        tmp_path: Path) -> None:
-    tab = open_tab(chromium, True, tmp_path)
-    page = tab.page
-    tab.new_codename(site.url)
-    page.fill("#message", "sent after the rotation")
-
-    env = {**os.environ, **site.env}
-    for args in (["keys", "add", str(second_newsroom_key.public_key_file)],
-                 ["keys", "activate", second_newsroom_key.fingerprint,
-                  "--skip-proof-of-possession"],
-                 ["keys", "retire", newsroom.fingerprint]):
-        subprocess.run([TIPBOX, *args], env=env, check=True, capture_output=True)
-
-    page.click("#submit-form button[type=submit]")
-    page.wait_for_selector("#encrypt-reload")
-    assert "newsroom key changed" in page.inner_text("#encrypt-panel")
-    assert store_files(site.data_dir) == []
-    tab.shot("10-key-changed")
-
-    page.click("#encrypt-reload")
-    page.wait_for_selector("#encrypt-note")
-    page.fill("#message", "sent after the rotation")
-    page.click("#submit-form button[type=submit]")
-    page.wait_for_selector("text=Thank you. Your submission was received")
-    [path] = store_files(site.data_dir)
-    plain = gpg_decrypt(path, second_newsroom_key.secret_home)
-    assert plain.data == b"sent after the rotation"
-    assert first_octets(site.data_dir) <= BROWSER_ENCRYPTED
-    assert re.fullmatch(r"[0-9A-F]{16}", plain.recipients[0])
     page.context.close()

@@ -4,27 +4,16 @@ from __future__ import annotations
 
 from flask import Flask
 
-from tests.helpers import SourceBrowser, csrf_from
+from tests.helpers import SourceBrowser, csrf_from, reply_service
 from tipbox.config import Settings
-from tipbox.crypto.keyring import load_keyring
-from tipbox.db import make_engine, make_session_factory
-from tipbox.key_registry import StaticKeyring
 from tipbox.models import Reply, Source
-from tipbox.replies import ReplyService
-from tipbox.storage import CiphertextStore
-
-
-def _reply_service(settings: Settings) -> ReplyService:
-    db = make_session_factory(make_engine(settings.database_url))
-    return ReplyService(db, CiphertextStore(settings.store_dir),
-                        StaticKeyring(load_keyring(settings.keys_dir, settings.gnupg_dir)))
 
 
 def test_a_reply_is_shown_after_login_and_the_source_can_delete_it(
         app: Flask, browser: SourceBrowser, settings: Settings) -> None:
     codename = browser.new_codename()
     browser.submit("hello newsroom")
-    replies = _reply_service(settings)
+    replies = reply_service(settings)
     with replies.sessions() as db:
         source = db.query(Source).one()
         assert source.reply_public_key is not None  # set at the first log-in
@@ -70,7 +59,7 @@ def test_a_source_cannot_delete_another_sources_reply(
     first.submit("one")
     second.new_codename()
     second.submit("two")
-    replies = _reply_service(settings)
+    replies = reply_service(settings)
     with replies.sessions() as db:
         first_id = min(s.id for s in db.query(Source).all())
     reply_id = replies.send(first_id, None, "for the first source only")

@@ -1,0 +1,139 @@
+// Drives Debian's Firefox ESR for the Python browser tests (tests/browser/engines.py).
+//
+// puppeteer-core (pinned in package.json; it downloads no browser) speaks WebDriver BiDi to
+// /usr/bin/firefox-esr. The Python side sends one JSON command per line on stdin and reads
+// one JSON answer per line on stdout: {"ok": value} or {"error": message}. Firefox runs
+// headless in a permanent private window (as Tor Browser does), with JavaScript on or off
+// (the javascript.enabled pref, as Tor Browser's "Safest" level sets it).
+import puppeteer from 'puppeteer-core';
+import readline from 'node:readline';
+
+const [executablePath, javascript, profileDir] = process.argv.slice(2);
+
+const browser = await puppeteer.launch({
+  browser: 'firefox',
+  executablePath,
+  headless: true,
+  userDataDir: profileDir,
+  extraPrefsFirefox: {
+    'browser.privatebrowsing.autostart': true,
+    'javascript.enabled': javascript === 'on',
+  },
+});
+const page = (await browser.pages())[0] || await browser.newPage();
+await page.setViewport({ width: 900, height: 2000 });
+const requests = [];
+const errors = [];
+page.on('request', (request) => {
+  requests.push({ url: request.url(), method: request.method() });
+});
+const failed = [];
+page.on('requestfailed', (request) => {
+  failed.push({ url: request.url(), method: request.method() });
+});
+page.on('console', (message) => {
+  if (message.type() === 'error') {
+    errors.push(message.text());
+  }
+});
+page.on('pageerror', (error) => errors.push(String(error)));
+
+function timeout(ms) {
+  return { timeout: ms === undefined ? 30000 : ms };
+}
+
+// puppeteer's own waitForSelector polls with a script in the page, which a page with
+// JavaScript off never runs; asking for the element every 50 ms works in both modes.
+async function waitForElement(selector, ms, visible) {
+  const deadline = Date.now() + timeout(ms).timeout;
+  for (;;) {
+    // A page that is navigating away cannot be asked; ask the next one.
+    const element = await page.$(selector).catch(() => null);
+    if (element !== null && (!visible || await element.isVisible().catch(() => false))) {
+      return element;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`timed out waiting for ${selector}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+// resourceType() is not offered over BiDi, so requests carry their URL and method only.
+// element.click() and the ::-p-text() selectors break in a page with JavaScript off (the
+// browser closes the target), so a click is the mouse's, at the element's centre; the
+// viewport is tall enough that every control of tipbox's pages is in it.
+async function clickOn(element) {
+  const box = await element.boundingBox();
+  if (box === null) {
+    throw new Error('the element is not laid out');
+  }
+  await page.mouse.click(box.x + box.width / 2, box.y + box.height / 2);
+}
+
+// Each command is a small, named use of puppeteer's API; nothing here evaluates strings
+// the tests did not write themselves.
+const commands = {
+  goto: async ({ url }) => { await page.goto(url, { waitUntil: 'load' }); },
+  url: async () => page.url(),
+  click: async ({ selector, ms }) => { await clickOn(await waitForElement(selector, ms, true)); },
+  clickAndLoad: async ({ selector, ms }) => {
+    const element = await waitForElement(selector, ms, true);
+    await Promise.all([page.waitForNavigation({ waitUntil: 'load', ...timeout(ms) }),
+                       clickOn(element)]);
+  },
+  fill: async ({ selector, value }) => {
+    const element = await waitForElement(selector, undefined, false);
+    await element.evaluate((el) => { el.value = ''; });
+    await element.type(value, { delay: 0 });
+  },
+  setFiles: async ({ selector, paths }) => {
+    const element = await waitForElement(selector, undefined, false);
+    await element.uploadFile(...paths);
+  },
+  waitFor: async ({ selector, ms }) => {
+    await waitForElement(selector, ms, true);
+  },
+  waitForText: async ({ text, ms }) => {
+    const deadline = Date.now() + timeout(ms).timeout;
+    const shown = () => page.$eval('body', (el) => el.innerText).catch(() => '');
+    while (!(await shown()).includes(text)) {
+      if (Date.now() > deadline) {
+        throw new Error(`timed out waiting for the text ${JSON.stringify(text)}`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  },
+  waitForFunction: async ({ source, ms }) => {
+    await page.waitForFunction(source, { polling: 50, ...timeout(ms) });
+  },
+  innerText: async ({ selector }) => page.$eval(selector, (el) => el.innerText),
+  isVisible: async ({ selector }) => {
+    const element = await page.$(selector);
+    return element !== null && await element.isVisible();
+  },
+  content: async () => page.content(),
+  evaluate: async ({ source }) => page.evaluate(source),
+  screenshot: async ({ path }) => { await page.screenshot({ path, fullPage: true }); },
+  requests: async () => requests,
+  failedRequests: async () => failed,
+  errors: async () => errors,
+  close: async () => { await browser.close(); process.exit(0); },
+};
+
+// A failure inside puppeteer that no command awaits (it happens on the browser's own error
+// pages) is logged, not fatal: the test asks what it needs and gets an answer.
+process.on('unhandledRejection', (error) => process.stderr.write(`${error}\n`));
+
+const lines = readline.createInterface({ input: process.stdin });
+for await (const line of lines) {
+  const command = JSON.parse(line);
+  let answer;
+  try {
+    answer = { ok: await commands[command.name](command) ?? null };
+  } catch (error) {
+    answer = { error: String(error && error.message || error) };
+  }
+  process.stdout.write(JSON.stringify(answer) + '\n');
+}
+await browser.close();
