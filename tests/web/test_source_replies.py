@@ -74,7 +74,7 @@ def test_a_source_cannot_delete_another_sources_reply(
 def test_deleting_a_reply_asks_first_then_says_it_was_deleted(
         app: Flask, browser: SourceBrowser, settings: Settings) -> None:
     browser.new_codename()
-    replies = _reply_service(settings)
+    replies = reply_service(settings)
     with replies.sessions() as db:
         source_id = db.query(Source).one().id
     reply_id = replies.send(source_id, None, "Please send page 4 too.")
@@ -94,7 +94,7 @@ def test_deleting_a_reply_asks_first_then_says_it_was_deleted(
 def test_a_source_can_delete_every_reply_at_once(
         app: Flask, browser: SourceBrowser, settings: Settings) -> None:
     browser.new_codename()
-    replies = _reply_service(settings)
+    replies = reply_service(settings)
     with replies.sessions() as db:
         source_id = db.query(Source).one().id
     ids = [replies.send(source_id, None, text) for text in ("First reply.", "Second reply.")]
