@@ -184,14 +184,16 @@ class FirefoxTab:
         return answer["ok"]
 
     def goto(self, url: str) -> None:
-        try:
-            self._call("goto", url=url)
-        except RuntimeError as error:
-            # After a connection that broke mid-request (the tests' shaping proxy cuts one),
-            # Firefox on a loaded machine may let the first navigation hang; a second goes.
-            if "Navigation timeout" not in str(error):
-                raise
-            self._call("goto", url=url)
+        # After a connection that broke mid-request (the tests' shaping proxy cuts one),
+        # Firefox on a loaded machine may let a navigation hang; a later one goes. Three
+        # tries at most (seen: two hung in a row while four test suites shared the CPUs).
+        for attempt in range(3):
+            try:
+                self._call("goto", url=url)
+                return
+            except RuntimeError as error:
+                if "Navigation timeout" not in str(error) or attempt == 2:
+                    raise
 
     def url(self) -> str:
         return str(self._call("url"))

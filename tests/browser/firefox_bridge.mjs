@@ -61,9 +61,11 @@ async function waitForElement(selector, ms, visible) {
 
 // resourceType() is not offered over BiDi, so requests carry their URL and method only.
 // element.click() and the ::-p-text() selectors break in a page with JavaScript off (the
-// browser closes the target), so a click is the mouse's, at the element's centre; the
-// viewport is tall enough that every control of tipbox's pages is in it.
+// browser closes the target), so a click is the mouse's, at the element's centre, once
+// the element is scrolled into the viewport (WebDriver refuses a move outside it; the
+// submission page is taller than the window since it gained its advice panel).
 async function clickOn(element) {
+  await element.evaluate((el) => { el.scrollIntoView({ block: 'center' }); });
   const box = await element.boundingBox();
   if (box === null) {
     throw new Error('the element is not laid out');
