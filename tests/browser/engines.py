@@ -86,15 +86,17 @@ class ChromiumTab:
     def goto(self, url: str) -> None:
         from playwright.sync_api import Error
 
-        try:
-            self.page.goto(url)
-        except Error as error:
-            # Chromium may still be showing its error page for a failed request; once it
-            # has, the page can go elsewhere.
-            if "interrupted by another navigation" not in error.message:
-                raise
-            self.page.wait_for_load_state()
-            self.page.goto(url)
+        # Chromium may still be showing its error page for a failed request (it can take
+        # two turns on a loaded machine); once it has, the page can go elsewhere. Three
+        # tries at most.
+        for attempt in range(3):
+            try:
+                self.page.goto(url)
+                return
+            except Error as error:
+                if "interrupted by another navigation" not in error.message or attempt == 2:
+                    raise
+                self.page.wait_for_load_state()
 
     def url(self) -> str:
         return str(self.page.url)
