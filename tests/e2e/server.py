@@ -117,7 +117,9 @@ class HttpSource:
         return status
 
     def submit(self, message: str, files: list[tuple[bytes, str]]) -> tuple[int, str]:
-        _, html, _ = self.request("/submit")
+        status, html, _ = self.request("/submit")
+        if status != 200:  # the form never came: nothing was sent, the caller sees why
+            return status, html
         boundary = "----tipboxtest" + secrets.token_hex(8)
         body = encode_multipart(boundary, [("csrf_token", None, csrf_from(html).encode()),
                                            ("message", None, message.encode())]
