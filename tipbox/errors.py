@@ -181,7 +181,12 @@ class DailyQuotaReached(SubmissionRejected):
         super().__init__(N_(
             "You have sent %(limit)s today, the most this site accepts from one source in a "
             "day. Nothing from this attempt was kept. Send the rest tomorrow, or in smaller "
-            "parts over several days."), params={"limit": binary_size(quota)})
+            "parts over several days."), params={"limit": ByteCount(quota)})
+
+
+class ByteCount(int):
+    """A size among a refusal's parameters: the page writes it in the reader's units and
+    digits (10.0 GiB, 10,0 ГиБ), where a plain int is written as a number."""
 
 
 def binary_size(count: int) -> str:
