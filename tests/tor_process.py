@@ -31,8 +31,9 @@ def tor_binary() -> str:
 
 
 def offline_torrc(tipbox_lines: str, folder: Path, *, client_auth_dir: Path | None = None) -> str:
-    """``tipbox_lines`` plus what runs tor in ``folder`` with no network at all."""
-    extra = [f"DataDirectory {folder / 'data'}", "SocksPort 0", "DisableNetwork 1",
+    """``tipbox_lines`` plus what runs tor in ``folder`` with no network at all. The
+    folder is tor's data directory and holds the services, as /var/lib/tor does on Debian."""
+    extra = [f"DataDirectory {folder}", "SocksPort 0", "DisableNetwork 1",
              f"PidFile {folder / 'tor.pid'}", f"Log info file {folder / 'tor.log'}"]
     if client_auth_dir is not None:
         extra.append(f"ClientOnionAuthDir {client_auth_dir}")

@@ -184,8 +184,12 @@ def _port_line(args: Sequence[str], raw: str) -> tuple[int, str]:
     return virtual, target
 
 
-def torrc_problems(services: Sequence[TorrcService], layout: OnionLayout) -> list[str]:
-    """What is wrong with the two services in a torrc, each with what to do about it."""
+def torrc_problems(services: Sequence[TorrcService], layout: OnionLayout, *,
+                   ports_known: bool = True) -> list[str]:
+    """What is wrong with the two services in a torrc, each with what to do about it.
+
+    Without ``ports_known`` (`tipbox doctor`, which is not told where the interfaces
+    listen), the newsroom interface is wherever the newsroom's service leads."""
     problems: list[str] = []
     by_dir: dict[Path, TorrcService] = {}
     for service in services:
@@ -204,15 +208,16 @@ def torrc_problems(services: Sequence[TorrcService], layout: OnionLayout) -> lis
         problems.append(f"No onion service for the newsroom ({layout.newsroom_dir}): add the "
                         "lines `tipbox onion torrc` prints.")
     if source is not None:
-        problems.extend(_source_service_problems(source, newsroom, layout))
+        problems.extend(_source_service_problems(source, newsroom, layout, ports_known))
     return problems
 
 
 def _source_service_problems(source: TorrcService, newsroom: TorrcService | None,
-                             layout: OnionLayout) -> list[str]:
+                             layout: OnionLayout, ports_known: bool) -> list[str]:
     problems: list[str] = []
     newsroom_targets = {_local(t) for _, t in newsroom.ports} if newsroom else set()
-    newsroom_targets.add(_local(f"{layout.host}:{layout.newsroom_port}"))
+    if ports_known:
+        newsroom_targets.add(_local(f"{layout.host}:{layout.newsroom_port}"))
     for port, target in source.ports:
         if _local(target) in newsroom_targets:
             problems.append(
@@ -220,7 +225,7 @@ def _source_service_problems(source: TorrcService, newsroom: TorrcService | None
                 f"{target}, the newsroom interface: anyone with the public address could "
                 "reach it. Remove that HiddenServicePort line; the newsroom interface "
                 "belongs on its own onion service with client authorization.")
-    if (ONION_PORT, _local(f"{layout.host}:{layout.source_port}")) not in {
+    if ports_known and (ONION_PORT, _local(f"{layout.host}:{layout.source_port}")) not in {
             (p, _local(t)) for p, t in source.ports}:
         problems.append(f"The sources' onion service ({source.directory}) does not lead port "
                         f"{ONION_PORT} to the source interface "
@@ -396,7 +401,8 @@ def _torrc_file_problems(torrc: Path, layout: OnionLayout) -> Iterable[str]:
     except OnionError as exc:
         return [str(exc)]
     try:
-        return [f"{torrc}: {p}" for p in torrc_problems(parse_torrc(text), layout)]
+        return [f"{torrc}: {p}" for p in torrc_problems(parse_torrc(text), layout,
+                                                         ports_known=False)]
     except OnionError as exc:
         return [f"{torrc}: {exc}"]
 

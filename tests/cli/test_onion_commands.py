@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
 
+from tests.e2e.server import TIPBOX
 from tests.helpers import cli_env
 from tests.tor_process import RELOADED, RunningTor, offline_torrc, tor_binary
 from tipbox.cli import main
@@ -240,3 +243,61 @@ def test_doctor_skips_tor_where_no_onion_service_is_configured(settings: Setting
     report = CliRunner().invoke(main, ["doctor"], env=cli_env(settings))
     assert report.exit_code == 0, report.output
     assert "Onion services: not checked (TIPBOX_ONION_DIR is not set)." in report.output
+
+
+def test_doctor_accepts_interfaces_on_other_ports_and_still_refuses_the_newsroom_on_the_sources(
+        settings: Settings, tor_dir: Path) -> None:
+    moved = onion(tor_dir, "torrc", "--source-port", "9080", "--newsroom-port", "9081").stdout
+    (tor_dir / "torrc").write_text(moved)
+    # tor is not running here; the torrc itself draws no complaint.
+    assert f"{tor_dir / 'torrc'}:" not in doctor(settings, tor_dir).output
+
+    (tor_dir / "torrc").write_text(moved.replace("HiddenServicePort 80 127.0.0.1:9080",
+                                                 "HiddenServicePort 80 127.0.0.1:9081"))
+    report = doctor(settings, tor_dir)
+    assert report.exit_code == 1
+    assert "leads port 80 to 127.0.0.1:9081, the newsroom interface" in report.output
+
+
+def test_torrc_out_into_a_missing_folder_says_what_to_do(tor_dir: Path) -> None:
+    written = onion(tor_dir, "torrc", "--out", str(tor_dir / "torrc.d" / "tipbox.conf"))
+    assert written.exit_code == 1
+    assert "create its folder first" in written.output and "Traceback" not in written.output
+
+
+def as_nobody(tor_dir: Path, *groups: int) -> subprocess.CompletedProcess[str]:
+    """`tipbox onion list` as an unprivileged user, with ``groups`` only, as the units run
+    `tipbox doctor` (user tipbox, tor's group)."""
+    who = ["--reuid=65534", "--regid=65534",
+           f"--groups={','.join(map(str, groups))}" if groups else "--clear-groups"]
+    return subprocess.run(["setpriv", *who, "--", TIPBOX, "onion", "list"],
+                          env={**os.environ, "TIPBOX_ONION_DIR": str(tor_dir)},
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_tors_group_may_see_hostnames_and_client_names_but_not_the_secret_keys() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root, to run tor as one user and tipbox as another")
+    with tempfile.TemporaryDirectory(prefix="tipbox-tor-") as folder:
+        tor_dir = Path(folder)  # under /tmp, which anyone may enter, as /var/lib is
+        running = RunningTor(write_torrc(tor_dir), tor_dir)
+        try:
+            running.wait_for("both hostnames", lambda: all(
+                (tor_dir / n / "hostname").exists() for n in ("tipbox", "tipbox-newsroom")))
+            assert onion(tor_dir, "add-journalist", "ada").exit_code == 0
+            tor_group = tor_dir.stat().st_gid
+            with_group = as_nobody(tor_dir, tor_group)
+            assert with_group.returncode == 0, with_group.stderr
+            assert with_group.stdout.split() == ["ada"]
+            assert (tor_dir / "tipbox" / "hostname").stat().st_mode & 0o040
+            for name in ("tipbox", "tipbox-newsroom"):
+                secret = tor_dir / name / "hs_ed25519_secret_key"
+                assert secret.stat().st_mode & 0o077 == 0, "tor's group must not read it"
+            assert (tor_dir / "tipbox-newsroom/authorized_clients/ada.auth").stat().st_mode \
+                & 0o077 == 0
+
+            without = as_nobody(tor_dir)
+            assert without.returncode == 1
+            assert "run this command as root" in without.stderr
+        finally:
+            running.stop()

@@ -43,7 +43,11 @@ def torrc(source_port: int, newsroom_port: int, out: Path | None) -> None:
     if out is None:
         click.echo(text, nl=False)
         return
-    out.write_text(text, encoding="utf-8")
+    try:
+        out.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise click.ClickException(f"Cannot write {out} ({exc.strerror}): create its folder "
+                                   "first, and run as root to write into /etc/tor.") from None
     click.echo(f"Wrote {out}. Check it with `tor --verify-config`, then `sudo systemctl "
                "restart tor`.", err=True)
 
