@@ -1,6 +1,6 @@
-"""The systemd units in deploy/: systemd's own checks, their hardening, and the one
-hardening rule that could break tipbox at run time (no writable executable memory), tried
-on the real server and gpg."""
+"""The systemd units in deploy/: systemd's own checks, their hardening, and the rules
+that could break tipbox at run time (the system call filter, no writable executable
+memory, no new privileges), applied to the real server, gpg, prune and doctor."""
 
 from __future__ import annotations
 
@@ -15,14 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.server import HttpSource, RunningServer, tipbox_server
+from tests.e2e.server import TIPBOX, HttpSource, RunningServer, tipbox_server
 from tests.helpers import Newsroom, gpg_decrypt, store_files
 from tipbox.config import REPO_ROOT
 
 DEPLOY = REPO_ROOT / "deploy"
 UNITS = sorted(p.name for p in DEPLOY.iterdir() if p.suffix in {".service", ".timer"})
 SERVICES = [u for u in UNITS if u.endswith(".service")]
-MDWE = [sys.executable, str(Path(__file__).with_name("mdwe_exec.py"))]
 # What `systemd-analyze security` rates each unit; docs/admin-guide.md explains what is left.
 MOST_EXPOSURE = 1.5
 
@@ -101,34 +100,119 @@ def test_systemd_rates_every_service_well_hardened(installed: Path, unit: str) -
     assert float(match.group(1)) <= MOST_EXPOSURE, rated.stdout
 
 
-def test_the_memory_rule_refuses_writable_executable_memory() -> None:
-    """The check below means something only if the rule is really in force."""
-    probe = ("import mmap\n"
-             f"mmap.mmap(-1, 4096, prot={mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC})")
-    refused = subprocess.run([*MDWE, sys.executable, "-c", probe],
+def expand(group: str, groups: dict[str, list[str]]) -> set[str]:
+    if not group.startswith("@"):
+        return {group}
+    return set().union(*(expand(item, groups) for item in groups[group]))
+
+
+def syscall_groups() -> dict[str, list[str]]:
+    """systemd's own system call groups, as `systemd-analyze syscall-filter` lists them."""
+    listed = subprocess.run([systemd_analyze(), "syscall-filter", "--no-pager"],
+                            capture_output=True, text=True, timeout=60, check=True).stdout
+    groups: dict[str, list[str]] = {}
+    current: list[str] = []
+    for line in listed.splitlines():
+        if line.startswith("@"):
+            current = groups.setdefault(line.strip(), [])
+        elif line.startswith("    ") and not line.strip().startswith("#"):
+            current.append(line.strip())
+    return groups
+
+
+def allowed_syscalls(unit: str) -> set[str]:
+    """What the unit's SystemCallFilter= lines allow, in order: an allow list, then
+    ``~`` lines that take calls out of it."""
+    groups = syscall_groups()
+    allowed: set[str] = set()
+    for value in unit_settings(unit)["SystemCallFilter"]:
+        names = set().union(*(expand(n, groups) for n in value.lstrip("~").split()))
+        allowed = allowed - names if value.startswith("~") else allowed | names
+    return allowed
+
+
+def debian_python_with_seccomp() -> str:
+    found = subprocess.run(["/usr/bin/python3", "-c", "import seccomp"], capture_output=True,
+                           timeout=60, check=False).returncode == 0
+    if not found:
+        if os.environ.get("CI"):
+            pytest.fail("CI must install python3-seccomp (see .ci/run)")
+        pytest.skip("python3-seccomp is missing: sudo apt-get install python3-seccomp")
+    return "/usr/bin/python3"
+
+
+def under_unit_rules(unit: str, folder: Path) -> list[str]:
+    """The command prefix that runs a program under ``unit``'s system call filter, memory
+    rule and no new privileges (tests/deploy/unit_rules_exec.py)."""
+    allowed = folder / f"{unit}.syscalls"
+    allowed.write_text("\n".join(sorted(allowed_syscalls(unit))) + "\n")
+    return [debian_python_with_seccomp(), str(Path(__file__).with_name("unit_rules_exec.py")),
+            str(allowed)]
+
+
+def test_the_filter_follows_the_unit_file() -> None:
+    allowed = allowed_syscalls("tipbox-source.service")
+    assert {"read", "write", "execve", "socket", "accept4", "setrlimit", "prlimit64"} <= allowed
+    assert {"setuid", "mount", "reboot", "init_module", "ptrace"}.isdisjoint(allowed)
+
+
+def test_the_rules_refuse_what_the_units_forbid(tmp_path: Path) -> None:
+    """The checks below mean something only if the rules are really in force."""
+    write_and_execute = mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC
+    probes = [f"import mmap; mmap.mmap(-1, 4096, prot={write_and_execute})",
+              "import os; os.setuid(os.getuid())"]  # setuid is @privileged
+    prefix = under_unit_rules("tipbox-source.service", tmp_path)
+    for probe in probes:
+        refused = subprocess.run([*prefix, sys.executable, "-c", probe],
+                                 capture_output=True, text=True, timeout=60, check=False)
+        assert refused.returncode != 0, probe
+        assert "PermissionError" in refused.stderr, refused.stderr
+    allowed = subprocess.run([*prefix, sys.executable, "-c", "print('fine')"],
                              capture_output=True, text=True, timeout=60, check=False)
-    assert refused.returncode != 0
-    assert "PermissionError" in refused.stderr, refused.stderr
+    assert allowed.stdout == "fine\n", allowed.stderr
 
 
 @pytest.fixture
-def server_under_mdwe(tmp_path: Path, newsroom: Newsroom) -> Iterator[tuple[RunningServer, Path]]:
-    env = {"TIPBOX_DATA_DIR": str(tmp_path / "data"), "TIPBOX_KEYS_DIR": str(newsroom.keys_dir),
-           "TIPBOX_SCRYPT_N": "16"}
-    with tipbox_server("source", env, tmp_path / "server.log", wrapper=MDWE) as running:
-        yield running, tmp_path / "data"
+def server_env(tmp_path: Path, newsroom: Newsroom) -> dict[str, str]:
+    return {"TIPBOX_DATA_DIR": str(tmp_path / "data"), "TIPBOX_KEYS_DIR": str(newsroom.keys_dir),
+            "TIPBOX_SCRYPT_N": "16", "TIPBOX_RETENTION_DAYS": "30"}
 
 
-def test_source_interface_and_gpg_work_without_writable_executable_memory(
-        server_under_mdwe: tuple[RunningServer, Path], newsroom: Newsroom) -> None:
-    server, data_dir = server_under_mdwe
+@pytest.fixture
+def server_under_unit_rules(server_env: dict[str, str], tmp_path: Path) -> Iterator[RunningServer]:
+    prefix = under_unit_rules("tipbox-source.service", tmp_path)
+    with tipbox_server("source", server_env, tmp_path / "server.log", wrapper=prefix) as running:
+        yield running
+
+
+def test_source_interface_and_gpg_work_under_the_units_rules(
+        server_under_unit_rules: RunningServer, server_env: dict[str, str],
+        newsroom: Newsroom) -> None:
+    server = server_under_unit_rules
     source = HttpSource(server.url)
     codename = source.new_codename()
     memo = os.urandom(256 * 1024)
-    status, _ = source.submit("Sent under MemoryDenyWriteExecute.", [(memo, "memo.pdf")])
+    status, _ = source.submit("Sent under the unit's rules.", [(memo, "memo.pdf")])
     assert status == 303, server.log()
+    stored = store_files(Path(server_env["TIPBOX_DATA_DIR"]))
     plain = sorted((p.filename, p.data) for p in
-                   (gpg_decrypt(path, newsroom.secret_home) for path in store_files(data_dir)))
-    assert plain == [("", b"Sent under MemoryDenyWriteExecute."), ("memo.pdf", memo)]
+                   (gpg_decrypt(path, newsroom.secret_home) for path in stored))
+    assert plain == [("", b"Sent under the unit's rules."), ("memo.pdf", memo)]
     assert HttpSource(server.url).login(codename) == 302
-    assert "MDWE" not in server.log() and "Traceback" not in server.log()
+    assert "Traceback" not in server.log() and "Operation not permitted" not in server.log()
+
+
+@pytest.mark.parametrize(("unit", "command", "said"), [
+    ("tipbox-prune.service", "prune", "Done: deleted the sources quiet for more than 30 day(s)."),
+    ("tipbox-doctor.service", "doctor", "All checks passed."),
+])
+def test_the_daily_commands_work_under_their_units_rules(
+        server_env: dict[str, str], tmp_path: Path, unit: str, command: str,
+        said: str) -> None:
+    env = {**os.environ, **server_env}
+    subprocess.run([TIPBOX, "init", "--trust-keys-folder"], env=env, check=True,
+                   capture_output=True, timeout=120)
+    ran = subprocess.run([*under_unit_rules(unit, tmp_path), TIPBOX, command], env=env,
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert said in ran.stdout
