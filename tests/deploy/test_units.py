@@ -11,12 +11,14 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.server import TIPBOX, HttpSource, RunningServer, tipbox_server
-from tests.helpers import Newsroom, gpg_decrypt, store_files
+from tests.e2e.test_journey import HttpJournalist, add_journalist
+from tests.helpers import Newsroom, csrf_from, gpg_decrypt, store_files
 from tipbox.config import REPO_ROOT
 
 DEPLOY = REPO_ROOT / "deploy"
@@ -179,27 +181,48 @@ def server_env(tmp_path: Path, newsroom: Newsroom) -> dict[str, str]:
 
 
 @pytest.fixture
-def server_under_unit_rules(server_env: dict[str, str], tmp_path: Path) -> Iterator[RunningServer]:
-    prefix = under_unit_rules("tipbox-source.service", tmp_path)
-    with tipbox_server("source", server_env, tmp_path / "server.log", wrapper=prefix) as running:
-        yield running
+def servers_under_unit_rules(server_env: dict[str, str],
+                             tmp_path: Path) -> Iterator[tuple[RunningServer, RunningServer]]:
+    def start(interface: str) -> RunningServer:
+        return stack.enter_context(tipbox_server(
+            interface, server_env, tmp_path / f"{interface}.log",
+            wrapper=under_unit_rules(f"tipbox-{interface}.service", tmp_path)))
+
+    with ExitStack() as stack:
+        yield start("source"), start("newsroom")
 
 
-def test_source_interface_and_gpg_work_under_the_units_rules(
-        server_under_unit_rules: RunningServer, server_env: dict[str, str],
-        newsroom: Newsroom) -> None:
-    server = server_under_unit_rules
-    source = HttpSource(server.url)
+def test_both_interfaces_and_gpg_work_under_their_units_rules(
+        servers_under_unit_rules: tuple[RunningServer, RunningServer],
+        server_env: dict[str, str], newsroom: Newsroom) -> None:
+    source_server, newsroom_server = servers_under_unit_rules
+    source = HttpSource(source_server.url)
     codename = source.new_codename()
     memo = os.urandom(256 * 1024)
     status, _ = source.submit("Sent under the unit's rules.", [(memo, "memo.pdf")])
-    assert status == 303, server.log()
+    assert status == 303, source_server.log()
     stored = store_files(Path(server_env["TIPBOX_DATA_DIR"]))
     plain = sorted((p.filename, p.data) for p in
                    (gpg_decrypt(path, newsroom.secret_home) for path in stored))
     assert plain == [("", b"Sent under the unit's rules."), ("memo.pdf", memo)]
-    assert HttpSource(server.url).login(codename) == 302
-    assert "Traceback" not in server.log() and "Operation not permitted" not in server.log()
+
+    # Argon2id and TOTP at log-in, a bundle, a reply encrypted twice by gpg.
+    passphrase, secret = add_journalist(server_env, "ada")
+    journalist = HttpJournalist(newsroom_server.url)
+    assert journalist.log_in("ada", passphrase, secret) == 302, newsroom_server.log()
+    ids = journalist.source_ids()
+    assert len(ids) == 1
+    assert journalist.download_unread(ids)[257:262] == b"ustar"
+    _, page, _ = journalist.request(f"/sources/{ids[0]}")
+    status, _, _ = journalist.post_form(f"/sources/{ids[0]}/reply", {
+        "csrf_token": csrf_from(page), "text": "Received, thank you."})
+    assert status == 302, newsroom_server.log()
+
+    returning = HttpSource(source_server.url)
+    assert returning.login(codename) == 302
+    assert "Received, thank you." in returning.request("/submit")[1]
+    for server in servers_under_unit_rules:
+        assert "Traceback" not in server.log() and "not permitted" not in server.log()
 
 
 @pytest.mark.parametrize(("unit", "command", "said"), [
