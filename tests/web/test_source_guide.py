@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 
 from tipbox.config import REPO_ROOT, Settings
 from tipbox.web.browser_encryption import BrowserEncryption
-from tipbox.web.locales import BY_CODE, LANGUAGE_COOKIE
+from tipbox.web.locales import BY_CODE, LANGUAGE_COOKIE, LANGUAGES
 from tipbox.web.source import create_source_app
 from tipbox.web.source.guide import GuideLibrary, Translation, block_structure, digest
 from tipbox.web.source.guide_status import report
@@ -50,6 +50,11 @@ def client_for(settings: Settings, guides: GuideLibrary) -> FlaskClient:
     app = create_source_app(settings, browser=BrowserEncryption.off("not under test"),
                             guides=guides)
     return app.test_client()
+
+
+def test_every_offered_language_has_its_own_guide() -> None:
+    offered = sorted(language.code for language in LANGUAGES if language.code != "en")
+    assert offered == TRANSLATED
 
 
 @pytest.mark.parametrize("code", TRANSLATED)
