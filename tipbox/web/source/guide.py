@@ -24,7 +24,7 @@ from markupsafe import Markup, escape
 ENGLISH = "en"
 ENGLISH_FILE = "source-guide.md"
 TRANSLATIONS_FOLDER = "source-guide"
-_MADE_FROM = re.compile(r"<!-- source: sha256 ([0-9a-f]{64}) -->\n")
+_MADE_FROM = re.compile(r"<!-- source: sha256 ([0-9a-f]{64}) -->\r?\n")
 
 _INLINE = (
     (re.compile(r"`([^`]+)`"), r"<code>\1</code>"),
@@ -121,16 +121,18 @@ class Guide:
 
 
 class GuideLibrary:
-    """The English guide and its translations, each rendered once."""
+    """The English guide and its translations. Each translation is checked when read but
+    rendered when first asked for: most processes serve few languages, and every app
+    built (each test builds one) would otherwise render all twelve."""
 
     def __init__(self, english: str, translations: Mapping[str, str]) -> None:
         self.english = Guide(render_guide(english), ENGLISH)
         self.made_from = digest(english)
         self.sources = {code: Translation.parse(code, text)
                         for code, text in translations.items()}
-        self.translations = {t.code: Guide(render_guide(t.markdown), t.code,
-                                           stale=t.made_from != self.made_from)
-                             for t in self.sources.values()}
+        # Filled on first use; two threads rendering the same language at once only
+        # store equal values.
+        self._rendered: dict[str, Guide] = {}
 
     @classmethod
     def load(cls, docs_dir: Path) -> GuideLibrary:
@@ -143,8 +145,16 @@ class GuideLibrary:
 
     def for_language(self, code: str) -> Guide:
         """The reader's translation if there is one, else the English."""
-        return self.translations.get(code, self.english)
+        translation = self.sources.get(code)
+        if translation is None:
+            return self.english
+        guide = self._rendered.get(code)
+        if guide is None:
+            guide = Guide(render_guide(translation.markdown), code,
+                          stale=translation.made_from != self.made_from)
+            self._rendered[code] = guide
+        return guide
 
     def stale(self) -> list[str]:
         """The codes of translations made from an older English guide."""
-        return sorted(code for code, guide in self.translations.items() if guide.stale)
+        return sorted(code for code, t in self.sources.items() if t.made_from != self.made_from)

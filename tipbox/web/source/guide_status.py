@@ -42,9 +42,10 @@ def commit_of(repo: Path, made_from: str) -> str | None:
 def report(repo: Path) -> list[str]:
     """One line per translation, and how to see what changed for each stale one."""
     library = GuideLibrary.load(repo / "docs")
+    stale = library.stale()
     lines = []
     for code, translation in sorted(library.sources.items()):
-        if translation.made_from == library.made_from:
+        if code not in stale:
             lines.append(f"{code}: up to date")
             continue
         commit = commit_of(repo, translation.made_from)
