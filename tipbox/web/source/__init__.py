@@ -20,6 +20,7 @@ from tipbox.storage import CiphertextStore
 from tipbox.web.app_factory import build_app, run_first
 from tipbox.web.browser_encryption import BrowserEncryption
 from tipbox.web.error_pages import error_page
+from tipbox.web.source.guide import GuideLibrary
 from tipbox.web.source.views import SourceDeps, make_blueprint
 
 log = logging.getLogger(__name__)
@@ -28,11 +29,13 @@ log = logging.getLogger(__name__)
 def create_source_app(settings: Settings | None = None, *,
                       keyring: Keyring | None = None,
                       browser: BrowserEncryption | None = None,
-                      hashing: HashingSlots | None = None) -> Flask:
+                      hashing: HashingSlots | None = None,
+                      guides: GuideLibrary | None = None) -> Flask:
     """Build the source app. Keys come from the registry's active keys (see tipbox.key_registry);
     tests may hand in a fixed ``keyring`` instead. The in-browser encryption scripts are
     read and hashed here, once (tests may hand in ``browser``). Memory-hard hashing runs in
-    slots sized for this machine (tests may hand in ``hashing``)."""
+    slots sized for this machine (tests may hand in ``hashing``). The source guide and its
+    translations are read from docs/ and rendered once (tests may hand in ``guides``)."""
     settings = settings or Settings.from_env()
     if browser is None:
         browser = BrowserEncryption.load(REPO_ROOT / "static", REPO_ROOT / "package-lock.json")
@@ -56,6 +59,7 @@ def create_source_app(settings: Settings | None = None, *,
         reply_deriver=ReplyKeyDeriver(plumbing.secrets.codename_pepper, settings.scrypt,
                                        plumbing.hashing),
         browser=browser,
+        guides=guides or GuideLibrary.load(REPO_ROOT / "docs"),
     )
     # First of all before-request checks: while offline, even a form without a CSRF
     # token gets the 503 page, not advice to reload and send it again.
