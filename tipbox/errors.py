@@ -297,3 +297,8 @@ class KeyOperationRefused(TipboxError):
         self.message = message
         self.params = dict(params)
 
+
+
+class BackupError(TipboxError):
+    """A backup or a restore could not be made; nothing was left half-written. The message
+    is for the admin at the command line."""

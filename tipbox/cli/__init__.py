@@ -1,4 +1,4 @@
-"""The ``tipbox`` command: init, serve, demo, users, keys, prune, doctor.
+"""The ``tipbox`` command: init, serve, demo, users, keys, prune, doctor, backup, restore.
 
 A thin shell: each command group is a module of its own, each command calls domain
 functions and prints what they return. They reach the instance through
@@ -11,6 +11,7 @@ import logging
 
 import click
 
+from tipbox.cli.backup_commands import backup, restore
 from tipbox.cli.key_commands import keys
 from tipbox.cli.maintenance_commands import doctor, prune
 from tipbox.cli.services import cli_actor
@@ -30,5 +31,5 @@ def main() -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
-for command in (init, serve, demo, users, keys, prune, doctor):
+for command in (init, serve, demo, users, keys, prune, doctor, backup, restore):
     main.add_command(command)

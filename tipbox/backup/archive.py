@@ -1,0 +1,178 @@
+"""Writing a backup: one tar stream, encrypted by gpg as it is written.
+
+What is in it, in this order:
+
+1. ``tipbox-backup.json``: the format, the kind of database, and the id of every store
+   file the database's rows name;
+2. the database (``database.sqlite3`` or ``database.pgdump``);
+3. ``instance-secrets.json`` (without it no codename logs in) and the keys folder's
+   public keys under ``keys/``;
+4. ``store/<id>.gpg`` for every id of (1) whose file is still there;
+5. ``gone.json``: the ids of (1) whose files were deleted while the backup ran.
+
+**Why this order is consistent.** The database is read first, at one instant. A
+submission or reply is committed by renaming its files into the store *before* its rows
+commit (tipbox.store_claims), so every row in the snapshot has its file by then. A file
+that appears later has no row in the snapshot and is not copied: it would be an orphan.
+The only way a named file can go missing afterwards is a deletion (rows first, then
+files, tipbox.inbox), and that deletion committed: ``gone.json`` names it, and the
+restore deletes those rows too, so the restored instance is the snapshot plus those
+deletions, a state the live instance really passed through. Copying the files first and
+the database second would instead back up rows whose files were never copied.
+
+Memory stays flat: the database snapshot is held whole (metadata only), every store file
+is copied through a fixed buffer from the open file into gpg's stdin.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import os
+import tarfile
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from tipbox.backup.database import Snapshot, take_snapshot
+from tipbox.backup.encryption import Encryption, encrypting
+from tipbox.clock import today
+from tipbox.config import Settings
+from tipbox.crypto.keyring import KEY_SUFFIXES
+from tipbox.db import make_engine
+from tipbox.errors import BackupError
+from tipbox.storage import SUFFIX
+
+FORMAT = 1
+HEADER = "tipbox-backup.json"
+SECRETS = "instance-secrets.json"
+GONE = "gone.json"
+KEYS_PREFIX = "keys/"
+STORE_PREFIX = "store/"
+COPY_BUFFER = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class BackupMade:
+    """What a backup holds, for the admin to read."""
+
+    path: Path
+    files: int  # store files copied (items and replies)
+    gone: int  # files deleted while the backup ran; the restore drops their rows
+    key_files: int
+    size: int  # bytes of the encrypted backup
+
+
+def make_backup(settings: Settings, out: Path, encryption: Encryption, *,
+                clock: Callable[[], dt.date] = today) -> BackupMade:
+    """Back up the running instance of ``settings`` into ``out``, encrypted. ``out`` is
+    written under a temporary name beside it and renamed only when gpg has finished, so
+    a failed backup leaves nothing that looks like one."""
+    if out.exists():
+        raise BackupError(f"{out} already exists. Give a new file name: a backup never "
+                          "overwrites a file.")
+    if not out.parent.is_dir():
+        raise BackupError(f"The folder {out.parent} does not exist. Create it, or give "
+                          "another path with --out.")
+    engine = make_engine(settings.database_url)
+    try:
+        snapshot = take_snapshot(engine)
+    finally:
+        engine.dispose()
+    stamp = int(dt.datetime.combine(clock(), dt.time(), tzinfo=dt.UTC).timestamp())
+    fd, temp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".partial")
+    temp = Path(temp_name)
+    try:
+        with os.fdopen(fd, "wb") as output:
+            copied, gone, keys = _write_encrypted(settings, snapshot, encryption, output,
+                                                  stamp)
+            output.flush()
+            os.fsync(output.fileno())
+        if out.exists():  # made by someone else while this ran: theirs stays
+            raise BackupError(f"{out} appeared while the backup ran. Give a new file name.")
+        os.rename(temp, out)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    _sync_folder(out.parent)
+    return BackupMade(out, copied, len(gone), keys, out.stat().st_size)
+
+
+def _write_encrypted(settings: Settings, snapshot: Snapshot, encryption: Encryption,
+                     output: IO[bytes], stamp: int) -> tuple[int, list[str], int]:
+    with encrypting(encryption, output, settings.gpg_binary) as run:
+        try:
+            with tarfile.open(fileobj=run.stdin, mode="w|", bufsize=COPY_BUFFER,
+                              format=tarfile.PAX_FORMAT) as tar:
+                header = {"format": FORMAT, "database": snapshot.kind,
+                          "files": list(snapshot.file_ids)}
+                _add_bytes(tar, HEADER, json.dumps(header).encode(), stamp)
+                _add_bytes(tar, snapshot.member_name, snapshot.data, stamp)
+                _add_bytes(tar, SECRETS, settings.secrets_file.read_bytes(), stamp)
+                keys = _add_keys(tar, settings.keys_dir, stamp)
+                gone = [file_id for file_id in snapshot.file_ids
+                        if not _add_store_file(tar, settings.store_dir, file_id)]
+                _add_bytes(tar, GONE, json.dumps(gone).encode(), stamp)
+            run.stdin.close()
+        except BrokenPipeError:
+            pass  # gpg stopped reading: its exit status and message say why, below
+        returncode, said = run.finish()
+    if returncode != 0:
+        raise BackupError(f"gpg could not encrypt the backup: {_last_words(said)}. Nothing "
+                          "was written; fix that and run the backup again.")
+    return len(snapshot.file_ids) - len(gone), gone, keys
+
+
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes, stamp: int) -> None:
+    info = _info(name, len(data), stamp)
+    tar.addfile(info, io.BytesIO(data))
+
+
+def _add_keys(tar: tarfile.TarFile, keys_dir: Path, stamp: int) -> int:
+    if not keys_dir.is_dir():
+        return 0
+    count = 0
+    for path in sorted(keys_dir.iterdir()):
+        if path.suffix.lower() in KEY_SUFFIXES and path.is_file():
+            _add_bytes(tar, KEYS_PREFIX + path.name, path.read_bytes(), stamp)
+            count += 1
+    return count
+
+
+def _add_store_file(tar: tarfile.TarFile, store_dir: Path, file_id: str) -> bool:
+    """Copy one store file; False if it was deleted after the snapshot."""
+    try:
+        # Opened before its size is read: a file deleted from now on is still read whole.
+        handle = (store_dir / f"{file_id}{SUFFIX}").open("rb")
+    except FileNotFoundError:
+        return False
+    with handle:
+        st = os.fstat(handle.fileno())
+        # The store keeps the day as a file's only time; the backup keeps no finer one.
+        day = int(st.st_mtime) // 86400 * 86400
+        tar.addfile(_info(f"{STORE_PREFIX}{file_id}{SUFFIX}", st.st_size, day), handle)
+    return True
+
+
+def _info(name: str, size: int, mtime: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.size = size
+    info.mtime = mtime
+    info.mode = 0o600
+    return info
+
+
+def _last_words(said: str) -> str:
+    lines = [x for x in said.splitlines() if x and not x.startswith("[GNUPG:]")]
+    return lines[-1].removeprefix("gpg: ") if lines else "no reason given"
+
+
+def _sync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
