@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import threading
 import time
 from collections.abc import Iterator
@@ -17,11 +16,10 @@ from pathlib import Path
 import pyotp
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import create_engine, text
 
 from tests.e2e.server import HttpSource, RunningServer, tipbox_server
 from tests.e2e.test_journey import HttpJournalist, add_journalist, tipbox_open
-from tests.helpers import Newsroom, csrf_from
+from tests.helpers import Newsroom, csrf_from, extra_postgres_database
 from tipbox.cli import main
 
 pytestmark = pytest.mark.e2e
@@ -50,20 +48,6 @@ def database_urls(request: pytest.FixtureRequest) -> Iterator[tuple[str | None, 
     first = request.getfixturevalue("postgres_url")
     with extra_postgres_database(first) as second:
         yield first, second
-
-
-@contextmanager
-def extra_postgres_database(next_to: str) -> Iterator[str]:
-    name = f"tipbox_restore_{secrets.token_hex(6)}"
-    admin = create_engine(next_to, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield next_to.rsplit("/", 1)[0] + "/" + name
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def instance_env(data_dir: Path, newsroom: Newsroom, database_url: str | None) -> dict[str, str]:

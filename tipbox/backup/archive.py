@@ -68,20 +68,23 @@ class BackupMade:
 
 def make_backup(settings: Settings, out: Path, encryption: Encryption, *,
                 clock: Callable[[], dt.date] = today) -> BackupMade:
-    """Back up the running instance of ``settings`` into ``out``, encrypted. ``out`` is
-    written under a temporary name beside it and renamed only when gpg has finished, so
-    a failed backup leaves nothing that looks like one."""
-    if out.exists():
-        raise BackupError(f"{out} already exists. Give a new file name: a backup never "
-                          "overwrites a file.")
-    if not out.parent.is_dir():
-        raise BackupError(f"The folder {out.parent} does not exist. Create it, or give "
-                          "another path with --out.")
+    """Back up the running instance of ``settings`` into ``out``, encrypted: the database
+    at one instant first, then the files its rows name (see the module's docstring)."""
+    _check_out(out)
     engine = make_engine(settings.database_url)
     try:
         snapshot = take_snapshot(engine)
     finally:
         engine.dispose()
+    return write_backup(settings, snapshot, out, encryption, clock=clock)
+
+
+def write_backup(settings: Settings, snapshot: Snapshot, out: Path, encryption: Encryption,
+                 *, clock: Callable[[], dt.date] = today) -> BackupMade:
+    """Write ``snapshot`` and the store files it names into ``out``. ``out`` is written
+    under a temporary name beside it and renamed only when gpg has finished, so a failed
+    backup leaves nothing that looks like one."""
+    _check_out(out)
     stamp = int(dt.datetime.combine(clock(), dt.time(), tzinfo=dt.UTC).timestamp())
     fd, temp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".partial")
     temp = Path(temp_name)
@@ -99,6 +102,15 @@ def make_backup(settings: Settings, out: Path, encryption: Encryption, *,
         raise
     _sync_folder(out.parent)
     return BackupMade(out, copied, len(gone), keys, out.stat().st_size)
+
+
+def _check_out(out: Path) -> None:
+    if out.exists():
+        raise BackupError(f"{out} already exists. Give a new file name: a backup never "
+                          "overwrites a file.")
+    if not out.parent.is_dir():
+        raise BackupError(f"The folder {out.parent} does not exist. Create it, or give "
+                          "another path with --out.")
 
 
 def _write_encrypted(settings: Settings, snapshot: Snapshot, encryption: Encryption,
