@@ -4,6 +4,7 @@ never holding anything in clear."""
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -113,3 +114,27 @@ def test_a_backup_never_overwrites_a_file(instance: Instance, tmp_path: Path) ->
 def test_a_short_or_multi_line_passphrase_is_refused(passphrase: bytes) -> None:
     with pytest.raises(BackupError, match="passphrase"):
         Encryption(passphrase=passphrase)
+
+
+def test_the_backup_is_an_ordinary_tar_that_gpg_and_tar_can_open_by_hand(
+        instance: Instance, tmp_path: Path) -> None:
+    """An admin without tipbox can still get at the files: gpg --decrypt | tar -t."""
+    out = tmp_path / "b.backup"
+    make_backup(instance.settings, out, Encryption(passphrase=PASSPHRASE))
+    home = tmp_path / "gnupg"
+    home.mkdir(mode=0o700)
+
+    decrypted = subprocess.run(
+        ["gpg", "--homedir", str(home), "--batch", "--pinentry-mode", "loopback",
+         "--passphrase", PASSPHRASE.decode(), "--decrypt", str(out)],
+        capture_output=True, check=True).stdout
+    subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], check=False)
+    listed = subprocess.run(["tar", "-tf", "-"], input=decrypted, capture_output=True,
+                            check=True).stdout.decode().split()
+
+    database = "database.sqlite3" if instance.settings.database_url.startswith("sqlite") \
+        else "database.pgdump"
+    assert listed[:3] == ["tipbox-backup.json", database, "instance-secrets.json"]
+    assert listed[-1] == "gone.json"
+    assert sorted(x for x in listed if x.startswith("store/")) == \
+        sorted(f"store/{name}" for name in store_names(instance.settings))

@@ -21,16 +21,14 @@ deletions, a state the live instance really passed through. Copying the files fi
 the database second would instead back up rows whose files were never copied.
 
 Memory stays flat: the database snapshot is held whole (metadata only), every store file
-is copied through a fixed buffer from the open file into gpg's stdin.
+is copied by the kernel from the open file into gpg's stdin (tipbox.backup.tar_stream).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import io
 import json
 import os
-import tarfile
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,12 +37,13 @@ from typing import IO
 
 from tipbox.backup.database import Snapshot, take_snapshot
 from tipbox.backup.encryption import Encryption, encrypting
+from tipbox.backup.tar_stream import TarWriter
 from tipbox.clock import today
 from tipbox.config import Settings
 from tipbox.crypto.keyring import KEY_SUFFIXES
 from tipbox.db import make_engine
 from tipbox.errors import BackupError
-from tipbox.storage import SUFFIX
+from tipbox.storage import SUFFIX, early_writeback
 
 FORMAT = 1
 HEADER = "tipbox-backup.json"
@@ -89,7 +88,8 @@ def write_backup(settings: Settings, snapshot: Snapshot, out: Path, encryption: 
     fd, temp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".partial")
     temp = Path(temp_name)
     try:
-        with os.fdopen(fd, "wb") as output:
+        # Writeback starts while gpg still writes: the final fsync then has little left.
+        with os.fdopen(fd, "wb") as output, early_writeback(temp):
             copied, gone, keys = _write_encrypted(settings, snapshot, encryption, output,
                                                   stamp)
             output.flush()
@@ -117,17 +117,17 @@ def _write_encrypted(settings: Settings, snapshot: Snapshot, encryption: Encrypt
                      output: IO[bytes], stamp: int) -> tuple[int, list[str], int]:
     with encrypting(encryption, output, settings.gpg_binary) as run:
         try:
-            with tarfile.open(fileobj=run.stdin, mode="w|", bufsize=COPY_BUFFER,
-                              format=tarfile.PAX_FORMAT) as tar:
-                header = {"format": FORMAT, "database": snapshot.kind,
-                          "files": list(snapshot.file_ids)}
-                _add_bytes(tar, HEADER, json.dumps(header).encode(), stamp)
-                _add_bytes(tar, snapshot.member_name, snapshot.data, stamp)
-                _add_bytes(tar, SECRETS, settings.secrets_file.read_bytes(), stamp)
-                keys = _add_keys(tar, settings.keys_dir, stamp)
-                gone = [file_id for file_id in snapshot.file_ids
-                        if not _add_store_file(tar, settings.store_dir, file_id)]
-                _add_bytes(tar, GONE, json.dumps(gone).encode(), stamp)
+            tar = TarWriter(run.stdin.fileno())
+            header = {"format": FORMAT, "database": snapshot.kind,
+                      "files": list(snapshot.file_ids)}
+            tar.add_bytes(HEADER, json.dumps(header).encode(), stamp)
+            tar.add_bytes(snapshot.member_name, snapshot.data, stamp)
+            tar.add_bytes(SECRETS, settings.secrets_file.read_bytes(), stamp)
+            keys = _add_keys(tar, settings.keys_dir, stamp)
+            gone = [file_id for file_id in snapshot.file_ids
+                    if not _add_store_file(tar, settings.store_dir, file_id)]
+            tar.add_bytes(GONE, json.dumps(gone).encode(), stamp)
+            tar.close()
             run.stdin.close()
         except BrokenPipeError:
             pass  # gpg stopped reading: its exit status and message say why, below
@@ -138,43 +138,32 @@ def _write_encrypted(settings: Settings, snapshot: Snapshot, encryption: Encrypt
     return len(snapshot.file_ids) - len(gone), gone, keys
 
 
-def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes, stamp: int) -> None:
-    info = _info(name, len(data), stamp)
-    tar.addfile(info, io.BytesIO(data))
-
-
-def _add_keys(tar: tarfile.TarFile, keys_dir: Path, stamp: int) -> int:
+def _add_keys(tar: TarWriter, keys_dir: Path, stamp: int) -> int:
     if not keys_dir.is_dir():
         return 0
     count = 0
     for path in sorted(keys_dir.iterdir()):
         if path.suffix.lower() in KEY_SUFFIXES and path.is_file():
-            _add_bytes(tar, KEYS_PREFIX + path.name, path.read_bytes(), stamp)
+            tar.add_bytes(KEYS_PREFIX + path.name, path.read_bytes(), stamp)
             count += 1
     return count
 
 
-def _add_store_file(tar: tarfile.TarFile, store_dir: Path, file_id: str) -> bool:
+def _add_store_file(tar: TarWriter, store_dir: Path, file_id: str) -> bool:
     """Copy one store file; False if it was deleted after the snapshot."""
     try:
         # Opened before its size is read: a file deleted from now on is still read whole.
-        handle = (store_dir / f"{file_id}{SUFFIX}").open("rb")
+        fd = os.open(store_dir / f"{file_id}{SUFFIX}", os.O_RDONLY)
     except FileNotFoundError:
         return False
-    with handle:
-        st = os.fstat(handle.fileno())
+    try:
+        st = os.fstat(fd)
         # The store keeps the day as a file's only time; the backup keeps no finer one.
         day = int(st.st_mtime) // 86400 * 86400
-        tar.addfile(_info(f"{STORE_PREFIX}{file_id}{SUFFIX}", st.st_size, day), handle)
+        tar.add_file(f"{STORE_PREFIX}{file_id}{SUFFIX}", fd, st.st_size, day)
+    finally:
+        os.close(fd)
     return True
-
-
-def _info(name: str, size: int, mtime: int) -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.size = size
-    info.mtime = mtime
-    info.mode = 0o600
-    return info
 
 
 def _last_words(said: str) -> str:
