@@ -18,7 +18,7 @@ import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from tipbox.backup.archive import (
     COPY_BUFFER,
@@ -36,6 +36,7 @@ from tipbox.backup.encryption import (
     no_secret_key,
     wrong_passphrase,
 )
+from tipbox.backup.tar_stream import TarFormatError, TarReader
 from tipbox.config import Settings
 from tipbox.crypto.keyring import KEY_SUFFIXES
 from tipbox.db import make_engine
@@ -126,12 +127,13 @@ def _unpack_verified(settings: Settings, backup: Path, passphrase: bytes | None,
                      gnupghome: Path | None, staging: Path) -> _Unpacked:
     with decrypting(backup, passphrase, gnupghome, settings.gpg_binary) as run:
         try:
-            found = _extract(run.stdout, staging)
+            fd = run.stdout.fileno()
+            found = _extract(fd, staging)
             # tar's end-of-archive blocks may leave padding unread: gpg must get to the
             # end, where it checks the integrity tag.
-            while run.stdout.read(COPY_BUFFER):
+            while os.read(fd, COPY_BUFFER):
                 pass
-        except (tarfile.TarError, _NotABackup, OSError) as exc:
+        except (TarFormatError, _NotABackup, OSError) as exc:
             if run.process.poll() is None:
                 run.process.kill()
             returncode, status = run.finish()
@@ -171,73 +173,67 @@ class _Found:
     secrets: bool = False
 
 
-def _extract(stream: IO[bytes], staging: Path) -> _Found:
+def _extract(fd: int, staging: Path) -> _Found:
     found = _Found()
     seen: set[str] = set()
     (staging / "store").mkdir(mode=0o700)
-    # Read from gpg a mebibyte at a time: tarfile's default of 10 KiB costs a Python
-    # round trip per 10 KiB of store.
-    with tarfile.open(fileobj=stream, mode="r|", bufsize=COPY_BUFFER) as tar:
-        for member in tar:
-            name = member.name
-            if not member.isreg() or name in seen:
+    tar = TarReader(fd)
+    while (member := tar.next()) is not None:
+        name = member.name
+        if not member.isreg() or name in seen:
+            raise _NotABackup(name)
+        seen.add(name)
+        if found.header is None:
+            if name != HEADER:
                 raise _NotABackup(name)
-            seen.add(name)
-            if found.header is None:
-                if name != HEADER:
-                    raise _NotABackup(name)
-                found.header = _read_json(tar, member)
-                if found.header.get("format") != FORMAT:
-                    raise _NotABackup("format")
-            elif name in _DATABASE_MEMBERS and found.database is None:
-                found.database = _DATABASE_MEMBERS[name]
-                _write(tar, member, staging / (_STAGED_DATABASE if found.database == "sqlite"
-                                               else name))
-            elif name == SECRETS:
-                _write(tar, member, staging / SECRETS, small=True)
-                found.secrets = True
-            elif name.startswith(KEYS_PREFIX) and _KEY_NAME.match(name[len(KEYS_PREFIX):]):
-                (staging / "keys").mkdir(mode=0o700, exist_ok=True)
-                _write(tar, member, staging / name, small=True)
-            elif name.startswith(STORE_PREFIX) and name.endswith(SUFFIX) \
-                    and is_item_id(name[len(STORE_PREFIX):-len(SUFFIX)]):
-                _write(tar, member, staging / name)
-                os.utime(staging / name, (member.mtime, member.mtime))
-            elif name == GONE:
-                gone = _read_json(tar, member)
-                if not isinstance(gone, list):
-                    raise _NotABackup(name)
-                found.gone = gone
-            else:
+            found.header = _read_json(tar, member)
+            if not isinstance(found.header, dict) or found.header.get("format") != FORMAT:
+                raise _NotABackup("format")
+        elif name in _DATABASE_MEMBERS and found.database is None:
+            found.database = _DATABASE_MEMBERS[name]
+            _write(tar, staging / (_STAGED_DATABASE if found.database == "sqlite" else name))
+        elif name == SECRETS:
+            _write(tar, staging / SECRETS, small=member.size)
+            found.secrets = True
+        elif name.startswith(KEYS_PREFIX) and _KEY_NAME.match(name[len(KEYS_PREFIX):]):
+            (staging / "keys").mkdir(mode=0o700, exist_ok=True)
+            _write(tar, staging / name, small=member.size)
+        elif name.startswith(STORE_PREFIX) and name.endswith(SUFFIX) \
+                and is_item_id(name[len(STORE_PREFIX):-len(SUFFIX)]):
+            _write(tar, staging / name)
+            os.utime(staging / name, (member.mtime, member.mtime))
+        elif name == GONE:
+            gone = _read_json(tar, member)
+            if not isinstance(gone, list):
                 raise _NotABackup(name)
+            found.gone = gone
+        else:
+            raise _NotABackup(name)
     return found
 
 
-def _read_json(tar: tarfile.TarFile, member: tarfile.TarInfo) -> Any:
+def _read_json(tar: TarReader, member: tarfile.TarInfo) -> Any:
     if member.size > _SMALL_MEMBER_BYTES:
         raise _NotABackup(member.name)
-    handle = tar.extractfile(member)
-    if handle is None:
-        raise _NotABackup(member.name)
     try:
-        return json.loads(handle.read())
+        return json.loads(tar.read())
     except ValueError:
         raise _NotABackup(member.name) from None
 
 
-def _write(tar: tarfile.TarFile, member: tarfile.TarInfo, target: Path, *,
-           small: bool = False) -> None:
-    if small and member.size > _SMALL_MEMBER_BYTES:
-        raise _NotABackup(member.name)
-    handle = tar.extractfile(member)
-    if handle is None:
-        raise _NotABackup(member.name)
+def _write(tar: TarReader, target: Path, *, small: int | None = None) -> None:
+    """The current member into ``target`` (new, 0600), fsynced. ``small``: the member's
+    size, for one that must be small (a key file, the secrets)."""
+    if small is not None and small > _SMALL_MEMBER_BYTES:
+        raise _NotABackup(target.name)
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    # Writeback starts while the file is written, so its fsync has little left to do.
-    with os.fdopen(fd, "wb") as out, early_writeback(target):
-        shutil.copyfileobj(handle, out, COPY_BUFFER)
-        out.flush()
-        os.fsync(out.fileno())
+    try:
+        # Writeback starts while the file is written, so its fsync has little left to do.
+        with early_writeback(target):
+            tar.splice_to(fd)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _checked(found: _Found, staging: Path) -> _Unpacked:

@@ -67,3 +67,96 @@ class TarWriter:
             n = os.write(self.fd, view)
             view = view[n:]
             self.offset += n
+
+
+class TarFormatError(Exception):
+    """The stream is not a tar archive as :class:`TarWriter` writes them."""
+
+
+class TarReader:
+    """The members of a tar stream read from a pipe (gpg's output), their contents moved
+    to files with ``splice``: no byte of the store passes through Python on the way back
+    either. Reads what :class:`TarWriter` writes (ustar headers, and pax headers for a
+    size or path that does not fit them); anything else is refused."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self._left = 0  # bytes of the current member's data not read yet
+        self._padding = 0
+
+    def next(self) -> tarfile.TarInfo | None:
+        """The next member's header, or None at the end of the archive. The previous
+        member's data must have been consumed."""
+        if self._left:
+            raise TarFormatError("the previous member was not read")
+        self._read_exact(self._padding)
+        pax: dict[str, str] = {}
+        while True:
+            block = self._read_exact(BLOCK)
+            if block == b"\0" * BLOCK:
+                return None
+            try:
+                info = tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
+            except tarfile.HeaderError as exc:
+                raise TarFormatError(str(exc)) from None
+            if info.type != tarfile.XHDTYPE:
+                break
+            if info.size > 64 * 1024:
+                raise TarFormatError("pax header too large")
+            pax.update(_pax_records(self._read_exact(info.size)))
+            self._read_exact(-info.size % BLOCK)
+        if "path" in pax:
+            info.name = pax["path"]
+        if "size" in pax:
+            try:
+                info.size = int(pax["size"])
+            except ValueError:
+                raise TarFormatError("bad pax size") from None
+        if info.size < 0:
+            raise TarFormatError("negative size")
+        self._left = info.size
+        self._padding = -info.size % BLOCK
+        return info
+
+    def read(self) -> bytes:
+        """The whole of the current member's data (only for small members)."""
+        data = self._read_exact(self._left)
+        self._left = 0
+        return data
+
+    def splice_to(self, out_fd: int) -> None:
+        """Move the current member's data into the file ``out_fd``, in the kernel."""
+        while self._left:
+            n = os.splice(self.fd, out_fd, min(self._left, _SEND_MAX))
+            if n == 0:
+                raise TarFormatError("the archive ends inside a member")
+            self._left -= n
+
+    def _read_exact(self, size: int) -> bytes:
+        chunks = []
+        while size:
+            chunk = os.read(self.fd, min(size, 1024 * 1024))
+            if not chunk:
+                raise TarFormatError("the archive ends too early")
+            chunks.append(chunk)
+            size -= len(chunk)
+        return b"".join(chunks)
+
+
+def _pax_records(data: bytes) -> dict[str, str]:
+    """'<length> <key>=<value>\\n' records (POSIX pax extended header)."""
+    records: dict[str, str] = {}
+    pos = 0
+    while pos < len(data):
+        space = data.find(b" ", pos)
+        try:
+            length = int(data[pos:space])
+        except ValueError:
+            raise TarFormatError("bad pax record") from None
+        record = data[space + 1:pos + length]
+        if length <= 0 or not record.endswith(b"\n") or b"=" not in record:
+            raise TarFormatError("bad pax record")
+        key, _, value = record[:-1].partition(b"=")
+        records[key.decode("utf-8", "replace")] = value.decode("utf-8", "surrogateescape")
+        pos += length
+    return records
