@@ -8,8 +8,9 @@ store of 2 GiB, against a baseline in the same run: `tar` piped into the same
 The store's "ciphertext" files are random bytes with matching rows (a backup never
 decrypts them). Each run is measured in a fresh child process; its peak memory is the
 largest resident set of that process and everything it waited for (Python, gpg, tar),
-from getrusage(RUSAGE_CHILDREN). The restore fsyncs every file it writes (a restored
-instance must survive a crash); tar does not, so the baseline is the faster ideal.
+from getrusage(RUSAGE_CHILDREN). tipbox fsyncs the backup, and every file it restores,
+before it says done (a backup or a restored instance must survive a crash); tar and gpg
+do not, so each baseline is also timed with `sync` of what it wrote.
 Set BENCH_TMP to put the files on another disk (it needs about 4x --size free).
 """
 
@@ -132,7 +133,9 @@ def main() -> None:
               f"{os.cpu_count()} cores; {args.runs} runs, median")
         results: dict[str, list[tuple[float, float]]] = {
             "tipbox backup": [], "tar | gpg --symmetric": [],
-            "tipbox restore": [], "gpg --decrypt | tar -x": []}
+            "tar | gpg --symmetric, then sync FILE": [],
+            "tipbox restore": [], "gpg --decrypt | tar -x": [],
+            "gpg --decrypt | tar -x, then sync each file": []}
         me = [sys.executable, str(Path(__file__).resolve())]
         home = root / "gnupg-baseline"
         home.mkdir(mode=0o700)
@@ -145,17 +148,25 @@ def main() -> None:
             results["tipbox backup"].append(measured([
                 *me, "--child", "backup", "--file", str(ours),
                 "--child-settings", settings_json(data, room.keys_dir)]))
-            results["tar | gpg --symmetric"].append(measured([
-                "bash", "-c", f"set -o pipefail; tar -cf - -C {data} . | {gpg} --symmetric "
-                f"{' '.join(_ENCRYPT_OPTIONS)} -o {theirs}"]))
+            encrypt = (f"set -o pipefail; tar -cf - -C {data} . | {gpg} --symmetric "
+                       f"{' '.join(_ENCRYPT_OPTIONS)} -o {theirs}")
+            results["tar | gpg --symmetric"].append(measured(["bash", "-c", encrypt]))
+            theirs.unlink()
+            # tipbox fsyncs the backup before it names it done; tar and gpg do not.
+            results["tar | gpg --symmetric, then sync FILE"].append(measured([
+                "bash", "-c", f"{encrypt} && sync {theirs}"]))
             restored, untarred = root / "restored", root / "untarred"
             results["tipbox restore"].append(measured([
                 *me, "--child", "restore", "--file", str(ours),
                 "--child-settings", settings_json(restored, root / "restored-keys")]))
             untarred.mkdir()
-            results["gpg --decrypt | tar -x"].append(measured([
-                "bash", "-c", f"set -o pipefail; {gpg} --decrypt {theirs} | tar -xf - -C "
-                f"{untarred}"]))
+            decrypt = f"set -o pipefail; {gpg} --decrypt {theirs} | tar -xf - -C {untarred}"
+            results["gpg --decrypt | tar -x"].append(measured(["bash", "-c", decrypt]))
+            shutil.rmtree(untarred)
+            untarred.mkdir()
+            # tipbox fsyncs each restored file before it renames the folder into place.
+            results["gpg --decrypt | tar -x, then sync each file"].append(measured([
+                "bash", "-c", f"{decrypt} && find {untarred} -type f -exec sync {{}} +"]))
             for path in (ours, theirs):
                 path.unlink()
             for folder in (restored, untarred, root / "restored-keys"):
