@@ -31,8 +31,7 @@ MIN_PASSPHRASE_CHARS = 12
 _ENCRYPT_OPTIONS = ["--compress-algo", "none", "--cipher-algo", "AES256",
                     "--s2k-mode", "3", "--s2k-digest-algo", "SHA512",
                     "--s2k-count", "65011712"]
-_COMMON = ["--batch", "--no-tty", "--no-symkey-cache", "--pinentry-mode", "loopback",
-           "--status-fd", "2"]
+_COMMON = ["--batch", "--no-tty", "--no-symkey-cache", "--status-fd", "2"]
 _PIPE_BYTES = 1024 * 1024
 # gpg's stderr is kept to report a failure; its last lines say why, so no more is needed.
 _STDERR_KEEP = 64 * 1024
@@ -172,7 +171,10 @@ def _gpg(args: list[str], passphrase: bytes | None, gpg_binary: str, *,
             os.write(write_end, passphrase + b"\n")
             os.close(write_end)
             pass_fds = (read_end,)
-            command += ["--passphrase-fd", str(read_end)]
+            # loopback: gpg takes the passphrase from the pipe instead of asking the agent's
+            # pinentry. Without one (a backup's own secret key), the agent may ask for the
+            # key's passphrase as it always does.
+            command += ["--pinentry-mode", "loopback", "--passphrase-fd", str(read_end)]
         try:
             process = subprocess.Popen(
                 [*command, *args], stdin=stdin, stdout=stdout, stderr=subprocess.PIPE,
