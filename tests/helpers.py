@@ -247,3 +247,23 @@ def reply_service(settings: Settings) -> ReplyService:
     db = make_session_factory(make_engine(settings.database_url))
     return ReplyService(db, CiphertextStore(settings.store_dir),
                         StaticKeyring(load_keyring(settings.keys_dir, settings.gnupg_dir)))
+
+
+@contextmanager
+def extra_postgres_database(next_to: str) -> Iterator[str]:
+    """One more fresh database on the PostgreSQL server of the URL ``next_to`` (a test
+    database from the ``postgres_url`` fixture), dropped when the block ends."""
+    import secrets
+
+    from sqlalchemy import create_engine, text
+
+    name = f"tipbox_test_{secrets.token_hex(6)}"
+    admin = create_engine(next_to, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield next_to.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

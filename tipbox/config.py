@@ -81,6 +81,19 @@ class Settings:
     max_connections: int = 4096
     # None: no onion services configured (TIPBOX_ONION_DIR unset); doctor skips tor.
     tor: TorSettings | None = None
+    # The daily digest (`tipbox digest`, tipbox/digest.py): an SMTP server reached with
+    # STARTTLS only. The password is read from a file at send time, so it is neither in the
+    # environment nor in a unit file; smtp_ca_file trusts a server's own certificate.
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_username: str | None = None
+    smtp_password_file: Path | None = None
+    smtp_ca_file: Path | None = None
+    digest_from: str | None = None
+    # Addresses that get the count in clear; and a folder of journalists' public keys,
+    # each of whom gets it encrypted, at the e-mail address of the key's user id.
+    digest_to: tuple[str, ...] = ()
+    digest_keys_dir: Path | None = None
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -96,6 +109,9 @@ class Settings:
             # gunicorn keeps connections alive only while it has more than threads.
             raise ConfigError("TIPBOX_MAX_CONNECTIONS must be larger than TIPBOX_SERVE_THREADS, "
                               f"got {self.max_connections!r} and {self.serve_threads!r}")
+        if not 0 < self.smtp_port < 65536:
+            raise ConfigError(f"TIPBOX_SMTP_PORT must be a port number (1 to 65535), got "
+                              f"{self.smtp_port!r}")
         if self.min_free_bytes < 0:
             raise ConfigError(f"TIPBOX_MIN_FREE_BYTES must not be negative, got "
                               f"{self.min_free_bytes!r}")
@@ -121,6 +137,11 @@ class Settings:
         return self.data_dir / "instance-secrets.json"
 
     @property
+    def digest_state_file(self) -> Path:
+        """The last day the digest has counted (tipbox.digest)."""
+        return self.data_dir / "digest-state.json"
+
+    @property
     def max_form_field_bytes(self) -> int:
         """Largest non-file form field kept in memory: the message, in UTF-8, plus slack."""
         return self.max_message_chars * 4 + 4 * KIB
@@ -140,6 +161,19 @@ class Settings:
             kwargs["database_url"] = env["TIPBOX_DATABASE_URL"]
         if "TIPBOX_GPG_BINARY" in env:
             kwargs["gpg_binary"] = env["TIPBOX_GPG_BINARY"]
+        for var, name in {"TIPBOX_SMTP_HOST": "smtp_host",
+                          "TIPBOX_SMTP_USERNAME": "smtp_username",
+                          "TIPBOX_DIGEST_FROM": "digest_from"}.items():
+            if env.get(var):
+                kwargs[name] = env[var]
+        for var, name in {"TIPBOX_SMTP_PASSWORD_FILE": "smtp_password_file",
+                          "TIPBOX_SMTP_CA_FILE": "smtp_ca_file",
+                          "TIPBOX_DIGEST_KEYS_DIR": "digest_keys_dir"}.items():
+            if env.get(var):
+                kwargs[name] = Path(env[var]).resolve()
+        if "TIPBOX_DIGEST_TO" in env:
+            kwargs["digest_to"] = tuple(a.strip() for a in env["TIPBOX_DIGEST_TO"].split(",")
+                                        if a.strip())
         int_vars = {
             "TIPBOX_MAX_MESSAGE_CHARS": "max_message_chars",
             "TIPBOX_MAX_SUBMISSION_BYTES": "max_submission_bytes",
@@ -152,6 +186,7 @@ class Settings:
             "TIPBOX_BODY_STALL_SECONDS": "body_stall_seconds",
             "TIPBOX_SERVE_THREADS": "serve_threads",
             "TIPBOX_MAX_CONNECTIONS": "max_connections",
+            "TIPBOX_SMTP_PORT": "smtp_port",
         }
         for var, name in int_vars.items():
             if var in env:

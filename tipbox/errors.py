@@ -308,3 +308,13 @@ def _duration(seconds: int) -> str:
 class KeyOperationRefused(Refusal):
     """A newsroom key was refused or a key operation is not allowed."""
 
+
+
+class BackupError(TipboxError):
+    """A backup or a restore could not be made; nothing was left half-written. The message
+    is for the admin at the command line."""
+
+
+class DigestError(TipboxError):
+    """The digest could not be sent; the message says what to set or fix. Nothing counts
+    as sent: the next run covers the same days."""

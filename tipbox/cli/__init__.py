@@ -1,4 +1,5 @@
-"""The ``tipbox`` command: init, serve, demo, users, keys, onion, prune, doctor.
+"""The ``tipbox`` command: init, serve, demo, users, keys, onion, prune, doctor, backup,
+restore, digest.
 
 A thin shell: each command group is a module of its own, each command calls domain
 functions and prints what they return. They reach the instance through
@@ -11,6 +12,8 @@ import logging
 
 import click
 
+from tipbox.cli.backup_commands import backup, restore
+from tipbox.cli.digest_commands import digest
 from tipbox.cli.key_commands import keys
 from tipbox.cli.maintenance_commands import doctor, prune
 from tipbox.cli.onion_commands import onion
@@ -31,5 +34,5 @@ def main() -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
-for command in (init, serve, demo, users, keys, onion, prune, doctor):
+for command in (init, serve, demo, users, keys, onion, prune, doctor, backup, restore, digest):
     main.add_command(command)
