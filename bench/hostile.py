@@ -10,7 +10,8 @@ sets the hostile clients going, then sends the landing page ``GET /`` from other
 at a steady rate (each on a new connection, as Tor Browser's circuits do) and records how
 long each waited for the whole answer, or that it failed (refused, reset, not a 200, or no
 answer within the visitor timeout). Meanwhile it samples the resident memory of the
-gunicorn master and workers (and, apart, of their gpg children) every 50 ms.
+gunicorn master and workers (and, apart, of their gpg children) every 50 ms, and the
+proportional memory (PSS) of all of them together, gpg included, every 200 ms.
 
 The cases:
 - quiet: no hostile client (the reference);
@@ -86,12 +87,19 @@ HALF_HEAD = b"GET / HTTP/1.1\r\nHost: x\r\n"
 # --- memory -------------------------------------------------------------------------------------
 
 class ServerRss:
-    """Peak summed VmRSS of the gunicorn master and its workers, and of their gpg children."""
+    """Peaks, sampled every 50 ms, of the server's memory: summed VmRSS of the gunicorn
+    master and its workers; summed VmRSS of their gpg children, apart; and every 4th
+    sample, the summed PSS of all of them (master, workers and every child, gpg
+    included). RSS counts each shared page (gpg's libraries, pages the workers share with
+    the master since the fork) once per process that maps it: 200 gpg processes show
+    5 MiB of RSS each but about 0.6 MiB of PSS (bench/upload_memory.py). PSS shares each
+    page among its processes, so the sum is what the server really holds."""
 
     def __init__(self, master: int) -> None:
         self.master = master
         self.peak_kib = 0
         self.gpg_peak_kib = 0
+        self.total_pss_peak_kib = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rss", daemon=True)
 
@@ -104,14 +112,32 @@ class ServerRss:
         self._thread.join()
 
     def _run(self) -> None:
+        tick = 0
         while not self._stop.is_set():
             workers = child_pids(self.master)
+            children = [pid for worker in workers for pid in child_pids(worker)]
             server = sum(proc_status_kib(pid, "VmRSS") or 0 for pid in [self.master, *workers])
-            gpg = sum(proc_status_kib(pid, "VmRSS") or 0 for worker in workers
-                      for pid in child_pids(worker) if proc_comm(pid) == "gpg")
+            gpg = sum(proc_status_kib(pid, "VmRSS") or 0 for pid in children
+                      if proc_comm(pid) == "gpg")
             self.peak_kib = max(self.peak_kib, server)
             self.gpg_peak_kib = max(self.gpg_peak_kib, gpg)
+            if tick % 4 == 0:
+                pss = sum(smaps_kib(pid, "Pss") for pid in [self.master, *workers, *children])
+                self.total_pss_peak_kib = max(self.total_pss_peak_kib, pss)
+            tick += 1
             self._stop.wait(SAMPLE_SECONDS)
+
+
+def smaps_kib(pid: int, key: str) -> int:
+    """A ``kB`` line of /proc/<pid>/smaps_rollup, or 0 once the process is gone."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as fh:
+            for line in fh:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return 0
+    return 0
 
 
 # --- other visitors -----------------------------------------------------------------------------
@@ -347,6 +373,7 @@ class CaseResult:
     latencies: list[float] = field(default_factory=list)
     rss_kib: int = 0
     gpg_rss_kib: int = 0
+    total_pss_kib: int = 0
 
     @property
     def errors(self) -> int:
@@ -370,7 +397,8 @@ def run_case(instance: Instance, name: str, hostile: Case, visits: int,
         with ServerRss(server.process.pid) as rss, hostile(server.port) as held:
             latencies = visitors(server.port, visits, rate)
         _check_alive(server)
-    return CaseResult(name, held, latencies, rss.peak_kib, rss.gpg_peak_kib)
+    return CaseResult(name, held, latencies, rss.peak_kib, rss.gpg_peak_kib,
+                      rss.total_pss_peak_kib)
 
 
 def _check_alive(server: Server) -> None:
@@ -394,13 +422,15 @@ def render(results: list[CaseResult], argv: list[str], visits: int, rate: float)
     lines += [f"- {key}: {value}" for key, value in machine("")
               if not key.startswith("Load average")]
     lines += ["", "| case | hostile clients | p50 | p99 | errors | peak RSS master+workers "
-              "| peak RSS gpg | goals met |", "|---|---|---|---|---|---|---|---|"]
+              "| peak RSS gpg | peak PSS master+workers+children | goals met |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         lines.append(
             f"| {r.name} | {r.held} | {seconds(r.percentile(0.5))} | "
             f"{seconds(r.percentile(0.99))} | {r.errors}/{len(r.latencies)} "
             f"({100 * r.errors / len(r.latencies):.0f} %) | {r.rss_kib / KIB:.0f} MiB | "
-            f"{r.gpg_rss_kib / KIB:.0f} MiB | {'yes' if r.meets_goals else 'no'} |")
+            f"{r.gpg_rss_kib / KIB:.0f} MiB | {r.total_pss_kib / KIB:.0f} MiB | "
+            f"{'yes' if r.meets_goals else 'no'} |")
     return "\n".join(lines)
 
 

@@ -37,6 +37,7 @@ from hostile import (
     _Upload,
     _upload_head,
     connect,
+    smaps_kib,
 )
 from upload import (
     Instance,
@@ -96,17 +97,6 @@ def heap_report(directory: Path, timeout: float = 60) -> list[str]:
             return answer.read_text().splitlines()
         time.sleep(0.1)
     raise RuntimeError("the worker did not report its heap")
-
-
-def smaps_kib(pid: int, key: str) -> int:
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as fh:
-            for line in fh:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1])
-    except (FileNotFoundError, ProcessLookupError):
-        return 0
-    return 0
 
 
 def threads_of(pid: int) -> int:
