@@ -53,7 +53,7 @@ personal-cipher-preferences AES256 AES192 AES
 # Linux caps unprivileged pipes at /proc/sys/fs/pipe-max-size, 1 MiB by default.
 PIPE_BYTES = 1024 * 1024
 # Reads of gpg's stdout (key exports; empty while encrypting to a file).
-STDOUT_READ_BYTES = 64 * 1024
+STDOUT_READ_BYTES = 16 * 1024
 # Preferences of the keys tipbox makes (setpref syntax): strong ciphers and hashes, and no
 # AEAD algorithm, so that no GnuPG encrypts to them with OCB.
 KEY_PREFERENCES = "AES256 AES192 AES SHA512 SHA384 SHA256 ZLIB BZIP2 ZIP Uncompressed"
