@@ -73,8 +73,10 @@ class ArrivingBody:
 
 def streamed_body(request: Request) -> Readable:
     """The body of ``request`` for a view marked :func:`streams_body`: as it arrives when
-    its length is known, else (a chunked body) Werkzeug's stream."""
+    its length is known and within the upload limit, else Werkzeug's stream, which
+    refuses a length over the limit (413) and cuts a chunked body off at it."""
     length = request.content_length
-    if length is None:
+    limit = request.max_content_length
+    if length is None or (limit is not None and length > limit):
         return request.stream
     return ArrivingBody(request.environ["wsgi.input"], length)
