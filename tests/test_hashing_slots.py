@@ -3,6 +3,7 @@ hears at once that the site is busy."""
 
 from __future__ import annotations
 
+import os
 import threading
 
 import pytest
@@ -12,7 +13,7 @@ from tests.helpers import slots_taken
 from tipbox.codenames import CodenameHasher, generate_codename
 from tipbox.crypto.reply_keys import ReplyKeyDeriver
 from tipbox.errors import HashingBusy
-from tipbox.hashing_slots import HashingSlots
+from tipbox.hashing_slots import HASHING_NICENESS, UNLIMITED, HashingSlots
 
 
 def test_a_free_slot_is_taken_at_once() -> None:
@@ -97,3 +98,38 @@ def test_codename_hashes_and_reply_keys_use_the_slots() -> None:
 def test_slots_refuse_nonsense() -> None:
     with pytest.raises(ValueError, match="slots must be at least 1"):
         HashingSlots(slots=0, queue=1, wait_seconds=1)
+
+
+def priority_of_this_thread() -> int:
+    return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+
+def test_a_hash_runs_in_a_thread_at_the_lowest_priority_and_hands_back_its_result() -> None:
+    slots = HashingSlots(slots=1, queue=0, wait_seconds=0)
+    caller_priority = priority_of_this_thread()
+    ran_in: list[int] = []
+
+    def work(a: int, b: int) -> int:
+        ran_in.append(threading.get_native_id())
+        return priority_of_this_thread() * 1000 + a + b
+
+    assert slots.compute(work, 1, 2) == HASHING_NICENESS * 1000 + 3
+    assert ran_in != [threading.get_native_id()]
+    # Nice is per thread on Linux: the serving thread that asked keeps its priority.
+    assert priority_of_this_thread() == caller_priority
+
+
+def test_a_failing_hash_raises_in_the_caller_and_frees_its_slot() -> None:
+    slots = HashingSlots(slots=1, queue=0, wait_seconds=0)
+
+    def fail() -> None:
+        raise ValueError("bad hash")
+
+    with pytest.raises(ValueError, match="bad hash"):
+        slots.compute(fail)
+    assert slots.compute(lambda: "again") == "again"
+
+
+def test_tools_without_a_bound_hash_in_their_own_thread() -> None:
+    assert UNLIMITED.compute(threading.get_native_id) == threading.get_native_id()
+

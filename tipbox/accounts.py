@@ -348,7 +348,8 @@ class AccountService:
         values: dict[str, Any] = {"last_totp_step": step, "failed_logins": 0,
                                   "locked_until": None}
         if self.hasher.check_needs_rehash(attempt.passphrase_hash):
-            values["passphrase_hash"] = self.hasher.hash(candidate)  # in the log-in's slot
+            # In the log-in's slot.
+            values["passphrase_hash"] = self.slots.run(self.hasher.hash, candidate)
         with _no_parameters_in_errors(), self.sessions.begin() as db:
             done = db.execute(
                 update(Journalist)
@@ -364,19 +365,19 @@ class AccountService:
     def _verify(self, passphrase_hash: str, candidate: str) -> bool:
         """Only within a log-in, which holds a hashing slot already."""
         try:
-            return self.hasher.verify(passphrase_hash, candidate)
+            return self.slots.run(self.hasher.verify, passphrase_hash, candidate)
         except (VerificationError, InvalidHashError):
             return False
 
     def _hash(self, passphrase: str) -> str:
-        with self.slots.slot():
-            return self.hasher.hash(passphrase)
+        return self.slots.compute(self.hasher.hash, passphrase)
 
     @cached_property
     def _dummy_hash(self) -> str:
         """A hash no passphrase matches, made with this service's parameters, so that an
         unknown username costs the same verification as a known one."""
-        return self.hasher.hash(secrets.token_urlsafe(32))  # first made in a log-in's slot
+        # First made in a log-in's slot.
+        return self.slots.run(self.hasher.hash, secrets.token_urlsafe(32))
 
     def _now(self) -> dt.datetime:
         return self.clock().astimezone(dt.UTC)

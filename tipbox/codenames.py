@@ -140,8 +140,7 @@ class CodenameHasher:
     def hash(self, codename: str) -> str:
         kdf = Scrypt(salt=self.pepper, length=32, n=self.params.n, r=self.params.r,
                      p=self.params.p)
-        with self.slots.slot():
-            return kdf.derive(codename.encode("utf-8")).hex()
+        return self.slots.compute(kdf.derive, codename.encode("utf-8")).hex()
 
 
 @dataclass(frozen=True)

@@ -1,32 +1,51 @@
-"""A bound on memory-hard hashing running at once.
+"""A bound on memory-hard hashing running at once, run at the lowest CPU priority.
 
 Each codename check (scrypt) and each newsroom passphrase check (Argon2id) takes about
 64 MiB while it runs. Unbounded, 32 log-ins at once took a worker to 1.9 GiB. Every such
 hash runs in a slot; a few callers may wait a short time for one, and past that queue
 the caller is told the site is busy (HashingBusy: 503 with Retry-After), which costs
 nothing. Memory then stays near ``slots`` x 64 MiB whatever arrives.
+
+The hash itself runs in a thread of its own at nice 19 (:meth:`HashingSlots.run`). Both
+scrypt (cryptography) and Argon2id (argon2-cffi) release the GIL while they work, so what
+a flood of log-ins took from other visitors was CPU time: with the hashing thread at the
+serving threads' priority, the landing page waited behind it on a busy 2-core machine
+(p99 0.8-1.1 s in bench/hostile.py). At nice 19 the kernel runs a page's thread first
+whenever both want a core; the hash still gets every cycle nobody else wants, and its
+parameters are unchanged.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 from tipbox.errors import HashingBusy
+
+T = TypeVar("T")
+
+# The lowest priority a thread can give itself (a nice-0 thread always runs first).
+HASHING_NICENESS = 19
 
 
 class HashingSlots:
     """At most ``slots`` hashes at once; at most ``queue`` callers waiting, each for at
     most ``wait_seconds``."""
 
-    def __init__(self, slots: int, queue: int, wait_seconds: float) -> None:
+    def __init__(self, slots: int, queue: int, wait_seconds: float, *,
+                 low_priority: bool = True) -> None:
+        """``low_priority``: each hash runs in a thread of its own at nice 19; False runs
+        it in the caller's thread, as tools that hash one thing at a time do."""
         if slots < 1 or queue < 0 or wait_seconds < 0:
             raise ValueError("slots must be at least 1; queue and wait_seconds not negative")
         self.slots = slots
         self.queue = queue
         self.wait_seconds = wait_seconds
+        self.low_priority = low_priority
         self._free = threading.BoundedSemaphore(slots)
         self._lock = threading.Lock()
         self._waiting = 0
@@ -35,9 +54,9 @@ class HashingSlots:
     def for_this_machine(cls) -> HashingSlots:
         """One slot per core but one: hashing is CPU-bound, so more at once only costs
         memory, and the core left over keeps pages and uploads moving while a flood of
-        log-ins hashes (with every core hashing, the landing page's p99 rose to 8 s in
-        bench/hostile.py). Eight waiting per slot, for up to 20 s, absorbs a burst of
-        honest log-ins."""
+        log-ins hashes (with every core hashing at normal priority, the landing page's
+        p99 rose to 8 s in bench/hostile.py). Eight waiting per slot, for up to 20 s,
+        absorbs a burst of honest log-ins."""
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
             else os.cpu_count() or 1
         slots = max(1, cores - 1)
@@ -70,6 +89,44 @@ class HashingSlots:
         finally:
             self._free.release()
 
+    def compute(self, work: Callable[..., T], *args: object) -> T:
+        """``work(*args)`` in a slot (see :meth:`slot`) and at low priority (:meth:`run`)."""
+        with self.slot():
+            return self.run(work, *args)
 
-UNLIMITED = HashingSlots(slots=1 << 20, queue=0, wait_seconds=0)
+    def run(self, work: Callable[..., T], *args: object) -> T:
+        """``work(*args)`` in a new thread at nice 19, waiting for it; its result, or its
+        exception raised here. For a caller that holds a slot already (log-ins take one
+        for the whole attempt): this takes none. A thread per hash costs tens of
+        microseconds against a hash's 0.2-0.6 s, and leaves no idle pool behind."""
+        if not self.low_priority:
+            return work(*args)
+        outcome: list[T] = []
+        failure: list[BaseException] = []
+
+        def hash_at_low_priority() -> None:
+            lower_this_threads_priority()
+            try:
+                outcome.append(work(*args))
+            except BaseException as exc:  # handed to the caller below
+                failure.append(exc)
+
+        thread = threading.Thread(target=hash_at_low_priority, name="hashing", daemon=True)
+        thread.start()
+        thread.join()
+        if failure:
+            raise failure[0]
+        return outcome[0]
+
+
+def lower_this_threads_priority() -> bool:
+    """Set the calling thread (on Linux, nice is per thread) to :data:`HASHING_NICENESS`;
+    False where the system does not allow it, which leaves the hash at normal priority."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HASHING_NICENESS)
+        return True
+    return False
+
+
+UNLIMITED = HashingSlots(slots=1 << 20, queue=0, wait_seconds=0, low_priority=False)
 """For tools and tests that hash one thing at a time and need no bound."""

@@ -6,6 +6,8 @@ import fcntl
 import io
 import logging
 import subprocess
+import threading
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -109,3 +111,57 @@ def test_the_pipe_into_gpg_holds_a_whole_upload_chunk(gpg: GnuPG) -> None:
         assert fcntl.fcntl(process.stdin.fileno(), fcntl.F_GETPIPE_SZ) >= PIPE_BYTES
     finally:
         process.communicate()
+
+
+def test_an_encryption_waiting_for_its_upload_holds_no_large_buffer(
+        gpg: GnuPG, newsroom: Newsroom, tmp_path: Path) -> None:
+    """python-gnupg reads gpg's stdout (empty: gpg writes the file) in a thread that
+    allocated a whole input chunk (1 MiB) before it waited, for as long as the upload
+    lasted."""
+
+    class SlowUpload:
+        def __init__(self) -> None:
+            self.waiting = threading.Event()
+            self.resume = threading.Event()
+            self.sent = False
+
+        def read(self, size: int = -1, /) -> bytes:
+            if not self.sent:
+                self.sent = True
+                return b"the first packet"
+            self.waiting.set()
+            self.resume.wait(30)
+            return b""
+
+    upload = SlowUpload()
+    out = tmp_path / "item.gpg"
+    tracemalloc.start()
+    try:
+        before, _ = tracemalloc.get_traced_memory()
+        encryption = threading.Thread(target=gpg.encrypt_stream,
+                                      args=(upload, [newsroom.fingerprint], out))
+        encryption.start()
+        assert upload.waiting.wait(30)
+        assert stdout_reader_is_waiting()
+        waiting, _ = tracemalloc.get_traced_memory()
+    finally:
+        upload.resume.set()
+        encryption.join(60)
+        tracemalloc.stop()
+    assert gpg_decrypt(out, newsroom.secret_home).data == b"the first packet"
+    assert waiting - before < 512 * 1024
+
+
+def stdout_reader_is_waiting() -> bool:
+    """Bounded wait for python-gnupg's stdout thread to sleep in its read."""
+    for _ in range(1000):
+        readers = [t for t in threading.enumerate() if t.name.endswith("(_read_data)")]
+        if readers and all(_asleep(t) for t in readers):
+            return True
+        threading.Event().wait(0.01)
+    return False
+
+
+def _asleep(thread: threading.Thread) -> bool:
+    stat = Path(f"/proc/self/task/{thread.native_id}/stat")
+    return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] == "S"

@@ -52,6 +52,8 @@ personal-cipher-preferences AES256 AES192 AES
 
 # Linux caps unprivileged pipes at /proc/sys/fs/pipe-max-size, 1 MiB by default.
 PIPE_BYTES = 1024 * 1024
+# Reads of gpg's stdout (key exports; empty while encrypting to a file).
+STDOUT_READ_BYTES = 16 * 1024
 # Preferences of the keys tipbox makes (setpref syntax): strong ciphers and hashes, and no
 # AEAD algorithm, so that no GnuPG encrypts to them with OCB.
 KEY_PREFERENCES = "AES256 AES192 AES SHA512 SHA384 SHA256 ZLIB BZIP2 ZIP Uncompressed"
@@ -83,6 +85,14 @@ class _GPG(gnupg.GPG):  # type: ignore[misc]
         if watch is not None:
             watch.started(process)
         return process
+
+    def _read_data(self, stream: Any, result: Any, on_data: Any = None,
+                   buffer_size: int = 1024) -> Any:
+        # gpg's stdout, read by a thread of its own for the whole run. A buffered pipe's
+        # read(n) allocates n bytes before it waits, and python-gnupg asks for its input
+        # chunk size (1 MiB): one such buffer per upload, held for as long as the upload
+        # lasts, while stdout carries nothing (gpg writes the ciphertext file itself).
+        return super()._read_data(stream, result, on_data, min(buffer_size, STDOUT_READ_BYTES))
 
     def _handle_io(self, args: Any, fileobj_or_path: Any, result: Any, *rest: Any,
                    **kwargs: Any) -> Any:

@@ -52,8 +52,7 @@ class ReplyKeyDeriver:
     def derive(self, codename: str) -> ReplyPrivateKey:
         kdf = Scrypt(salt=self.salt, length=96, n=self.params.n, r=self.params.r,
                      p=self.params.p)
-        with self.slots.slot():
-            seed = kdf.derive(codename.encode("utf-8"))
+        seed = self.slots.compute(kdf.derive, codename.encode("utf-8"))
         kem = mlkem.MLKEM768PrivateKey.from_seed_bytes(seed[:64])
         dh = x25519.X25519PrivateKey.from_private_bytes(seed[64:])
         public = kem.public_key().public_bytes_raw() + dh.public_key().public_bytes_raw()

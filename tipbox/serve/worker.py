@@ -35,6 +35,7 @@ from typing import Any
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
 from tipbox.serve.error_pages import error_page
+from tipbox.serve.request_body import with_arriving_body
 
 # A head this long without its end is refused (431) by the loop: it bounds what a waiting
 # connection holds in memory. Tor Browser's heads are under 2 KiB; the session cookie is
@@ -188,6 +189,12 @@ class TipboxWorker(ThreadWorker):
         for listener in self.sockets:
             with contextlib.suppress(OSError):
                 listener.close()
+
+    def handle_request(self, req: Any, conn: _Connection) -> Any:
+        """Every request body can be read as it arrives (``wsgi.input.read1``), which the
+        upload path does so that a slow upload holds no large buffer while it waits."""
+        with_arriving_body(req)
+        return super().handle_request(req, conn)
 
     def _refuse(self, conn: _Connection, status: int) -> None:
         # The socket is non-blocking and nothing was written on it yet: a page this small
