@@ -13,6 +13,9 @@ source, a reply sent, the keys, the accounts (with new credentials shown), the a
 the "confirm it is you" page and a page that does not exist. Each page is scanned with
 every rule axe-core ships but the experimental ones; any violation of any impact fails.
 The page gunicorn answers itself (a request line too long) is scanned too.
+
+axe-core does not judge focus rings; the last test here does, pixel by pixel, against
+WCAG 2.2's Focus Appearance.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from sqlalchemy import func, select
 
 from tests.browser.axe import ScanTab, require_axe
 from tests.browser.kit import require_chromium
+from tests.browser.pixels import contrast, decode_png
 from tests.e2e.server import TIPBOX, HttpSource, tipbox_server
 from tests.helpers import reply_service, require_browser_encryption
 from tipbox.config import MIB, Settings
@@ -277,3 +281,100 @@ def test_every_newsroom_page_passes_axe(open_tab: Any, instance: Instance, code:
     tab.scan("logged out")
     check(tab, code)
     assert len(tab.scanned) == 13
+
+
+# --- the focus ring --------------------------------------------------------------------
+
+FOCUSABLE = "a[href], button, input:not([type=hidden]), textarea, select, [tabindex='0']"
+MARGIN = 8  # CSS px around a control: where its ring is drawn
+
+
+def ring_strips(box: dict[str, float], view: dict[str, int]) -> list[dict[str, float]]:
+    """The four strips, MARGIN px wide, just outside a control's box (inside the window):
+    where its focus ring is drawn. Only these are compared, so a control that changes
+    colour inside its box is not credited with it, and a large one is quick to check."""
+    left, top = max(box["x"] - MARGIN, 0), max(box["y"] - MARGIN, 0)
+    right = min(box["x"] + box["width"] + MARGIN, view["width"])
+    bottom = min(box["y"] + box["height"] + MARGIN, view["height"])
+    inner_top, inner_bottom = max(box["y"], top), min(box["y"] + box["height"], bottom)
+    strips = [{"x": left, "y": top, "width": right - left, "height": inner_top - top},
+              {"x": left, "y": inner_bottom, "width": right - left,
+               "height": bottom - inner_bottom},
+              {"x": left, "y": inner_top, "width": max(box["x"], left) - left,
+               "height": inner_bottom - inner_top},
+              {"x": min(box["x"] + box["width"], right), "y": inner_top,
+               "width": right - min(box["x"] + box["width"], right),
+               "height": inner_bottom - inner_top}]
+    return [s for s in strips if s["width"] >= 1 and s["height"] >= 1]
+
+
+def focus_ring_problems(page: Any) -> list[str]:
+    """Each control that can take the focus, photographed without and with it: the pixels
+    that change with a contrast of at least 3:1 must cover at least the area of a 2 CSS px
+    thick line around the control (WCAG 2.2, 2.4.13 Focus Appearance)."""
+    problems = []
+    controls = page.locator(FOCUSABLE)
+    for index in range(controls.count()):
+        control = controls.nth(index)
+        if not control.is_visible():
+            continue
+        page.evaluate("() => document.activeElement?.blur()")
+        # In the middle of the window, so that no side of its ring is cut off.
+        control.evaluate("e => e.scrollIntoView({block: 'center', inline: 'center'})")
+        box, view = control.bounding_box(), page.viewport_size
+        strips = ring_strips(box, view)
+        before = [decode_png(page.screenshot(clip=strip)) for strip in strips]
+        control.evaluate("e => e.focus({focusVisible: true, preventScroll: true})")
+        after = [decode_png(page.screenshot(clip=strip)) for strip in strips]
+        changed = sum(1 for old, new in zip(before, after, strict=True)
+                      for a, b in zip(old.pixels, new.pixels, strict=True)
+                      if a != b and contrast(a, b) >= 3)
+        needed = 4 * (min(box["width"], view["width"]) + min(box["height"], view["height"]))
+        if changed < needed:
+            label = control.evaluate("e => e.outerHTML.slice(0, 80)")
+            problems.append(f"{label}: {changed} px change with 3:1, {needed:.0f} needed")
+    return problems
+
+
+def test_every_control_shows_a_focus_ring_that_meets_wcag_focus_appearance(
+        chromium: Any, instance: Instance) -> None:
+    """In Arabic: the ring is the same in every language, and right to left is the layout
+    where a side of it is likelier to be cut off."""
+    code = "ar"
+    context = chromium.new_context(viewport={"width": WIDE, "height": 900})
+    context.add_cookies([{"name": LANGUAGE_COOKIE, "value": code, "url": url}
+                         for url in (instance.source_url, instance.newsroom_url)])
+    page = context.new_page()
+    found: dict[str, list[str]] = {}
+    checked = 0
+
+    def check_page(name: str) -> None:
+        nonlocal checked
+        page.wait_for_load_state("load")
+        checked += page.locator(FOCUSABLE).count()
+        if problems := focus_ring_problems(page):
+            found[name] = problems
+
+    try:
+        page.goto(instance.source_url + "/")
+        check_page("source: landing (with the demo banner)")
+        page.goto(instance.source_url + "/generate")
+        with page.expect_navigation():
+            page.click("form[action='/create'] button[type=submit]")
+        check_page("source: submit")
+        name = f"focus-{code}"
+        passphrase, secret = instance.add_admin(name)
+        page.goto(instance.newsroom_url + "/login")
+        page.fill("#username", name)
+        page.fill("#passphrase", passphrase)
+        page.fill("#code", pyotp.TOTP(secret).now())
+        with page.expect_navigation():
+            page.click("form[action='/login'] button[type=submit]")
+        check_page("newsroom: inbox")
+        with page.expect_navigation():
+            page.click("table.inbox a[href^='/sources/']")
+        check_page("newsroom: source")
+    finally:
+        context.close()
+    assert checked > 60
+    assert found == {}, "\n".join(f"{page}: {p}" for page, ps in found.items() for p in ps)
