@@ -82,8 +82,12 @@ bench: install-test
 bench-browser: install-test
 	$(BIN)/python bench/browser_encrypt.py
 
-# Redo docs/screenshots/ from the browser tests (a real Chromium, JavaScript on and off).
+# Redo docs/screenshots/ from the browser tests (a real Chromium, JavaScript on and off;
+# the source's journey in Chinese, Uyghur and Arabic at desktop and phone widths, which
+# needs fonts-noto-cjk and fonts-noto-core). pngquant makes each picture a fraction of
+# its size; without it they are kept as Chromium wrote them.
 screenshots: install-test
+	@command -v pngquant >/dev/null || echo "pngquant is missing, so the screenshots are kept unoptimised: sudo apt-get install pngquant"
 	TIPBOX_UPDATE_SCREENSHOTS=1 $(BIN)/python -m pytest -q tests/browser
 
 clean:

@@ -7,6 +7,7 @@ import os
 import secrets
 import shutil
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -43,10 +44,19 @@ def chromium_args() -> list[str]:
 
 def keep_screenshot(shot: Path) -> None:
     """Screenshots go to tmp on every run; TIPBOX_UPDATE_SCREENSHOTS=1 (make screenshots)
-    copies them into docs/screenshots/, so a plain test run leaves the checkout alone."""
-    if os.environ.get("TIPBOX_UPDATE_SCREENSHOTS"):
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(shot, SCREENSHOTS / shot.name)
+    copies them into docs/screenshots/, so a plain test run leaves the checkout alone.
+    pngquant (the Makefile asks for it) makes each copy a fraction of its size: pages of
+    text need few colours, and the repository keeps every version of every picture."""
+    if not os.environ.get("TIPBOX_UPDATE_SCREENSHOTS"):
+        return
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    kept = SCREENSHOTS / shot.name
+    pngquant = shutil.which("pngquant")
+    if pngquant is None:
+        shutil.copyfile(shot, kept)
+        return
+    subprocess.run([pngquant, "32", "--speed", "1", "--strip", "--force", "--output",
+                    str(kept), "--", str(shot)], check=True, capture_output=True)
 
 
 class WireRecorder:

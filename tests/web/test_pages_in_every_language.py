@@ -89,10 +89,20 @@ def check_every_language(client: FlaskClient, pages: dict[str, Page], data: set[
 # --- the source interface --------------------------------------------------------------
 
 
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """A small upload limit, so that the 413 page is cheap to reach."""
+    return settings.with_overrides(max_submission_bytes=UPLOAD_LIMIT)
+
+
+UPLOAD_LIMIT = 64 * 1024
+
+
 @dataclass(frozen=True)
 class Journey:
     codename: str
     reply_id: str
+    send_reply: Callable[[], str]
 
 
 @pytest.fixture
@@ -106,7 +116,8 @@ def journey(browser: SourceBrowser, settings: Settings) -> Iterator[Journey]:
         source_id = s.query(Source).one().id
     replies = ReplyService(db, CiphertextStore(settings.store_dir),
                            StaticKeyring(load_keyring(settings.keys_dir, settings.gnupg_dir)))
-    yield Journey(codename, replies.send(source_id, None, REPLY))
+    yield Journey(codename, replies.send(source_id, None, REPLY),
+                  lambda: replies.send(source_id, None, REPLY))
     engine.dispose()
 
 
@@ -119,6 +130,27 @@ def source_pages(journey: Journey) -> dict[str, Page]:
         browser.login(journey.codename)
         return browser.logout()
 
+    def receipt(client: FlaskClient) -> TestResponse:
+        assert SourceBrowser(client).submit("one more tip").status_code == 303
+        response = client.get("/submit")
+        assert 'class="card success" role="status"' in response.get_data(as_text=True)
+        return response
+
+    def too_large(client: FlaskClient) -> TestResponse:
+        response = SourceBrowser(client).submit(
+            "with a big file", [(b"\x01" * (2 * UPLOAD_LIMIT), "big.bin")])
+        assert response.status_code == 413
+        return response
+
+    def replies_deleted(client: FlaskClient) -> TestResponse:
+        SourceBrowser(client).login(journey.codename)
+        journey.send_reply()
+        token = csrf_from(client.get("/replies/delete-all").get_data(as_text=True))
+        response = client.post("/replies/delete-all", data={"csrf_token": token},
+                               follow_redirects=True)
+        assert 'class="notice" role="status"' in response.get_data(as_text=True)
+        return response
+
     return {
         "home": lambda c: c.get("/"),
         "codename": lambda c: c.get("/generate"),
@@ -129,12 +161,15 @@ def source_pages(journey: Journey) -> dict[str, Page]:
             "codename": "wrong words here"}),
         "guide": lambda c: c.get("/guide"),
         "submit": lambda c: SourceBrowser(c).login(journey.codename) and c.get("/submit"),
+        "receipt": receipt,
+        "too large": too_large,
         "delete a reply": lambda c: c.get(f"/replies/{journey.reply_id}/delete"),
         "delete all replies": lambda c: c.get("/replies/delete-all"),
         "not sent": lambda c: SourceBrowser(c).submit("x", token="not-a-token"),
         "not found": lambda c: c.get("/no-such-page"),
         "bad request": lambda c: c.post("/create", data={}),
         "logged out": logged_out,
+        "replies deleted": replies_deleted,
     }
 
 
@@ -148,10 +183,25 @@ def test_every_source_page_is_in_the_readers_language(browser: SourceBrowser,
 
 
 def newsroom_pages(source_id: int) -> dict[str, Page]:
+    def reply_sent(client: FlaskClient) -> TestResponse:
+        token = csrf_from(client.get(f"/sources/{source_id}").get_data(as_text=True))
+        response = client.post(f"/sources/{source_id}/reply", follow_redirects=True,
+                               data={"csrf_token": token, "text": "Can you tell us more?"})
+        assert 'class="notice" role="status"' in response.get_data(as_text=True)
+        return response
+
+    def new_credentials(client: FlaskClient) -> TestResponse:
+        token = csrf_from(client.get("/admin/accounts").get_data(as_text=True))
+        response = client.post("/admin/accounts/spare/reset", data={"csrf_token": token})
+        assert 'class="card success" role="status"' in response.get_data(as_text=True)
+        return response
+
     return {
         "inbox": lambda c: c.get("/"),
         "inbox, starred first": lambda c: c.get("/?starred_first=1"),
         "source": lambda c: c.get(f"/sources/{source_id}"),
+        "reply sent": reply_sent,
+        "new credentials shown": new_credentials,
         "confirm it is you": lambda c: c.get("/admin/confirm?next=/admin/keys"),
         "keys": lambda c: c.get("/admin/keys"),
         "accounts": lambda c: c.get("/admin/accounts"),
@@ -173,7 +223,8 @@ def test_every_newsroom_page_is_in_the_readers_language(
     app = create_newsroom_app(settings.with_overrides(retention_days=30), accounts=accounts)
     admin = app.test_client()
     assert log_in(admin, accounts.create("boss", ACTOR, admin=True), clock)[0] == 302
-    check_every_language(admin, newsroom_pages(source_id), data={designation, "boss"},
+    accounts.create("spare", ACTOR)
+    check_every_language(admin, newsroom_pages(source_id), data={designation, "boss", "spare"},
                          translated=lambda code: code in NEWSROOM_LOCALES)
 
     anonymous = app.test_client()

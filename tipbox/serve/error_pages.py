@@ -15,10 +15,12 @@ def error_page(status: int) -> bytes:
         phrase = HTTPStatus(status).phrase
     except ValueError:
         phrase = "Error"
+    # One <main> holding everything: assistive technology finds the page's content there.
     body = (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
-            f"<title>{status} {phrase}</title></head>\n<body><h1>{phrase}</h1>\n"
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>{status} {phrase}</title></head>\n<body><main><h1>{phrase}</h1>\n"
             "<p>The server could not read this request. Go back and try again.</p>"
-            "</body></html>\n").encode()
+            "</main></body></html>\n").encode()
     headers = {
         "Content-Type": "text/html; charset=utf-8",
         "Content-Length": str(len(body)),
