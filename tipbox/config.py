@@ -67,6 +67,16 @@ class Settings:
     body_stall_seconds: int = 300
     serve_threads: int = 256
     max_connections: int = 4096
+    # Flood defence (tipbox.flood; docs/admin-guide.md): proof of work is asked for once
+    # more than pow_create_threshold codenames, or pow_submit_threshold submissions, were
+    # made in about ten minutes. Its difficulty, in leading zero bits of SHA-256, starts
+    # six bits under pow_max_bits and grows two bits each time the rate doubles. A
+    # browser without JavaScript waits instead, as long as a browser that hashes
+    # pow_hashes_per_second would work.
+    pow_create_threshold: int = 20
+    pow_submit_threshold: int = 60
+    pow_max_bits: int = 20
+    pow_hashes_per_second: int = 50_000
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -74,7 +84,8 @@ class Settings:
         for name in ("max_message_chars", "max_submission_bytes", "max_files",
                      "session_idle_minutes", "csrf_time_limit_seconds", "upload_chunk_bytes",
                      "gpg_stall_seconds", "request_head_seconds", "body_stall_seconds",
-                     "serve_threads", "max_connections"):
+                     "serve_threads", "max_connections", "pow_create_threshold",
+                     "pow_submit_threshold", "pow_hashes_per_second"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"TIPBOX_{name.upper()} must be a positive number, "
                                   f"got {getattr(self, name)!r}")
@@ -82,6 +93,10 @@ class Settings:
             # gunicorn keeps connections alive only while it has more than threads.
             raise ConfigError("TIPBOX_MAX_CONNECTIONS must be larger than TIPBOX_SERVE_THREADS, "
                               f"got {self.max_connections!r} and {self.serve_threads!r}")
+        if not 1 <= self.pow_max_bits <= 32:
+            # 32 bits is hours of work in a browser: a higher maximum would lock sources out.
+            raise ConfigError("TIPBOX_POW_MAX_BITS must be between 1 and 32, got "
+                              f"{self.pow_max_bits!r}")
         if self.min_free_bytes < 0:
             raise ConfigError(f"TIPBOX_MIN_FREE_BYTES must not be negative, got "
                               f"{self.min_free_bytes!r}")
@@ -138,6 +153,10 @@ class Settings:
             "TIPBOX_BODY_STALL_SECONDS": "body_stall_seconds",
             "TIPBOX_SERVE_THREADS": "serve_threads",
             "TIPBOX_MAX_CONNECTIONS": "max_connections",
+            "TIPBOX_POW_CREATE_THRESHOLD": "pow_create_threshold",
+            "TIPBOX_POW_SUBMIT_THRESHOLD": "pow_submit_threshold",
+            "TIPBOX_POW_MAX_BITS": "pow_max_bits",
+            "TIPBOX_POW_HASHES_PER_SECOND": "pow_hashes_per_second",
         }
         for var, name in int_vars.items():
             if var in env:

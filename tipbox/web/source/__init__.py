@@ -12,6 +12,7 @@ from tipbox.codenames import CodenameHasher, CodenameSigner
 from tipbox.config import REPO_ROOT, Settings
 from tipbox.crypto.keyring import Keyring, KeyringSource
 from tipbox.crypto.reply_keys import ReplyKeyDeriver
+from tipbox.flood import FloodGuard, FloodPolicy, TicketSigner
 from tipbox.hashing_slots import HashingSlots
 from tipbox.key_registry import KeyringProvider, StaticKeyring
 from tipbox.replies import ReplyKeyCache, ReplyService
@@ -20,6 +21,7 @@ from tipbox.storage import CiphertextStore
 from tipbox.web.app_factory import build_app, run_first
 from tipbox.web.browser_encryption import BrowserEncryption
 from tipbox.web.error_pages import error_page
+from tipbox.web.source.flood_gate import PowScripts
 from tipbox.web.source.views import SourceDeps, make_blueprint
 
 log = logging.getLogger(__name__)
@@ -56,6 +58,10 @@ def create_source_app(settings: Settings | None = None, *,
         reply_deriver=ReplyKeyDeriver(plumbing.secrets.codename_pepper, settings.scrypt,
                                        plumbing.hashing),
         browser=browser,
+        flood=FloodGuard(plumbing.sessions,
+                         TicketSigner.from_instance_key(plumbing.secrets.flask_secret_key),
+                         FloodPolicy.from_settings(settings)),
+        pow_scripts=PowScripts.load(REPO_ROOT / "static"),
     )
     # First of all before-request checks: while offline, even a form without a CSRF
     # token gets the 503 page, not advice to reload and send it again.
