@@ -160,13 +160,14 @@ def solves(ticket: Ticket, solution: str) -> bool:
 
 @dataclass(frozen=True)
 class Gate:
-    """What a page asks of the browser now: nothing (``ticket`` None), a wait or work on
-    ``ticket`` (``passed`` False), or nothing more because ``ticket`` (with ``solution``
-    when it was worked out) will pass (``passed`` True)."""
+    """What a page asks of the browser now: nothing (``ticket`` None), a wait of ``wait``
+    seconds or work on ``ticket`` (``passed`` False), or nothing more because ``ticket``
+    (with ``solution`` when it was worked out) will pass (``passed`` True)."""
 
     ticket: Ticket | None
     solution: str = ""
     passed: bool = True
+    wait: int = 0
 
 
 class FloodGuard:
@@ -217,10 +218,11 @@ class FloodGuard:
             else:
                 if solution and solves(ticket, solution):
                     return Gate(ticket, solution)
-                return Gate(ticket, passed=ticket.ready(self._clock()))
+                now = self._clock()
+                return Gate(ticket, passed=ticket.ready(now), wait=ticket.seconds_left(now))
         fresh = self.new_ticket(purpose, bits)
         assert fresh is not None  # noqa: S101 - bits > 0
-        return Gate(fresh, passed=False)
+        return Gate(fresh, passed=False, wait=fresh.seconds_left(self._clock()))
 
     def admit(self, purpose: str, token: str, solution: str) -> None:
         """Let one ``purpose`` action through and count it, or raise ProofRefused.

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from flask import Flask, g, request
 from flask.typing import ResponseReturnValue
 
+from tipbox import clock as clocks
 from tipbox.codenames import CodenameHasher, CodenameSigner
 from tipbox.config import REPO_ROOT, Settings
 from tipbox.crypto.keyring import Keyring, KeyringSource
@@ -30,11 +31,13 @@ log = logging.getLogger(__name__)
 def create_source_app(settings: Settings | None = None, *,
                       keyring: Keyring | None = None,
                       browser: BrowserEncryption | None = None,
-                      hashing: HashingSlots | None = None) -> Flask:
+                      hashing: HashingSlots | None = None,
+                      clock: Callable[[], float] | None = None) -> Flask:
     """Build the source app. Keys come from the registry's active keys (see tipbox.key_registry);
     tests may hand in a fixed ``keyring`` instead. The in-browser encryption scripts are
     read and hashed here, once (tests may hand in ``browser``). Memory-hard hashing runs in
-    slots sized for this machine (tests may hand in ``hashing``)."""
+    slots sized for this machine (tests may hand in ``hashing``). The flood defence's
+    tickets go by ``clock`` (seconds since the epoch; tests may move it on)."""
     settings = settings or Settings.from_env()
     if browser is None:
         browser = BrowserEncryption.load(REPO_ROOT / "static", REPO_ROOT / "package-lock.json")
@@ -60,7 +63,7 @@ def create_source_app(settings: Settings | None = None, *,
         browser=browser,
         flood=FloodGuard(plumbing.sessions,
                          TicketSigner.from_instance_key(plumbing.secrets.flask_secret_key),
-                         FloodPolicy.from_settings(settings)),
+                         FloodPolicy.from_settings(settings), clock or clocks.seconds),
         pow_scripts=PowScripts.load(REPO_ROOT / "static"),
     )
     # First of all before-request checks: while offline, even a form without a CSRF

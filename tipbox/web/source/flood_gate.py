@@ -9,7 +9,6 @@ instead ("ticket solution"). Both are read before any byte of an upload.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,14 +88,13 @@ def work_texts() -> dict[str, str]:
     }
 
 
-def wait_page(gate: Gate, endpoint: str, scripts: PowScripts, now: float | None = None,
-              **view_args: Any) -> Response:
+def wait_page(gate: Gate, endpoint: str, scripts: PowScripts, **view_args: Any) -> Response:
     """The page a flooded site shows before ``endpoint``: it reloads itself onto
     ``endpoint`` with the ticket when the wait is over; with JavaScript, pow.js works out
     the ticket meanwhile and goes on as soon as it has."""
     ticket = gate.ticket
     assert ticket is not None  # noqa: S101 - a wait page is shown under flood only
-    seconds = ticket.seconds_left(time.time() if now is None else now)
+    seconds = gate.wait
     next_url = url_for(endpoint, t=ticket.token, **view_args)
     config = {"ticket": ticket.token, "bits": ticket.bits, "next": next_url,
               "worker": url_for("static", filename=POW_WORKER), "text": work_texts()} \
