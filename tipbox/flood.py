@@ -185,7 +185,7 @@ class FloodGuard:
         now = self._clock()
         bucket = int(now // BUCKET_SECONDS)
         with self._sessions() as db:
-            rows = {row.bucket: row.count for row in db.execute(
+            rows: dict[int, int] = {bucket: count for bucket, count in db.execute(
                 select(FloodCount.bucket, FloodCount.count).where(
                     FloodCount.purpose == purpose, FloodCount.bucket >= bucket - 1))}
         elapsed = (now % BUCKET_SECONDS) / BUCKET_SECONDS
