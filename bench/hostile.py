@@ -23,7 +23,17 @@ The cases:
   for an upload that has been going for a while), then 20 KiB/s (an ordinary upload over
   Tor), never finishing while measured;
 - log-ins: codename creations and log-ins (memory-hard hashing) back to back, from
-  concurrent clients.
+  concurrent clients;
+- pow-creations: the same flood of codename creations with the flood defence on, at its
+  default settings (tipbox.flood): once the site counts more than 20 creations in ten
+  minutes, each client must work out a ticket before it may create one. The clients
+  solve it the way static/pow-worker.js does (SHA-256 until enough leading zero bits),
+  in Python, in one process of their own (an attacker with one core); the case prints
+  how many codenames they made, how fast, and the difficulty they met.
+
+Every case but pow-creations runs with the flood defence off (its thresholds set out of
+reach), so that they measure what they did before it existed: connections, uploads and
+hashing, not refusals.
 
 Every loop is bounded in count and in time, everything targets 127.0.0.1 only, and the
 script stops by itself. It prints a Markdown table; docs/benchmarks.md keeps the runs.
@@ -36,10 +46,15 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import contextlib
+import dataclasses
 import datetime as dt
+import hashlib
+import html
 import http.client
+import json
 import math
 import os
+import re
 import resource
 import secrets
 import shlex
@@ -48,6 +63,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -338,6 +354,77 @@ def log_ins(count: int) -> Case:
     return case
 
 
+POW_CONFIG = re.compile(r'id="pow-config">(.*?)</script>', re.S)
+POW_GIVE_UP = 1 << 28  # tries per ticket: bounds a solve even at 32 bits
+
+
+def solve_ticket(token: str, bits: int) -> str | None:
+    """What static/pow-worker.js does, in a process of the flood's own."""
+    for n in range(POW_GIVE_UP):
+        digest = hashlib.sha256(f"{token}:{n}".encode()).digest()
+        if int.from_bytes(digest, "big") >> (256 - bits) == 0:
+            return str(n)
+    return None
+
+
+def pow_creations(count: int) -> Case:
+    @contextlib.contextmanager
+    def case(port: int) -> Iterator[str]:
+        stop = threading.Event()
+        outcomes: dict[str, int] = {}
+        bits_seen: list[int] = []
+        lock = threading.Lock()
+        started = time.monotonic()
+        solver = concurrent.futures.ProcessPoolExecutor(max_workers=1)
+
+        def create_one(client: SourceClient) -> int:
+            page = client.get("/generate")
+            found = POW_CONFIG.search(page)
+            if found:  # the wait page: work the ticket out, then go on
+                config = json.loads(html.unescape(found.group(1)))
+                with lock:
+                    bits_seen.append(int(config["bits"]))
+                solution = solver.submit(solve_ticket, config["ticket"],
+                                         int(config["bits"])).result()
+                if solution is None or stop.is_set():
+                    return 0
+                page = client.get(f"{config['next']}&s={urllib.parse.quote(solution)}")
+            fields = hidden_inputs(page)
+            return client.post_form("/create", {k: fields.get(k, "") for k in (
+                "csrf_token", "codename", "mac", "ticket", "solution")})
+
+        def client_loop() -> None:
+            for _ in range(5):  # bounded: a few rounds each, never past the stop signal
+                if stop.is_set():
+                    return
+                try:
+                    status = create_one(SourceClient(port))
+                except (OSError, RuntimeError, http.client.HTTPException, KeyError,
+                        ValueError, concurrent.futures.CancelledError):
+                    status = 0
+                with lock:
+                    outcomes[str(status)] = outcomes.get(str(status), 0) + 1
+
+        threads = [threading.Thread(target=client_loop, name=f"flood-{i}")
+                   for i in range(count)]
+        for thread in threads:
+            thread.start()
+        try:
+            yield f"{count} clients creating codenames, solving the proof of work"
+        finally:
+            stop.set()
+            elapsed = time.monotonic() - started
+            solver.shutdown(wait=False, cancel_futures=True)
+            for thread in threads:
+                thread.join(timeout=VISITOR_TIMEOUT * 6)
+            made = outcomes.get("302", 0)
+            print(f"    codename creations by status: {outcomes}; {made} made in "
+                  f"{elapsed:.0f} s ({made / elapsed:.2f}/s); difficulty met: "
+                  f"{min(bits_seen, default=0)} to {max(bits_seen, default=0)} bits",
+                  file=sys.stderr)
+    return case
+
+
 # --- one case -----------------------------------------------------------------------------------
 
 @dataclass
@@ -363,9 +450,16 @@ class CaseResult:
                 and self.rss_kib / KIB < RSS_GOAL_MIB)
 
 
+# Thresholds no case reaches: the flood defence stays out of the way.
+POW_OFF = {"TIPBOX_POW_CREATE_THRESHOLD": str(10**9), "TIPBOX_POW_SUBMIT_THRESHOLD": str(10**9)}
+POW_CASES = {"pow-creations"}
+
+
 def run_case(instance: Instance, name: str, hostile: Case, visits: int,
              rate: float) -> CaseResult:
     print(f"  {name}...", file=sys.stderr)
+    if name not in POW_CASES:
+        instance = dataclasses.replace(instance, env={**instance.env, **POW_OFF})
     with running_server(instance) as server:
         with ServerRss(server.process.pid) as rss, hostile(server.port) as held:
             latencies = visitors(server.port, visits, rate)
@@ -418,6 +512,7 @@ CASES: dict[str, Callable[[argparse.Namespace], Case]] = {
     "kept-alive": lambda args: kept_alive(args.connections),
     "slow-uploads": lambda args: slow_uploads(args.uploads),
     "log-ins": lambda args: log_ins(args.log_ins),
+    "pow-creations": lambda args: pow_creations(args.log_ins),
 }
 
 
