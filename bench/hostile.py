@@ -358,13 +358,15 @@ POW_CONFIG = re.compile(r'id="pow-config">(.*?)</script>', re.S)
 POW_GIVE_UP = 1 << 28  # tries per ticket: bounds a solve even at 32 bits
 
 
-def solve_ticket(token: str, bits: int) -> str | None:
-    """What static/pow-worker.js does, in a process of the flood's own."""
+def solve_ticket(token: str, bits: int) -> tuple[str | None, int, float]:
+    """What static/pow-worker.js does, in a process of the flood's own: the answer, how
+    many hashes it took and how long."""
+    started = time.monotonic()
     for n in range(POW_GIVE_UP):
         digest = hashlib.sha256(f"{token}:{n}".encode()).digest()
         if int.from_bytes(digest, "big") >> (256 - bits) == 0:
-            return str(n)
-    return None
+            return str(n), n + 1, time.monotonic() - started
+    return None, POW_GIVE_UP, time.monotonic() - started
 
 
 def pow_creations(count: int) -> Case:
@@ -373,6 +375,7 @@ def pow_creations(count: int) -> Case:
         stop = threading.Event()
         outcomes: dict[str, int] = {}
         bits_seen: list[int] = []
+        work = [0, 0.0]  # hashes, seconds
         lock = threading.Lock()
         started = time.monotonic()
         solver = concurrent.futures.ProcessPoolExecutor(max_workers=1)
@@ -384,10 +387,16 @@ def pow_creations(count: int) -> Case:
                 config = json.loads(html.unescape(found.group(1)))
                 with lock:
                     bits_seen.append(int(config["bits"]))
-                solution = solver.submit(solve_ticket, config["ticket"],
-                                         int(config["bits"])).result()
+                try:
+                    solution, hashes, spent = solver.submit(
+                        solve_ticket, config["ticket"], int(config["bits"])).result()
+                except concurrent.futures.CancelledError:
+                    return -1  # still waiting for the solver when the run ended
+                with lock:
+                    work[0] += hashes
+                    work[1] += spent
                 if solution is None or stop.is_set():
-                    return 0
+                    return -1
                 page = client.get(f"{config['next']}&s={urllib.parse.quote(solution)}")
             fields = hidden_inputs(page)
             return client.post_form("/create", {k: fields.get(k, "") for k in (
@@ -400,7 +409,7 @@ def pow_creations(count: int) -> Case:
                 try:
                     status = create_one(SourceClient(port))
                 except (OSError, RuntimeError, http.client.HTTPException, KeyError,
-                        ValueError, concurrent.futures.CancelledError):
+                        ValueError):
                     status = 0
                 with lock:
                     outcomes[str(status)] = outcomes.get(str(status), 0) + 1
@@ -418,10 +427,13 @@ def pow_creations(count: int) -> Case:
             for thread in threads:
                 thread.join(timeout=VISITOR_TIMEOUT * 6)
             made = outcomes.get("302", 0)
-            print(f"    codename creations by status: {outcomes}; {made} made in "
-                  f"{elapsed:.0f} s ({made / elapsed:.2f}/s); difficulty met: "
-                  f"{min(bits_seen, default=0)} to {max(bits_seen, default=0)} bits",
-                  file=sys.stderr)
+            unsolved = outcomes.pop("-1", 0)
+            rate = work[0] / work[1] if work[1] else 0
+            print(f"    codename creations by status: {outcomes}, {unsolved} tickets still "
+                  f"unsolved at the end; {made} made in {elapsed:.0f} s "
+                  f"({made / elapsed:.2f}/s); difficulty met: {min(bits_seen, default=0)} "
+                  f"to {max(bits_seen, default=0)} bits; the flood's solver: "
+                  f"{rate:,.0f} hashes/s", file=sys.stderr)
     return case
 
 
@@ -458,7 +470,11 @@ POW_CASES = {"pow-creations"}
 def run_case(instance: Instance, name: str, hostile: Case, visits: int,
              rate: float) -> CaseResult:
     print(f"  {name}...", file=sys.stderr)
-    if name not in POW_CASES:
+    if name in POW_CASES:
+        # A data folder of its own: what earlier cases created would count as a flood.
+        (instance.root / name).mkdir()
+        instance = make_instance(instance.root / name)
+    else:
         instance = dataclasses.replace(instance, env={**instance.env, **POW_OFF})
     with running_server(instance) as server:
         with ServerRss(server.process.pid) as rss, hostile(server.port) as held:
