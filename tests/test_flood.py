@@ -14,9 +14,12 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from tipbox.config import Settings
+from tipbox.db import make_engine, make_session_factory
 from tipbox.errors import ProofRefused
 from tipbox.flood import (
     CREATE,
+    SHARE_SECONDS,
     SUBMIT,
     TICKET_SECONDS,
     FloodGuard,
@@ -170,20 +173,22 @@ def test_difficulty_rises_with_the_rate_up_to_the_maximum() -> None:
 
 
 def test_the_count_is_shared_by_every_guard_on_the_database(
-        any_database_settings: object, any_database: sessionmaker[Session],
+        any_database_settings: Settings, any_database: sessionmaker[Session],
         clock: ManualClock) -> None:
     """Two guards on two engines stand for two worker processes: what one admits, the
-    other counts, and a ticket one spends the other refuses."""
-    from tipbox.config import Settings
-    from tipbox.db import make_engine, make_session_factory
-
-    assert isinstance(any_database_settings, Settings)
+    other counts within a second, and a ticket one spends the other refuses."""
     engine = make_engine(any_database_settings.database_url)
     try:
         first = FloodGuard(any_database, TicketSigner(KEY), POLICY, clock)
         second = FloodGuard(make_session_factory(engine), TicketSigner(KEY), POLICY, clock)
         flood(first, times=2)
         flood(second, times=2)
+        # Each counts its own at once, and writes them within a second.
+        assert first.recent(CREATE) == second.recent(CREATE) == 2
+        for _ in range(2):  # a second on, each writes what it holds and reads the rest
+            clock.now += SHARE_SECONDS
+            first.recent(CREATE)
+            second.recent(CREATE)
         assert first.recent(CREATE) == second.recent(CREATE) == 4
         ticket = first.new_ticket(CREATE)
         assert ticket is not None
@@ -192,6 +197,18 @@ def test_the_count_is_shared_by_every_guard_on_the_database(
         assert refusal(second, CREATE, ticket.token, solution).reason == "reused"
     finally:
         engine.dispose()
+
+
+def test_a_burst_costs_one_write_a_second_not_one_each(
+        guard: FloodGuard, any_database: sessionmaker[Session], clock: ManualClock) -> None:
+    flood(guard, times=3)
+    assert guard.recent(CREATE) == 3  # counted at once in this process...
+    with any_database() as db:
+        assert db.scalar(select(FloodCount.count)) is None  # ...written within a second
+    clock.now += SHARE_SECONDS
+    assert guard.recent(CREATE) == 3
+    with any_database() as db:
+        assert db.scalar(select(FloodCount.count)) == 3
 
 
 def test_the_flood_is_forgotten_after_twenty_minutes_and_old_rows_go(
@@ -211,6 +228,8 @@ def test_the_flood_is_forgotten_after_twenty_minutes_and_old_rows_go(
     submit_ticket = guard.new_ticket(SUBMIT)
     assert submit_ticket is not None
     guard.admit(SUBMIT, submit_ticket.token, work_out(submit_ticket))  # sweeps spent rows
+    clock.now += SHARE_SECONDS
+    guard.recent(CREATE)  # writes this second's counts, which sweeps the old buckets
     with any_database() as db:
         buckets = db.scalars(select(FloodCount.bucket).where(
             FloodCount.purpose == CREATE)).all()

@@ -18,9 +18,11 @@ instead, and only while it is flooded:
   primary key refuses it a second time, in every worker process and after a restart.
   Rows go once the ticket has expired.
 - The rate is counted in the database (``flood_counts``), so every worker process sees
-  the same figure: one row per purpose per ten-minute bucket, the last two kept. The
-  estimate is the usual sliding window: the current bucket plus the previous one
-  weighted by how much of it still lies in the last ten minutes.
+  the same figure: one row per purpose per ten-minute bucket, the last two kept. Each
+  process adds its own counts, and reads everyone's, once a second at most, so a burst
+  of requests costs one write a second, not one each. The estimate is the usual sliding
+  window: the current bucket plus the previous one weighted by how much of it still lies
+  in the last ten minutes.
 
 The difficulty starts six bits under the maximum as the threshold is crossed and grows
 two bits (four times the work) each time the rate doubles, up to TIPBOX_POW_MAX_BITS.
@@ -36,6 +38,7 @@ import hashlib
 import hmac
 import math
 import secrets
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -55,6 +58,8 @@ SUBMIT = "submit"
 PURPOSES = (CREATE, SUBMIT)
 
 BUCKET_SECONDS = 600
+# Each process adds its counts to the database, and reads everyone's, at most this often.
+SHARE_SECONDS = 1.0
 # Difficulty at the threshold: this many bits under the maximum, then two more bits per
 # doubling of the rate, so the maximum is reached at eight times the threshold.
 START_BELOW_MAX = 6
@@ -179,17 +184,26 @@ class FloodGuard:
         self._signer = signer
         self.policy = policy
         self._clock = clock
+        self._lock = threading.Lock()
+        # Counts this process has admitted but not yet written, by (purpose, bucket), and
+        # everyone's counts as last read from the database.
+        self._pending: dict[tuple[str, int], int] = {}
+        self._shared: dict[str, dict[int, int]] = {}
+        self._next_share = float("-inf")
 
     def recent(self, purpose: str) -> float:
-        """About how many ``purpose`` actions were admitted in the last ten minutes."""
+        """About how many ``purpose`` actions were admitted in the last ten minutes, by
+        every worker process (as of at most SHARE_SECONDS ago) and by this one."""
         now = self._clock()
+        self._share(now)
         bucket = int(now // BUCKET_SECONDS)
-        with self._sessions() as db:
-            rows: dict[int, int] = {bucket: count for bucket, count in db.execute(
-                select(FloodCount.bucket, FloodCount.count).where(
-                    FloodCount.purpose == purpose, FloodCount.bucket >= bucket - 1))}
+        with self._lock:
+            counts = dict(self._shared.get(purpose, {}))
+            for (counted, at), n in self._pending.items():
+                if counted == purpose:
+                    counts[at] = counts.get(at, 0) + n
         elapsed = (now % BUCKET_SECONDS) / BUCKET_SECONDS
-        return rows.get(bucket, 0) + rows.get(bucket - 1, 0) * (1 - elapsed)
+        return counts.get(bucket, 0) + counts.get(bucket - 1, 0) * (1 - elapsed)
 
     def difficulty(self, purpose: str) -> int:
         return self.policy.bits_for(purpose, self.recent(purpose))
@@ -243,13 +257,45 @@ class FloodGuard:
                     raise ProofRefused.unsolved()
                 if not ticket.ready(now):
                     raise ProofRefused.early(ticket.seconds_left(now))
-        try:
-            with self._sessions.begin() as db:
-                if ticket is not None:
+        if ticket is not None:
+            try:
+                with self._sessions.begin() as db:
                     self._spend(db, ticket, now)
-                self._count(db, purpose, now)
-        except IntegrityError:
-            raise ProofRefused.reused() from None
+            except IntegrityError:
+                raise ProofRefused.reused() from None
+        with self._lock:
+            key = (purpose, int(now // BUCKET_SECONDS))
+            self._pending[key] = self._pending.get(key, 0) + 1
+        self._share(now)
+
+    def _share(self, now: float) -> None:
+        """At most once every SHARE_SECONDS: add this process's counts to the database's
+        and read everyone's back. Writing each count as it happens cost a committed
+        transaction per request: a burst of 100 clients then kept the database's
+        connections busy for seconds, and other visitors' pages waited for one."""
+        with self._lock:
+            if now < self._next_share:
+                return
+            self._next_share = now + SHARE_SECONDS
+            pending, self._pending = self._pending, {}
+        try:
+            bucket = int(now // BUCKET_SECONDS)
+            with self._sessions.begin() as db:
+                if pending:
+                    self._add_counts(db, pending, bucket)
+                rows = list(db.execute(select(FloodCount.purpose, FloodCount.bucket,
+                                              FloodCount.count)
+                                       .where(FloodCount.bucket >= bucket - 1)))
+        except Exception:
+            with self._lock:  # counted at the next turn instead
+                for key, n in pending.items():
+                    self._pending[key] = self._pending.get(key, 0) + n
+            raise
+        shared: dict[str, dict[int, int]] = {}
+        for purpose, at, count in rows:
+            shared.setdefault(purpose, {})[at] = count
+        with self._lock:
+            self._shared = shared
 
     def _usable(self, purpose: str, token: str) -> Ticket:
         """The ticket, if genuine, for ``purpose``, unexpired and not spent."""
@@ -276,16 +322,17 @@ class FloodGuard:
         db.flush()  # a nonce already there fails here, inside the transaction
 
     @staticmethod
-    def _count(db: Session, purpose: str, now: float) -> None:
-        bucket = int(now // BUCKET_SECONDS)
-        db.execute(delete(FloodCount).where(FloodCount.purpose == purpose,
-                                            FloodCount.bucket < bucket - 1))
-        # One statement, so two workers counting at once cannot lose a count.
+    def _add_counts(db: Session, pending: Mapping[tuple[str, int], int], bucket: int) -> None:
+        db.execute(delete(FloodCount).where(FloodCount.bucket < bucket - 1))
+        # One statement per count, so two workers adding at once cannot lose any.
         upsert = postgresql.insert if db.get_bind().dialect.name == "postgresql" \
             else sqlite.insert
-        db.execute(upsert(FloodCount).values(purpose=purpose, bucket=bucket, count=1)
-                   .on_conflict_do_update(index_elements=["purpose", "bucket"],
-                                          set_={"count": FloodCount.count + 1}))
+        for (purpose, at), n in sorted(pending.items()):
+            if at < bucket - 1:
+                continue  # too old to matter any more
+            db.execute(upsert(FloodCount).values(purpose=purpose, bucket=at, count=n)
+                       .on_conflict_do_update(index_elements=["purpose", "bucket"],
+                                              set_={"count": FloodCount.count + n}))
 
 
 def _moment(seconds: float) -> dt.datetime:

@@ -17,9 +17,15 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.browser.engines import ENGINES, Tab, open_tab
-from tests.browser.kit import BROWSER_ENCRYPTED, SERVER_ENCRYPTED, decrypted, first_octets
+from tests.browser.kit import (
+    BROWSER_ENCRYPTED,
+    SERVER_ENCRYPTED,
+    decrypted,
+    first_octets,
+    wait_for,
+)
 from tests.e2e.server import HttpSource, RunningServer, tipbox_server
-from tests.helpers import Newsroom
+from tests.helpers import Newsroom, store_files
 from tipbox.config import Settings
 from tipbox.db import make_engine, make_session_factory
 from tipbox.models import SpentTicket
@@ -27,7 +33,10 @@ from tipbox.models import SpentTicket
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
 MESSAGE = "The tender was rigged; the minutes are attached."
+SECOND = "And the second contract too."
 RECEIVED = "Thank you. Your submission was received"
+# What encrypt.js asks pow.js for before it sends; the first call gives the page's proof.
+FIRST_PROOF = "async () => await window.tipboxProof()"
 
 
 @pytest.fixture(params=[True, False], ids=["js-on", "js-off"])
@@ -86,9 +95,23 @@ def test_a_source_creates_a_codename_and_submits_on_a_flooded_site(
     tab.click("#submit-form button[type=submit]")
     tab.wait_for_text(RECEIVED, seconds=120)
 
+    sent = [MESSAGE.encode()]
     data_dir = Path(env["TIPBOX_DATA_DIR"])
-    ours = [data for name, data in decrypted(data_dir, newsroom) if data == MESSAGE.encode()]
-    assert ours == [MESSAGE.encode()]
+    if javascript:
+        # A second attempt from the same page (as after a failed upload): the page's own
+        # proof is taken away first, so pow.js must fetch a fresh ticket and work it out.
+        went_on(tab, "#submit-form", javascript)
+        assert str(tab.evaluate(FIRST_PROOF)).startswith("1.submit.")
+        stored = len(store_files(data_dir))
+        tab.fill("#message", SECOND)
+        tab.click("#submit-form button[type=submit]")
+        # The first receipt is still on the page: wait for the store instead.
+        wait_for(lambda: len(store_files(data_dir)) == stored + 1, seconds=120)
+        tab.wait_for_text(RECEIVED, seconds=120)  # and let the browser's events arrive
+        sent.append(SECOND.encode())
+
+    ours = sorted(data for _, data in decrypted(data_dir, newsroom) if data in sent)
+    assert ours == sorted(sent)
     assert first_octets(data_dir) & (BROWSER_ENCRYPTED if javascript else SERVER_ENCRYPTED)
     engine = make_engine(Settings.from_env(env).database_url)
     try:
@@ -96,10 +119,13 @@ def test_a_source_creates_a_codename_and_submits_on_a_flooded_site(
             spent = db.scalar(select(func.count()).select_from(SpentTicket))
     finally:
         engine.dispose()
-    assert spent == 2  # one ticket for the codename, one for the submission
-    uploads = [url.removeprefix(server.url) for method, url in tab.request_log()
-               if method == "POST" and "/submit" in url]
+    # One ticket for the codename, one per submission.
+    assert spent == 1 + len(sent)
+    requests = [(method, url.removeprefix(server.url)) for method, url in tab.request_log()]
+    uploads = [url for method, url in requests if method == "POST" and "/submit" in url]
     # encrypt.js sends the proof in its header; the plain form in its address.
-    assert uploads == (["/submit/encrypted"] if javascript else [uploads[0]])
-    if not javascript:
-        assert uploads[0].startswith("/submit?t=1.submit.")
+    if javascript:
+        assert uploads == ["/submit/encrypted", "/submit/encrypted"]
+        assert ("GET", "/submit/ticket") in requests
+    else:
+        assert len(uploads) == 1 and uploads[0].startswith("/submit?t=1.submit.")
