@@ -10,7 +10,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8080
 
 .PHONY: run test install install-test install-js lint check-system bench bench-browser \
-        screenshots clean translations compile-translations
+        screenshots clean translations compile-translations guide-status
 
 check-system:
 	@command -v gpg >/dev/null || { echo "gpg is missing: sudo apt-get install gnupg"; exit 1; }
@@ -45,6 +45,11 @@ translations: $(BIN)/python
 	  --msgid-bugs-address=newsroom -o $(CATALOGS)/messages.pot .
 	$(BIN)/pybabel update --no-fuzzy-matching --no-wrap -i $(CATALOGS)/messages.pot -d $(CATALOGS)
 	$(MAKE) compile-translations
+
+# Which translations of the source guide (docs/source-guide/) were made from an older
+# English guide, and the git diff that shows what changed since (docs/translating.md).
+guide-status: $(BIN)/python
+	$(BIN)/python -m tipbox.web.source.guide_status
 
 # OpenPGP.js from npm, exactly as package-lock.json pins it, copied next to our own static
 # files (static/vendor/ is git-ignored) so the app serves it from its own origin.

@@ -184,6 +184,16 @@ class ServerRun:
     seconds: float
 
 
+def clear_stored(instance: Instance, path: Path) -> None:
+    """Check the run stored one ciphertext at least as large as ``path``, then remove it
+    so the next run starts from an empty store."""
+    stored = list((instance.data_dir / "store").glob("*.gpg"))
+    if len(stored) != 1 or stored[0].stat().st_size < path.stat().st_size:
+        raise RuntimeError(f"expected one ciphertext of at least the file's size: {stored}")
+    for item in stored:
+        item.unlink()
+
+
 def browser_run(context: Any, url: str, path: Path, instance: Instance) -> BrowserRun:
     page = context.new_page()
     page.set_default_timeout(PAGE_TIMEOUT_MS)
@@ -205,11 +215,7 @@ def browser_run(context: Any, url: str, path: Path, instance: Instance) -> Brows
             page.wait_for_selector("text=Thank you. Your submission was received")
             done = time.time()
         started = request.timing["startTime"] / 1000  # epoch ms, from Chromium
-        stored = list((instance.data_dir / "store").glob("*.gpg"))
-        if len(stored) != 1 or stored[0].stat().st_size < path.stat().st_size:
-            raise RuntimeError(f"expected one ciphertext of at least the file's size: {stored}")
-        for item in stored:
-            item.unlink()
+        clear_stored(instance, path)
         return BrowserRun(started - clicked, done - started, done - clicked, memory,
                           idle.peak_rss_kib)
     finally:
@@ -270,11 +276,7 @@ def firefox_run(url: str, path: Path, instance: Instance, workdir: Path) -> Brow
             done = time.time()
     finally:
         tab.close()
-    stored = list((instance.data_dir / "store").glob("*.gpg"))
-    if len(stored) != 1 or stored[0].stat().st_size < path.stat().st_size:
-        raise RuntimeError(f"expected one ciphertext of at least the file's size: {stored}")
-    for item in stored:
-        item.unlink()
+    clear_stored(instance, path)
     return BrowserRun(started - clicked, done - started, done - clicked, memory,
                       idle.peak_rss_kib)
 

@@ -7,6 +7,7 @@ import io
 import os
 import re
 import subprocess
+import sys
 import threading
 import urllib.parse
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from typing import Any
 
 import pyotp
 import pytest
+from babel.messages.pofile import read_po
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
@@ -177,14 +179,32 @@ def log_in(client: FlaskClient, creds: NewCredentials, clock: Clock,
     return resp.status_code, resp.get_data(as_text=True)
 
 
+def require(problem: str | None, *, ci: str, here: str) -> None:
+    """A missing part: under CI=true the test fails (CI installs everything, so a skip
+    would hide a broken install); on a developer's machine it is skipped, saying why."""
+    if problem is None:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"{ci}, but {problem} (see .ci/run)")
+    pytest.skip(f"{here}: {problem}")
+
+
 def require_browser_encryption() -> BrowserEncryption:
-    """OpenPGP.js as `make install` puts it; fails under CI, skips (and says why) elsewhere."""
+    """OpenPGP.js as `make install` puts it."""
     browser = BrowserEncryption.load(REPO_ROOT / "static", REPO_ROOT / "package-lock.json")
-    if not browser.enabled:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must install OpenPGP.js (make install): {browser.problem}")
-        pytest.skip(f"in-browser encryption is off: {browser.problem}")
+    require(None if browser.enabled else browser.problem,
+            ci="CI must install OpenPGP.js (make install)", here="in-browser encryption is off")
     return browser
+
+
+def extracted_texts(workdir: Path) -> set[str]:
+    """Every text pybabel extracts from the code and templates (the singular of a plural)."""
+    pot = workdir / "messages.pot"
+    babel = Path(sys.executable).with_name("pybabel")
+    subprocess.run([str(babel), "extract", "-F", "babel.cfg", "-k", "N_", "-k", "_l",
+                    "-o", str(pot), "."], cwd=REPO_ROOT, check=True, capture_output=True)
+    with pot.open("rb") as f:
+        return {m.id if isinstance(m.id, str) else m.id[0] for m in read_po(f) if m.id}
 
 
 def cli_env(settings: Settings, **extra: str) -> dict[str, str]:

@@ -7,8 +7,6 @@ from __future__ import annotations
 import gettext
 import io
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +14,7 @@ from babel.messages.catalog import Catalog, Message
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 
-from tipbox.config import REPO_ROOT
+from tests.helpers import extracted_texts
 from tipbox.web.locales import LANGUAGES, TRANSLATIONS_DIR
 
 # The newsroom interface is translated in these; in the others journalists read English.
@@ -52,12 +50,7 @@ def test_every_offered_language_has_a_catalog() -> None:
 
 def test_every_catalog_holds_every_text_of_the_pages(tmp_path: Path) -> None:
     """A text added to a page without `make translations` is missing from the catalogs."""
-    pot = tmp_path / "messages.pot"
-    babel = Path(sys.executable).with_name("pybabel")
-    subprocess.run([str(babel), "extract", "-F", "babel.cfg", "-k", "N_", "-k", "_l",
-                    "-o", str(pot), "."], cwd=REPO_ROOT, check=True, capture_output=True)
-    with pot.open("rb") as f:
-        extracted = {m.id if isinstance(m.id, str) else m.id[0] for m in read_po(f) if m.id}
+    extracted = extracted_texts(tmp_path)
     for language in LANGUAGES:
         held = {ids(m)[0] for m in catalog(language.code) if m.id}
         assert extracted - held == set(), f"{language.code}: run make translations"

@@ -64,3 +64,22 @@ def test_signer_accepts_its_own_codenames_only() -> None:
 
 def test_designation_is_an_adjective_and_a_noun() -> None:
     assert len(generate_designation().split()) == 2
+
+
+def test_a_codename_copied_on_a_chinese_keyboard_or_from_the_numbered_list_is_recognised() -> None:
+    codename = generate_codename()
+    full_width = "\u3000".join("".join(chr(ord(c) + 0xFEE0) if c.isalpha() else c for c in w)
+                               for w in codename.split())
+    assert normalize_codename(full_width) == codename
+    numbered = "\n".join(f"{n}. {w}" for n, w in enumerate(codename.split(), start=1))
+    assert normalize_codename(numbered) == codename
+    assert normalize_codename("、".join(codename.split()) + "。") == codename
+
+
+def test_one_wrong_missing_extra_or_swapped_letter_per_word_is_forgiven_if_unambiguous() -> None:
+    meant = "abacus acorn zebra mango cable drop-down yo-yo"
+    assert normalize_codename("abacsu acornn zebar mangoo cabel drop down yo yo") == meant
+    # "table" is one letter from cable, fable, gable...: guessing which would be wrong.
+    assert normalize_codename("abacus acorn zebra mango table drop-down yo-yo") is None
+    # Two mistakes in one word are not guessed at either.
+    assert normalize_codename("abacsuu acorn zebra mango cable drop-down yo-yo") is None

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tipbox.config import GIB, ScryptParams, Settings
+from tipbox.config import GIB, ScryptParams, Settings, TorSettings
 from tipbox.errors import ConfigError
 
 
@@ -88,3 +88,16 @@ def test_settings_are_frozen(tmp_path: Path) -> None:
 def test_scrypt_parameters_are_checked() -> None:
     with pytest.raises(ConfigError):
         ScryptParams(n=3)
+
+
+def test_onion_services_are_checked_only_where_their_folder_is_set(tmp_path: Path) -> None:
+    assert Settings.from_env({"TIPBOX_DATA_DIR": str(tmp_path)}).tor is None
+    debian = Settings.from_env({"TIPBOX_DATA_DIR": str(tmp_path),
+                                "TIPBOX_ONION_DIR": "/var/lib/tor"}).tor
+    assert debian == TorSettings(Path("/var/lib/tor"), Path("/run/tor/tor.pid"),
+                                 Path("/etc/tor/torrc"))
+    moved = Settings.from_env({"TIPBOX_DATA_DIR": str(tmp_path),
+                               "TIPBOX_ONION_DIR": str(tmp_path / "tor"),
+                               "TIPBOX_TOR_PID_FILE": str(tmp_path / "tor.pid"),
+                               "TIPBOX_TORRC": str(tmp_path / "torrc")}).tor
+    assert moved == TorSettings(tmp_path / "tor", tmp_path / "tor.pid", tmp_path / "torrc")

@@ -3,13 +3,9 @@ ones defined in one place and translated when shown (marked with tipbox.i18n.N_)
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
-from babel.messages.pofile import read_po
-
-from tipbox.config import REPO_ROOT
+from tests.helpers import extracted_texts
 from tipbox.errors import (
     NOT_ACCEPTING,
     DatabaseUnavailable,
@@ -25,12 +21,7 @@ from tipbox.web.error_pages import ERROR_TEXT
 
 
 def test_texts_translated_when_shown_are_extracted(tmp_path: Path) -> None:
-    pot = tmp_path / "messages.pot"
-    babel = Path(sys.executable).with_name("pybabel")
-    subprocess.run([str(babel), "extract", "-F", "babel.cfg", "-k", "N_", "-k", "_l",
-                    "-o", str(pot), "."], cwd=REPO_ROOT, check=True, capture_output=True)
-    with pot.open("rb") as f:
-        extracted = {m.id for m in read_po(f) if m.id}
+    extracted = extracted_texts(tmp_path)
     expected = {*REFUSALS.values(), NOT_ACCEPTING, CUT_OFF, NOT_A_FORM, CSRF_REFUSED,
                 PageKeysOutdated().message, PageOutdated().message, StoreError.public_message,
                 StorageFull.public_message, DatabaseUnavailable.public_message,

@@ -9,6 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.conftest import FAST_SCRYPT
@@ -18,7 +19,7 @@ from tipbox.config import Settings
 from tipbox.models import Item, ItemKind
 from tipbox.sources import SourceService
 from tipbox.storage import CiphertextStore, new_item_id
-from tipbox.store_claims import StoreClaim
+from tipbox.store_claims import Move, StoreClaim
 from tipbox.store_sweep import survey, sweep
 
 
@@ -51,6 +52,19 @@ def _writer_that_dies(store: CiphertextStore, *, renamed: int = 0,
     return [Path(p) for p in out.split()]
 
 
+@pytest.fixture
+def store(any_database_settings: Settings) -> CiphertextStore:
+    return CiphertextStore(any_database_settings.store_dir)
+
+
+def _live_writer(store: CiphertextStore, content: bytes) -> tuple[StoreClaim, Path]:
+    """This process, claiming and writing one temp file: a writer still at work."""
+    claim = StoreClaim(store)
+    temp = claim.temp_path()
+    temp.write_bytes(content)
+    return claim, temp
+
+
 def _add_row(db: sessionmaker[Session], item_id: str) -> None:
     source_id = SourceService(db, CodenameHasher(b"p" * 32, FAST_SCRYPT)).create(
         generate_codename())
@@ -60,11 +74,9 @@ def _add_row(db: sessionmaker[Session], item_id: str) -> None:
 
 
 def test_a_live_writers_files_survive_a_sweep_and_a_dead_writers_go(
-        any_database_settings: Settings, any_database: sessionmaker[Session]) -> None:
-    store = CiphertextStore(any_database_settings.store_dir)
-    live = StoreClaim(store)
-    live_temp = live.temp_path()
-    live_temp.write_bytes(b"still arriving")
+        any_database_settings: Settings, any_database: sessionmaker[Session],
+        store: CiphertextStore) -> None:
+    live, live_temp = _live_writer(store, b"still arriving")
     dead_temps = _writer_that_dies(store)
 
     assert survey(store, any_database).temp_files == 2
@@ -79,8 +91,8 @@ def test_a_live_writers_files_survive_a_sweep_and_a_dead_writers_go(
 
 
 def test_a_crash_between_the_renames_and_the_commit_leaves_no_file_in_the_store(
-        any_database_settings: Settings, any_database: sessionmaker[Session]) -> None:
-    store = CiphertextStore(any_database_settings.store_dir)
+        any_database_settings: Settings, any_database: sessionmaker[Session],
+        store: CiphertextStore) -> None:
     _writer_that_dies(store, renamed=1, journalled=(new_item_id(), new_item_id()))
     assert len(store_files(any_database_settings.data_dir)) == 1
     assert survey(store, any_database).found
@@ -92,8 +104,8 @@ def test_a_crash_between_the_renames_and_the_commit_leaves_no_file_in_the_store(
 
 
 def test_a_crash_after_the_commit_keeps_every_file_its_rows_name(
-        any_database_settings: Settings, any_database: sessionmaker[Session]) -> None:
-    store = CiphertextStore(any_database_settings.store_dir)
+        any_database_settings: Settings, any_database: sessionmaker[Session],
+        store: CiphertextStore) -> None:
     ids = (new_item_id(), new_item_id())
     # The second rename had not happened when the writer died; the rows had committed.
     _writer_that_dies(store, renamed=1, journalled=ids)
@@ -105,8 +117,8 @@ def test_a_crash_after_the_commit_keeps_every_file_its_rows_name(
 
 
 def test_a_file_without_a_row_or_a_writer_is_an_orphan_and_goes(
-        any_database_settings: Settings, any_database: sessionmaker[Session]) -> None:
-    store = CiphertextStore(any_database_settings.store_dir)
+        any_database_settings: Settings, any_database: sessionmaker[Session],
+        store: CiphertextStore) -> None:
     kept, orphan = new_item_id(), new_item_id()
     for item_id in (kept, orphan):
         store.path_for(item_id).write_bytes(b"ciphertext")
@@ -121,13 +133,8 @@ def test_a_file_without_a_row_or_a_writer_is_an_orphan_and_goes(
 
 
 def test_a_live_writers_journalled_files_are_no_orphans(
-        any_database_settings: Settings, any_database: sessionmaker[Session]) -> None:
-    from tipbox.store_claims import Move
-
-    store = CiphertextStore(any_database_settings.store_dir)
-    claim = StoreClaim(store)
-    temp = claim.temp_path()
-    temp.write_bytes(b"ciphertext")
+        any_database: sessionmaker[Session], store: CiphertextStore) -> None:
+    claim, temp = _live_writer(store, b"ciphertext")
     item_id = new_item_id()
     claim.write_journal([Move(temp.name, item_id)])
     store.place(temp, item_id)  # renamed, its row not yet committed

@@ -44,6 +44,7 @@ from tipbox.errors import (
     UsernameTaken,
 )
 from tipbox.hashing_slots import UNLIMITED, HashingSlots
+from tipbox.i18n import N_
 from tipbox.login_throttle import (
     MAX_FAILURES,
     UnknownNames,
@@ -383,20 +384,23 @@ class AccountService:
 
 def check_username(username: str) -> None:
     if not USERNAME_RULE.fullmatch(username):
-        raise InvalidUsername("A username is 1 to 64 characters: letters, digits, '.', '_' "
-                              "and '-' only. Choose another.")
+        raise InvalidUsername(N_("A username is 1 to 64 characters: letters, digits, '.', "
+                                 "'_' and '-' only. Choose another."))
 
 
 def _taken(username: str, existing: str) -> UsernameTaken:
-    by = "" if existing == username else f" by {existing!r}"
-    return UsernameTaken(f"The username {username!r} is taken{by} (names that differ only "
-                         "in case count as the same). Choose another.", existing)
+    if existing == username:
+        return UsernameTaken(N_("The username '%(name)s' is taken. Choose another."),
+                             existing, name=username)
+    return UsernameTaken(N_("The username '%(name)s' is taken by '%(holder)s' (names that "
+                            "differ only in case count as the same). Choose another."),
+                         existing, name=username, holder=existing)
 
 
 def _find(db: Session, username: str) -> Journalist:
     row = db.scalar(select(Journalist).where(Journalist.username == username))
     if row is None:
-        raise NoSuchAccount("There is no account with that username.")
+        raise NoSuchAccount(N_("There is no account with that username."))
     return row
 
 
@@ -450,6 +454,6 @@ def _no_parameters_in_errors() -> Iterator[None]:
         yield
     except StatementError as exc:
         reason = type(exc.orig).__name__ if exc.orig is not None else type(exc).__name__
-        raise AccountError(f"The database refused the change ({reason}), so nothing was "
-                           "saved. Check that the database is reachable, then try "
-                           "again.") from None
+        raise AccountError(N_("The database refused the change (%(reason)s), so nothing "
+                              "was saved. Check that the database is reachable, then try "
+                              "again."), reason=reason) from None

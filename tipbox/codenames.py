@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import math
 import secrets
+import unicodedata
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -57,16 +58,65 @@ def generate_codename(words: int = CODENAME_WORDS) -> str:
 
 
 def normalize_codename(raw: str) -> str | None:
-    """Forgive case and extra white space; ``None`` if it cannot be a codename."""
+    """The codename a returning source meant, or ``None`` if it cannot be one.
+
+    Many sources do not read English and copy seven unfamiliar words by hand, often on a
+    Chinese, Arabic or Cyrillic keyboard. So this forgives what does not change which
+    codename was meant: case; full-width letters and ideographic spaces (NFKC); the list
+    numbers, commas and full stops of any script that come with a copied list; and, in
+    each word, one wrong, missing, extra or swapped letter when exactly one list word is
+    that close. None of it makes guessing easier: every input still names at most one of
+    the 7,776^7 codenames, and each try still costs a full scrypt hash.
+    """
     if len(raw) > MAX_CODENAME_CHARS:
         return None
-    words = raw.lower().split()
+    text = unicodedata.normalize("NFKC", raw).lower()
+    # Everything but letters and hyphens separates words ("1. word", "word、word").
+    tokens = "".join(c if c.isalpha() or c == "-" else " " for c in text).split()
+    words = _join_hyphenated([t.strip("-") for t in tokens if t.strip("-")])
     if len(words) != CODENAME_WORDS:
         return None
-    allowed = set(eff_words())
-    if not all(w in allowed for w in words):
+    meant = [_closest_word(w) for w in words]
+    if any(w is None for w in meant):
         return None
-    return " ".join(words)
+    return " ".join(w for w in meant if w is not None)
+
+
+def _join_hyphenated(tokens: list[str]) -> list[str]:
+    """'drop down' back to the list's 'drop-down' (one of four such words), only when
+    there are too many words, since 'drop' and 'down' are list words too."""
+    out = list(tokens)
+    i = 0
+    while len(out) > CODENAME_WORDS and i < len(out) - 1:
+        if f"{out[i]}-{out[i + 1]}" in _word_set():
+            out[i:i + 2] = [f"{out[i]}-{out[i + 1]}"]
+        i += 1
+    return out
+
+
+def _closest_word(word: str) -> str | None:
+    allowed = _word_set()
+    if word in allowed:
+        return word
+    if not word.isascii() or len(word) > 12:
+        return None
+    near = {w for w in _one_edit_away(word) if w in allowed}
+    return near.pop() if len(near) == 1 else None
+
+
+def _one_edit_away(word: str) -> set[str]:
+    """Every string one deletion, swap of neighbours, change or insertion from ``word``."""
+    letters = "abcdefghijklmnopqrstuvwxyz-"
+    splits = [(word[:i], word[i:]) for i in range(len(word) + 1)]
+    return ({a + b[1:] for a, b in splits if b}
+            | {a + b[1] + b[0] + b[2:] for a, b in splits if len(b) > 1}
+            | {a + c + b[1:] for a, b in splits if b for c in letters}
+            | {a + c + b for a, b in splits for c in letters})
+
+
+@cache
+def _word_set() -> frozenset[str]:
+    return frozenset(eff_words())
 
 
 def generate_designation() -> str:

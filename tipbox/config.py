@@ -36,6 +36,18 @@ class ScryptParams:
 
 
 @dataclass(frozen=True)
+class TorSettings:
+    """Where tor keeps the two onion services (docs/admin-guide.md, section 3).
+
+    Set only where tipbox's onion services are configured: `tipbox doctor` then checks
+    them. Defaults are Debian's."""
+
+    tor_dir: Path = Path("/var/lib/tor")
+    pid_file: Path = Path("/run/tor/tor.pid")
+    torrc: Path = Path("/etc/tor/torrc")
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything tipbox needs to run. Build with :meth:`from_env` or directly in tests."""
 
@@ -67,6 +79,8 @@ class Settings:
     body_stall_seconds: int = 300
     serve_threads: int = 256
     max_connections: int = 4096
+    # None: no onion services configured (TIPBOX_ONION_DIR unset); doctor skips tor.
+    tor: TorSettings | None = None
     # Flood defence (tipbox.flood; docs/admin-guide.md): proof of work is asked for once
     # more than pow_create_threshold codenames, or pow_submit_threshold submissions, were
     # made in about ten minutes. Its difficulty, in leading zero bits of SHA-256, starts
@@ -165,6 +179,13 @@ class Settings:
             # 0 turns the quota off: a newsroom that expects very large leaks may want that.
             quota = _parse_int("TIPBOX_SOURCE_DAILY_BYTES", env["TIPBOX_SOURCE_DAILY_BYTES"])
             kwargs["source_daily_bytes"] = quota or None
+        if "TIPBOX_ONION_DIR" in env:
+            tor = TorSettings(tor_dir=Path(env["TIPBOX_ONION_DIR"]).resolve())
+            if "TIPBOX_TOR_PID_FILE" in env:
+                tor = replace(tor, pid_file=Path(env["TIPBOX_TOR_PID_FILE"]).resolve())
+            if "TIPBOX_TORRC" in env:
+                tor = replace(tor, torrc=Path(env["TIPBOX_TORRC"]).resolve())
+            kwargs["tor"] = tor
         if "TIPBOX_SCRYPT_N" in env:
             kwargs["scrypt"] = ScryptParams(n=_parse_int("TIPBOX_SCRYPT_N", env["TIPBOX_SCRYPT_N"]))
         return cls(**kwargs)  # type: ignore[arg-type]

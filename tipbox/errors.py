@@ -181,7 +181,12 @@ class DailyQuotaReached(SubmissionRejected):
         super().__init__(N_(
             "You have sent %(limit)s today, the most this site accepts from one source in a "
             "day. Nothing from this attempt was kept. Send the rest tomorrow, or in smaller "
-            "parts over several days."), params={"limit": binary_size(quota)})
+            "parts over several days."), params={"limit": ByteCount(quota)})
+
+
+class ByteCount(int):
+    """A size among a refusal's parameters: the page writes it in the reader's units and
+    digits (10.0 GiB, 10,0 ГиБ), where a plain int is written as a number."""
 
 
 def binary_size(count: int) -> str:
@@ -235,7 +240,20 @@ class PageOutdated(SubmissionRejected):
                             "kept. Reload the page and send it again."))
 
 
-class AccountError(TipboxError):
+class Refusal(TipboxError):
+    """An admin's or journalist's request refused, with why and what to do instead.
+
+    ``message`` is the untranslated template (marked with N_ where it is raised) and
+    ``params`` fill its slots: the newsroom pages translate it, while ``str()`` is the
+    English text the command line prints."""
+
+    def __init__(self, message: str, **params: object) -> None:
+        super().__init__(message % params if params else message)
+        self.message = message
+        self.params = dict(params)
+
+
+class AccountError(Refusal):
     """A newsroom account operation was refused. The message never holds a passphrase,
     a TOTP secret or a code."""
 
@@ -247,8 +265,8 @@ class InvalidUsername(AccountError):
 class UsernameTaken(AccountError):
     """``existing`` is the account's name as stored, which may differ in case."""
 
-    def __init__(self, message: str, existing: str) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, existing: str, **params: object) -> None:
+        super().__init__(message, **params)
         self.existing = existing
 
 
@@ -262,9 +280,10 @@ class LoginFailed(AccountError):
     One message for every cause, so a guess learns nothing about which factor failed.
     """
 
-    def __init__(self, message: str = "The username, passphrase or two-factor code is "
-                 "wrong. Check all three and try again with a fresh code.") -> None:
-        super().__init__(message)
+    def __init__(self, message: str = N_("The username, passphrase or two-factor code is "
+                                         "wrong. Check all three and try again with a fresh "
+                                         "code."), **params: object) -> None:
+        super().__init__(message, **params)
 
 
 class LoginThrottled(LoginFailed):
@@ -272,8 +291,10 @@ class LoginThrottled(LoginFailed):
 
     def __init__(self, seconds: int) -> None:
         self.seconds = seconds
-        super().__init__(f"Too many failed logins for this account. Wait {_duration(seconds)} "
-                         "and try again; an admin can also lift the lock.")
+        # The command line's wording; the log-in page counts minutes in the reader's
+        # language itself (web/newsroom/auth.py).
+        super().__init__("Too many failed logins for this account. Wait %(wait)s and try "
+                         "again; an admin can also lift the lock.", wait=_duration(seconds))
 
 
 def _duration(seconds: int) -> str:
@@ -284,18 +305,8 @@ def _duration(seconds: int) -> str:
     return f"{minutes} minute{'s' if minutes != 1 else ''}"
 
 
-class KeyOperationRefused(TipboxError):
-    """A newsroom key was refused or a key operation is not allowed. The message says why
-    and what to do instead.
-
-    ``message`` is the untranslated template (marked with N_ where it is raised) and
-    ``params`` fill its slots: the admin pages translate it, while ``str()`` is the
-    English text the command line prints."""
-
-    def __init__(self, message: str, **params: object) -> None:
-        super().__init__(message % params if params else message)
-        self.message = message
-        self.params = dict(params)
+class KeyOperationRefused(Refusal):
+    """A newsroom key was refused or a key operation is not allowed."""
 
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tipbox.errors import ConfigError
+from tipbox.storage import fsync_folder
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ class InstanceSecrets:
             fh.write(payload)
             fh.flush()
             os.fsync(fh.fileno())
-        _sync_folder(path.parent)
+        fsync_folder(path.parent)
 
     @classmethod
     def load(cls, path: Path) -> InstanceSecrets:
@@ -104,15 +105,7 @@ def _replace(path: Path, payload: str) -> None:
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
-    _sync_folder(path.parent)
-
-
-def _sync_folder(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_folder(path.parent)
 
 
 def _read(path: Path) -> dict[str, str]:

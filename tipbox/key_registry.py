@@ -269,10 +269,7 @@ class KeyService:
 
     def activate(self, fingerprint: str, proof: str, actor: str) -> None:
         with self.sessions.begin() as db:
-            row = self._get(db, fingerprint)
-            if row.state is not KeyState.PENDING:
-                raise KeyOperationRefused(N_("Key %(fpr)s is already %(state)s."),
-                                          fpr=row.fingerprint, state=row.state.value)
+            row = self._get_pending(db, fingerprint)
             if row.challenge_hash is None:
                 raise KeyOperationRefused(N_(
                     "No challenge was issued for this key yet: run `tipbox keys "
@@ -291,10 +288,7 @@ class KeyService:
     def activate_without_proof(self, fingerprint: str, actor: str, reason: str) -> None:
         """For demonstrations and tests only: the audit log says so."""
         with self.sessions.begin() as db:
-            row = self._get(db, fingerprint)
-            if row.state is not KeyState.PENDING:
-                raise KeyOperationRefused(N_("Key %(fpr)s is already %(state)s."),
-                                          fpr=row.fingerprint, state=row.state.value)
+            row = self._get_pending(db, fingerprint)
             self._make_active(row)
         self.audit.record(actor, "key activated WITHOUT proof of possession",
                           f"{row.fingerprint}: {reason}")
@@ -328,6 +322,14 @@ class KeyService:
         row.state = KeyState.ACTIVE
         row.activated_on = self.clock()
         row.challenge_hash = None
+
+    @classmethod
+    def _get_pending(cls, db: Session, fingerprint: str) -> NewsroomKey:
+        row = cls._get(db, fingerprint)
+        if row.state is not KeyState.PENDING:
+            raise KeyOperationRefused(N_("Key %(fpr)s is already %(state)s."),
+                                      fpr=row.fingerprint, state=row.state.value)
+        return row
 
     @staticmethod
     def _get(db: Session, fingerprint: str) -> NewsroomKey:

@@ -101,11 +101,7 @@ class CiphertextStore:
         return self.path_for(item_id).stat().st_size
 
     def _fsync_dir(self) -> None:
-        fd = os.open(self.root, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_folder(self.root)
 
 
 @contextmanager
@@ -136,3 +132,12 @@ def early_writeback(path: Path, interval: float = 0.2) -> Iterator[None]:
     finally:
         stop.set()
         thread.join()
+
+
+def fsync_folder(folder: Path) -> None:
+    """Make the renames and creations in ``folder`` survive a power cut."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -33,7 +33,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from tipbox.models import Item, Reply
-from tipbox.storage import CiphertextStore
+from tipbox.storage import CiphertextStore, fsync_folder
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ def write_journal(store: CiphertextStore, path: Path, moves: Sequence[Move]) -> 
     finally:
         os.close(fd)
     os.rename(temp, path)
-    _fsync_dir(store.tmp)
+    fsync_folder(store.tmp)
 
 
 def read_journal(path: Path) -> list[Move]:
@@ -209,11 +209,3 @@ def journalled(claim: StoreClaim, moves: Sequence[Move],
                         type(exc).__name__)
         raise
     claim.clear_journal()
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -11,7 +11,6 @@ Debian does not ship.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
@@ -19,8 +18,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Protocol
 
-import pytest
-
+from tests.helpers import require
 from tipbox.config import REPO_ROOT
 
 FIREFOX = Path("/usr/bin/firefox-esr")
@@ -39,11 +37,7 @@ def require_firefox() -> None:
         problem = "node is missing: sudo apt-get install npm"
     elif not PUPPETEER.exists():
         problem = "puppeteer-core is missing: make install-test (npm ci)"
-    if problem is None:
-        return
-    if os.environ.get("CI"):
-        pytest.fail(f"CI must run the Firefox tests, but {problem} (see .ci/run)")
-    pytest.skip(f"Firefox tests skipped: {problem}")
+    require(problem, ci="CI must run the Firefox tests", here="Firefox tests skipped")
 
 
 class Tab(Protocol):

@@ -12,9 +12,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
-from tests.helpers import Newsroom, gpg_decrypt, store_files
+from tests.helpers import Newsroom, gpg_decrypt, require, store_files
 from tipbox.config import REPO_ROOT
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -35,11 +33,7 @@ def require_chromium() -> None:
             import playwright.sync_api  # noqa: F401
         except ImportError:
             problem = "the playwright package is missing: make install-test"
-    if problem is None:
-        return
-    if os.environ.get("CI"):
-        pytest.fail(f"CI must run the browser tests, but {problem} (see .ci/run)")
-    pytest.skip(f"browser tests skipped: {problem}")
+    require(problem, ci="CI must run the browser tests", here="browser tests skipped")
 
 
 def chromium_args() -> list[str]:

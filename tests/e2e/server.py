@@ -13,7 +13,7 @@ import sys
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,15 +41,17 @@ class RunningServer:
 
 
 @contextmanager
-def tipbox_server(interface: str, env: dict[str, str], log_path: Path) -> Iterator[RunningServer]:
-    """`tipbox init` then `tipbox serve INTERFACE`; stopped and reaped on exit."""
+def tipbox_server(interface: str, env: dict[str, str], log_path: Path, *,
+                  wrapper: Sequence[str] = ()) -> Iterator[RunningServer]:
+    """`tipbox init` then `tipbox serve INTERFACE` (run by ``wrapper``, a command that ends
+    by running its arguments, if given); stopped and reaped on exit."""
     full_env = {**os.environ, **env}
     # The test made the key pair itself, so it may skip the proof of possession.
     subprocess.run([TIPBOX, "init", "--trust-keys-folder"], env=full_env, check=True,
                    capture_output=True)
     port = free_port()
     with log_path.open("wb") as log:
-        proc = subprocess.Popen([TIPBOX, "serve", interface, "--host", "127.0.0.1",
+        proc = subprocess.Popen([*wrapper, TIPBOX, "serve", interface, "--host", "127.0.0.1",
                                  "--port", str(port)], env=full_env, stdout=log, stderr=log)
     server = RunningServer(f"http://127.0.0.1:{port}", port, proc, log_path)
     try:
@@ -117,7 +119,9 @@ class HttpSource:
         return status
 
     def submit(self, message: str, files: list[tuple[bytes, str]]) -> tuple[int, str]:
-        _, html, _ = self.request("/submit")
+        status, html, _ = self.request("/submit")
+        if status != 200:  # the form never came: nothing was sent, the caller sees why
+            return status, html
         boundary = "----tipboxtest" + secrets.token_hex(8)
         body = encode_multipart(boundary, [("csrf_token", None, csrf_from(html).encode()),
                                            ("message", None, message.encode())]

@@ -91,6 +91,14 @@ def test_a_key_refusal_is_shown_in_the_admins_language(admin: FlaskClient) -> No
         "`tipbox keys list`." in page
 
 
+def test_an_account_refusal_is_shown_in_the_admins_language(admin: FlaskClient) -> None:
+    admin.get("/language/fr?next=/admin/accounts")
+    page = admin.get("/admin/accounts").get_data(as_text=True)
+    admin.post("/admin/accounts/nobody/reset", data={"csrf_token": csrf_from(page)})
+    page = admin.get("/admin/accounts").get_data(as_text=True)
+    assert "Aucun compte ne porte ce nom d’utilisateur." in page
+
+
 def test_an_admin_resets_and_deactivates_accounts(
         admin: FlaskClient, accounts: AccountService) -> None:
     accounts.create("carol", ACTOR)

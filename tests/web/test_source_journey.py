@@ -8,6 +8,7 @@ import secrets
 import pytest
 
 from tests.helpers import Newsroom, SourceBrowser, gpg_decrypt, store_files
+from tipbox.codenames import normalize_codename
 from tipbox.config import Settings
 
 
@@ -35,6 +36,27 @@ def test_returning_source_logs_in_with_codename_in_any_case_and_spacing(
     messy = "  " + "   ".join(w.upper() for w in codename.split()) + " "
     resp = browser.login(messy)
     assert resp.status_code == 302
+    page = browser.client.get("/submit").get_data(as_text=True)
+    assert "We have received 1 item from you so far." in page
+
+
+def test_a_codename_typed_on_a_chinese_keyboard_with_a_slip_in_one_word_still_logs_in(
+        browser: SourceBrowser) -> None:
+    codename = browser.new_codename()
+    assert browser.submit("first").status_code == 303
+    browser.logout()
+    words = codename.split()
+    # A swapped pair of letters in the longest word that has one unambiguous reading.
+    for i, word in sorted(enumerate(words), key=lambda p: -len(p[1])):
+        slip = word[0] + word[2] + word[1] + word[3:]
+        if normalize_codename(" ".join([*words[:i], slip, *words[i + 1:]])) == codename:
+            words[i] = slip
+            break
+    else:  # about one codename in ten million: no word has such a slip
+        raise AssertionError(f"no unambiguous slip in {codename!r}")
+    typed = "\u3000".join("".join(chr(ord(c) + 0xFEE0) if c.isalpha() else c for c in w)
+                          for w in words)  # full-width letters, ideographic spaces
+    assert browser.login(typed).status_code == 302
     page = browser.client.get("/submit").get_data(as_text=True)
     assert "We have received 1 item from you so far." in page
 

@@ -42,8 +42,12 @@ def test_a_source_over_its_daily_share_is_told_when_to_come_back_and_nothing_is_
 
     over = source.submit("second", [(os.urandom(60_000), "b.bin")])
     assert_page(over, 429, QUOTA)
-    assert "100 KiB" in over.get_data(as_text=True)
+    assert "You have sent 100.0 KiB today" in over.get_data(as_text=True)
     assert over.headers["Retry-After"] == str(24 * 3600)
+    source.client.get("/language/ru?next=/submit")  # the limit in the reader's units
+    in_russian = source.submit("second", [(os.urandom(60_000), "b.bin")])
+    assert in_russian.status_code == 429
+    assert "отправили 100,0 КиБ" in in_russian.get_data(as_text=True)
     assert store_files(settings.data_dir) == stored and temp_files(settings.data_dir) == []
     assert item_rows(settings) == 2  # the first submission's message and file
 

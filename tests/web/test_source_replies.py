@@ -9,6 +9,16 @@ from tipbox.config import Settings
 from tipbox.models import Reply, Source
 
 
+def replies_to_a_new_source(browser: SourceBrowser, settings: Settings,
+                            *texts: str) -> list[str]:
+    """A codename made in ``browser``, and the newsroom's replies to it, in order."""
+    browser.new_codename()
+    replies = reply_service(settings)
+    with replies.sessions() as db:
+        source_id = db.query(Source).one().id
+    return [replies.send(source_id, None, text) for text in texts]
+
+
 def test_a_reply_is_shown_after_login_and_the_source_can_delete_it(
         app: Flask, browser: SourceBrowser, settings: Settings) -> None:
     codename = browser.new_codename()
@@ -73,11 +83,7 @@ def test_a_source_cannot_delete_another_sources_reply(
 
 def test_deleting_a_reply_asks_first_then_says_it_was_deleted(
         app: Flask, browser: SourceBrowser, settings: Settings) -> None:
-    browser.new_codename()
-    replies = reply_service(settings)
-    with replies.sessions() as db:
-        source_id = db.query(Source).one().id
-    reply_id = replies.send(source_id, None, "Please send page 4 too.")
+    [reply_id] = replies_to_a_new_source(browser, settings, "Please send page 4 too.")
     page = browser.client.get("/submit").get_data(as_text=True)
     assert f'href="/replies/{reply_id}/delete">Delete this reply</a>' in page
 
@@ -93,11 +99,7 @@ def test_deleting_a_reply_asks_first_then_says_it_was_deleted(
 
 def test_a_source_can_delete_every_reply_at_once(
         app: Flask, browser: SourceBrowser, settings: Settings) -> None:
-    browser.new_codename()
-    replies = reply_service(settings)
-    with replies.sessions() as db:
-        source_id = db.query(Source).one().id
-    ids = [replies.send(source_id, None, text) for text in ("First reply.", "Second reply.")]
+    ids = replies_to_a_new_source(browser, settings, "First reply.", "Second reply.")
     page = browser.client.get("/submit").get_data(as_text=True)
     assert 'href="/replies/delete-all">Delete all replies</a>' in page
     confirm = browser.client.get("/replies/delete-all").get_data(as_text=True)
@@ -106,6 +108,6 @@ def test_a_source_can_delete_every_reply_at_once(
                                follow_redirects=True).get_data(as_text=True)
     assert "2 replies were deleted." in done
     assert "First reply." not in done and "Second reply." not in done
-    with replies.sessions() as db:
+    with reply_service(settings).sessions() as db:
         rows = [db.get(Reply, reply_id) for reply_id in ids]
         assert all(r is not None and r.deleted_by_source and r.for_source is None for r in rows)

@@ -1,4 +1,4 @@
-"""The ``tipbox`` command: init, serve, demo, users, keys, prune, doctor.
+"""The ``tipbox`` command: init, serve, demo, users, keys, onion, prune, doctor.
 
 A thin shell: each command group is a module of its own, each command calls domain
 functions and prints what they return. They reach the instance through
@@ -13,6 +13,7 @@ import click
 
 from tipbox.cli.key_commands import keys
 from tipbox.cli.maintenance_commands import doctor, prune
+from tipbox.cli.onion_commands import onion
 from tipbox.cli.services import cli_actor
 from tipbox.cli.setup_commands import demo, init, serve
 from tipbox.cli.user_commands import users
@@ -30,5 +31,5 @@ def main() -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
-for command in (init, serve, demo, users, keys, prune, doctor):
+for command in (init, serve, demo, users, keys, onion, prune, doctor):
     main.add_command(command)

@@ -89,6 +89,7 @@ def doctor() -> None:
         if services.schema_current:
             _check_leftovers(services, problems)
     _check_free_space(settings, problems, notes)
+    _check_onion_services(settings, problems, notes)
     for note in notes:
         click.echo(note)
     for problem in problems:
@@ -139,3 +140,15 @@ def _check_free_space(settings: Settings, problems: list[str], notes: list[str])
                         "Free some space (or add a disk); nothing needs restarting.")
     else:
         notes.append(f"{binary_size(free)} free for the store (uploads stop at {reserve}).")
+
+
+def _check_onion_services(settings: Settings, problems: list[str], notes: list[str]) -> None:
+    if settings.tor is None:
+        notes.append("Onion services: not checked (TIPBOX_ONION_DIR is not set).")
+        return
+    from tipbox.onion import OnionLayout, onion_health
+
+    health = onion_health(OnionLayout(settings.tor.tor_dir), settings.tor.pid_file,
+                          settings.tor.torrc)
+    notes.extend(health.notes)
+    problems.extend(health.problems)

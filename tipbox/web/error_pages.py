@@ -6,18 +6,20 @@ from __future__ import annotations
 import errno
 import logging
 import traceback
+from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask, current_app, jsonify, render_template, request
-from flask_babel import gettext
+from flask_babel import format_decimal, gettext
 from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
-from tipbox.errors import DatabaseUnavailable, StoreError, TipboxError
+from tipbox.errors import ByteCount, DatabaseUnavailable, StoreError, TipboxError
 from tipbox.i18n import N_
 from tipbox.intake.upload import CSRF_REFUSED
+from tipbox.web.locales import format_size
 from tipbox.web.request import view_streams_body
 
 log = logging.getLogger(__name__)
@@ -77,6 +79,17 @@ def answer_failure(failure: TipboxError) -> tuple[str | Response, int, dict[str,
     return (*_render_failure(failure), headers)
 
 
+def _localised(params: Mapping[str, object]) -> dict[str, object]:
+    """Numbers and sizes as the reader's locale writes them (100,000; 100 000; ١٠٠٬٠٠٠)."""
+    def one(value: object) -> object:
+        if isinstance(value, ByteCount):
+            return format_size(value)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return format_decimal(value)
+        return value
+    return {name: one(value) for name, value in params.items()}
+
+
 def _render_failure(failure: TipboxError) -> tuple[str | Response, int]:
     if failure.status >= 500:
         # Class and a short cause only: a message can quote submitted bytes. Without a
@@ -87,7 +100,7 @@ def _render_failure(failure: TipboxError) -> tuple[str | Response, int]:
             _log_unexpected(failure)
     if failure.drain_body:
         _drain_body()  # lets the browser read our page instead of a reset
-    message = gettext(failure.public_message, **failure.params) \
+    message = gettext(failure.public_message, **_localised(failure.params)) \
         if failure.public_message else None
     if wants_json():
         if message is None:

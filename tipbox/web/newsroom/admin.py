@@ -222,7 +222,7 @@ def make_admin_blueprint(deps: AdminDeps) -> Blueprint:
             else:
                 abort(404)
         except AccountError as exc:
-            flash(str(exc))
+            flash(gettext(exc.message, **exc.params))
             return redirect(url_for("admin.accounts"))
         flash(gettext(ACCOUNT_DONE[action], name=username))
         return redirect(url_for("admin.accounts"))

@@ -25,7 +25,7 @@ from werkzeug.wrappers import Response
 from wtforms import ValidationError
 
 from tipbox.codenames import CodenameSigner, codename_bits, generate_codename, normalize_codename
-from tipbox.config import REPO_ROOT, Settings
+from tipbox.config import Settings
 from tipbox.crypto.keyring import Keyring, KeyringSource
 from tipbox.crypto.reply_keys import ReplyKeyDeriver
 from tipbox.flood import CREATE, SUBMIT, FloodGuard
@@ -42,6 +42,7 @@ from tipbox.sources import SourceService
 from tipbox.storage import CiphertextStore
 from tipbox.web.browser_encryption import SCRIPT_CSP, SPOOL_TO_STORAGE_BYTES, BrowserEncryption
 from tipbox.web.error_pages import error_page, wants_json
+from tipbox.web.locales import BY_CODE, page_language
 from tipbox.web.request import streams_body
 from tipbox.web.security import content_security_policy
 from tipbox.web.sessions import ServerSession
@@ -54,7 +55,7 @@ from tipbox.web.source.flood_gate import (
     wait_page,
 )
 from tipbox.web.source.forms import CsrfOnlyForm, LoginForm, LogoutForm, NewCodenameForm
-from tipbox.web.source.guide import load_guide
+from tipbox.web.source.guide import GuideLibrary
 
 F = TypeVar("F", bound=Callable[..., Any])
 ViewResult = str | Response | tuple[str | Response, int]
@@ -72,6 +73,7 @@ class SourceDeps:
     reply_keys: ReplyKeyCache
     reply_deriver: ReplyKeyDeriver
     browser: BrowserEncryption
+    guides: GuideLibrary
     flood: FloodGuard
     pow_scripts: PowScripts
 
@@ -125,11 +127,18 @@ def make_blueprint(deps: SourceDeps) -> Blueprint:
     def index() -> ViewResult:
         return render_template("source/index.html")
 
-    guide = load_guide(REPO_ROOT / "docs" / "source-guide.md")
-
     @bp.get("/guide")
     def source_guide() -> ViewResult:
-        return render_template("source/guide.html", guide=guide)
+        """The guide in the reader's language, else in English."""
+        guide = deps.guides.for_language(page_language().code)
+        return render_template("source/guide.html", guide=guide,
+                               guide_language=BY_CODE[guide.language])
+
+    @bp.get("/guide/en")
+    def source_guide_english() -> ViewResult:
+        """The English original, which a stale translation links to."""
+        return render_template("source/guide.html", guide=deps.guides.english,
+                               guide_language=BY_CODE["en"], english_chosen=True)
 
     @bp.get("/public-key")
     def public_key() -> ViewResult:
