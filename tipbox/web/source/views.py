@@ -279,8 +279,8 @@ def make_blueprint(deps: SourceDeps) -> Blueprint:
 
     def receive(read_form: FormReader) -> ViewResult:
         """Stream the body into a draft; a failure is answered by tipbox.web.error_pages."""
-        # Before any byte of the body: under flood, a request without a ticket costs us
-        # one HMAC and nothing else.
+        # Before any byte of the body is kept: under flood, a request without a good
+        # ticket costs one HMAC and one SHA-256, no write, and is refused.
         deps.flood.admit(SUBMIT, *proof_from_request())
         draft = Draft(g.keyring, deps.store, deps.db, deps.settings.max_files,
                       daily_quota=deps.settings.source_daily_bytes)
