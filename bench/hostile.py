@@ -25,7 +25,18 @@ The cases:
   for an upload that has been going for a while), then 20 KiB/s (an ordinary upload over
   Tor), never finishing while measured;
 - log-ins: codename creations and log-ins (memory-hard hashing) back to back, from
-  concurrent clients.
+  concurrent clients;
+- pow-creations: the same flood of codename creations with the flood defence on, at its
+  default settings (tipbox.flood): once the site counts more than 20 creations in ten
+  minutes, each client must work out a ticket before it may create one. The clients
+  solve it the way static/pow-worker.js does (SHA-256 until enough leading zero bits),
+  in Python, in one process of their own at the lowest CPU priority (an attacker with
+  one core of their own, which should not take the server's); the case prints
+  how many codenames they made, how fast, and the difficulty they met.
+
+Every case but pow-creations runs with the flood defence off (its thresholds set out of
+reach), so that they measure what they did before it existed: connections, uploads and
+hashing, not refusals.
 
 Every loop is bounded in count and in time, everything targets 127.0.0.1 only, and the
 script stops by itself. It prints a Markdown table; docs/benchmarks.md keeps the runs.
@@ -38,11 +49,17 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import contextlib
+import dataclasses
 import datetime as dt
+import hashlib
+import html
 import http.client
 import json
 import math
+import multiprocessing
 import os
+import queue
+import re
 import resource
 import secrets
 import shlex
@@ -52,9 +69,11 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from upload import (
     Instance,
@@ -384,6 +403,114 @@ def log_ins(count: int) -> Case:
     return case
 
 
+POW_CONFIG = re.compile(r'id="pow-config">(.*?)</script>', re.S)
+POW_GIVE_UP = 1 << 28  # tries per ticket: bounds a solve even at 32 bits
+
+
+def solve_ticket(token: str, bits: int) -> tuple[str | None, int, float]:
+    """What static/pow-worker.js does, in a process of the flood's own: the answer, how
+    many hashes it took and how long."""
+    started = time.monotonic()
+    for n in range(POW_GIVE_UP):
+        digest = hashlib.sha256(f"{token}:{n}".encode()).digest()
+        if int.from_bytes(digest, "big") >> (256 - bits) == 0:
+            return str(n), n + 1, time.monotonic() - started
+    return None, POW_GIVE_UP, time.monotonic() - started
+
+
+def pow_creations(count: int) -> Case:
+    """The flood runs in a process of its own: its threads and its hashing must not slow
+    this process, whose visitors are measured (a visitor that closes its connection late
+    holds up the server too, see docs/benchmarks.md)."""
+    @contextlib.contextmanager
+    def case(port: int) -> Iterator[str]:
+        context = multiprocessing.get_context("fork")
+        stop = context.Event()
+        results: multiprocessing.Queue[str] = context.Queue()
+        flood = context.Process(target=_pow_flood, args=(port, count, stop, results),
+                                name="pow-flood")
+        flood.start()
+        try:
+            yield f"{count} clients creating codenames, solving the proof of work"
+        finally:
+            stop.set()
+            try:
+                print(results.get(timeout=VISITOR_TIMEOUT * 9), file=sys.stderr)
+            except queue.Empty:
+                print("    the flood process did not report", file=sys.stderr)
+            flood.join(timeout=VISITOR_TIMEOUT)
+            if flood.is_alive():
+                flood.kill()
+                flood.join()
+    return case
+
+
+def _pow_flood(port: int, count: int, stop: Any, results: Any) -> None:
+    outcomes: dict[str, int] = {}
+    bits_seen: list[int] = []
+    work = [0, 0.0]  # hashes, seconds
+    lock = threading.Lock()
+    started = time.monotonic()
+    # At the lowest priority: the flood's CPU stands for the attacker's own machine, so it
+    # must not take the server's cores on this one.
+    solver = concurrent.futures.ProcessPoolExecutor(max_workers=1, initializer=os.nice,
+                                                    initargs=(19,))
+
+    def create_one(client: SourceClient) -> int:
+        page = client.get("/generate")
+        found = POW_CONFIG.search(page)
+        if found:  # the wait page: work the ticket out, then go on
+            config = json.loads(html.unescape(found.group(1)))
+            with lock:
+                bits_seen.append(int(config["bits"]))
+            try:
+                solution, hashes, spent = solver.submit(
+                    solve_ticket, config["ticket"], int(config["bits"])).result()
+            except (concurrent.futures.CancelledError, RuntimeError):
+                return -1  # still waiting for the solver when the run ended
+            with lock:
+                work[0] += hashes
+                work[1] += spent
+            if solution is None or stop.is_set():
+                return -1
+            page = client.get(f"{config['next']}&s={urllib.parse.quote(solution)}")
+        fields = hidden_inputs(page)
+        return client.post_form("/create", {k: fields.get(k, "") for k in (
+            "csrf_token", "codename", "mac", "ticket", "solution")})
+
+    def client_loop() -> None:
+        for _ in range(5):  # bounded: a few rounds each, never past the stop signal
+            if stop.is_set():
+                return
+            try:
+                outcome = str(create_one(SourceClient(port)))
+            except (OSError, RuntimeError, http.client.HTTPException, KeyError,
+                    ValueError) as exc:
+                outcome = type(exc).__name__
+            with lock:
+                outcomes[outcome] = outcomes.get(outcome, 0) + 1
+
+    threads = [threading.Thread(target=client_loop, name=f"flood-{i}") for i in range(count)]
+    for thread in threads:
+        thread.start()
+    stop.wait(timeout=SETUP_LIMIT_S * 5)  # the measuring ends it; this bounds it anyway
+    stop.set()
+    elapsed = time.monotonic() - started
+    solver.shutdown(wait=False, cancel_futures=True)
+    deadline = time.monotonic() + VISITOR_TIMEOUT * 6
+    for thread in threads:
+        thread.join(timeout=max(0.0, deadline - time.monotonic()))
+    with lock:
+        made = outcomes.get("302", 0)
+        unsolved = outcomes.pop("-1", 0)
+        rate = work[0] / work[1] if work[1] else 0
+        results.put(f"    codename creations by status: {outcomes}, {unsolved} tickets "
+                    f"unsolved when the run ended; {made} made in {elapsed:.0f} s "
+                    f"({made / elapsed:.2f}/s); difficulty met: {min(bits_seen, default=0)} "
+                    f"to {max(bits_seen, default=0)} bits; the flood's solver: "
+                    f"{rate:,.0f} hashes/s")
+
+
 # --- one case -----------------------------------------------------------------------------------
 
 @dataclass
@@ -410,9 +537,20 @@ class CaseResult:
                 and self.rss_kib / KIB < RSS_GOAL_MIB)
 
 
+# Thresholds no case reaches: the flood defence stays out of the way.
+POW_OFF = {"TIPBOX_POW_CREATE_THRESHOLD": str(10**9), "TIPBOX_POW_SUBMIT_THRESHOLD": str(10**9)}
+POW_CASES = {"pow-creations"}
+
+
 def run_case(instance: Instance, name: str, hostile: Case, visits: int,
              rate: float) -> CaseResult:
     print(f"  {name}...", file=sys.stderr)
+    if name in POW_CASES:
+        # A data folder of its own: what earlier cases created would count as a flood.
+        (instance.root / name).mkdir()
+        instance = make_instance(instance.root / name)
+    else:
+        instance = dataclasses.replace(instance, env={**instance.env, **POW_OFF})
     with running_server(instance) as server:
         with ServerRss(server.process.pid) as rss, hostile(server.port) as held:
             latencies = visitors_apart(server.port, visits, rate)
@@ -468,6 +606,7 @@ CASES: dict[str, Callable[[argparse.Namespace], Case]] = {
     "kept-alive": lambda args: kept_alive(args.connections),
     "slow-uploads": lambda args: slow_uploads(args.uploads),
     "log-ins": lambda args: log_ins(args.log_ins),
+    "pow-creations": lambda args: pow_creations(args.log_ins),
 }
 
 

@@ -105,6 +105,8 @@
       }
       // A browser that had to keep a large submission in memory may refuse to upload it.
       const strained = !current.spool.onDisk && size > config.spoolBytes;
+      // The flood defence's proof (static/pow.js), when the site asks for one.
+      current.proof = window.tipboxProof ? await window.tipboxProof() : null;
       const answer = await upload(items, chosen.length - files.length, current,
                                   strained ? T.memoryFailed : T.networkFailed);
       next = outcome(answer);
@@ -394,6 +396,9 @@
       // the server encrypts on arrival.
       xhr.open('POST', config.uploadUrl);
       xhr.setRequestHeader('Accept', 'application/json');
+      if (current.proof) {
+        xhr.setRequestHeader('Tipbox-Proof', current.proof);
+      }
       xhr.upload.onprogress = function (event) {
         if (!event.lengthComputable || !event.total) {
           return;

@@ -47,6 +47,25 @@ def test_serving_limits_are_read_and_checked(tmp_path: Path) -> None:
         Settings(data_dir=tmp_path, serve_threads=64, max_connections=64)
 
 
+def test_flood_defence_settings_are_read_and_checked(tmp_path: Path) -> None:
+    quiet = Settings(data_dir=tmp_path)
+    assert (quiet.pow_create_threshold, quiet.pow_submit_threshold) == (20, 60)
+    assert (quiet.pow_max_bits, quiet.pow_hashes_per_second) == (20, 50_000)
+    s = Settings.from_env({
+        "TIPBOX_DATA_DIR": str(tmp_path), "TIPBOX_POW_CREATE_THRESHOLD": "5",
+        "TIPBOX_POW_SUBMIT_THRESHOLD": "7", "TIPBOX_POW_MAX_BITS": "12",
+        "TIPBOX_POW_HASHES_PER_SECOND": "1_000",
+    })
+    assert (s.pow_create_threshold, s.pow_submit_threshold) == (5, 7)
+    assert (s.pow_max_bits, s.pow_hashes_per_second) == (12, 1000)
+    for bits in ("0", "33"):
+        with pytest.raises(ConfigError, match="TIPBOX_POW_MAX_BITS must be between 1 and 32"):
+            Settings.from_env({"TIPBOX_DATA_DIR": str(tmp_path), "TIPBOX_POW_MAX_BITS": bits})
+    with pytest.raises(ConfigError, match="TIPBOX_POW_CREATE_THRESHOLD must be a positive"):
+        Settings.from_env({"TIPBOX_DATA_DIR": str(tmp_path),
+                           "TIPBOX_POW_CREATE_THRESHOLD": "0"})
+
+
 @pytest.mark.parametrize(("var", "value", "message"), [
     ("TIPBOX_MAX_FILES", "lots", "TIPBOX_MAX_FILES must be a whole number"),
     ("TIPBOX_MAX_SUBMISSION_BYTES", "0", "TIPBOX_MAX_SUBMISSION_BYTES must be a positive"),

@@ -94,6 +94,16 @@ class Settings:
     # each of whom gets it encrypted, at the e-mail address of the key's user id.
     digest_to: tuple[str, ...] = ()
     digest_keys_dir: Path | None = None
+    # Flood defence (tipbox.flood; docs/admin-guide.md): proof of work is asked for once
+    # more than pow_create_threshold codenames, or pow_submit_threshold submissions, were
+    # made in about ten minutes. Its difficulty, in leading zero bits of SHA-256, starts
+    # six bits under pow_max_bits and grows two bits each time the rate doubles. A
+    # browser without JavaScript waits instead, as long as a browser that hashes
+    # pow_hashes_per_second would work.
+    pow_create_threshold: int = 20
+    pow_submit_threshold: int = 60
+    pow_max_bits: int = 20
+    pow_hashes_per_second: int = 50_000
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -101,7 +111,8 @@ class Settings:
         for name in ("max_message_chars", "max_submission_bytes", "max_files",
                      "session_idle_minutes", "csrf_time_limit_seconds", "upload_chunk_bytes",
                      "gpg_stall_seconds", "request_head_seconds", "body_stall_seconds",
-                     "serve_threads", "max_connections"):
+                     "serve_threads", "max_connections", "pow_create_threshold",
+                     "pow_submit_threshold", "pow_hashes_per_second"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"TIPBOX_{name.upper()} must be a positive number, "
                                   f"got {getattr(self, name)!r}")
@@ -112,6 +123,10 @@ class Settings:
         if not 0 < self.smtp_port < 65536:
             raise ConfigError(f"TIPBOX_SMTP_PORT must be a port number (1 to 65535), got "
                               f"{self.smtp_port!r}")
+        if not 1 <= self.pow_max_bits <= 32:
+            # 32 bits is hours of work in a browser: a higher maximum would lock sources out.
+            raise ConfigError("TIPBOX_POW_MAX_BITS must be between 1 and 32, got "
+                              f"{self.pow_max_bits!r}")
         if self.min_free_bytes < 0:
             raise ConfigError(f"TIPBOX_MIN_FREE_BYTES must not be negative, got "
                               f"{self.min_free_bytes!r}")
@@ -187,6 +202,10 @@ class Settings:
             "TIPBOX_SERVE_THREADS": "serve_threads",
             "TIPBOX_MAX_CONNECTIONS": "max_connections",
             "TIPBOX_SMTP_PORT": "smtp_port",
+            "TIPBOX_POW_CREATE_THRESHOLD": "pow_create_threshold",
+            "TIPBOX_POW_SUBMIT_THRESHOLD": "pow_submit_threshold",
+            "TIPBOX_POW_MAX_BITS": "pow_max_bits",
+            "TIPBOX_POW_HASHES_PER_SECOND": "pow_hashes_per_second",
         }
         for var, name in int_vars.items():
             if var in env:

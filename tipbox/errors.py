@@ -309,7 +309,6 @@ class KeyOperationRefused(Refusal):
     """A newsroom key was refused or a key operation is not allowed."""
 
 
-
 class BackupError(TipboxError):
     """A backup or a restore could not be made; nothing was left half-written. The message
     is for the admin at the command line."""
@@ -318,3 +317,56 @@ class BackupError(TipboxError):
 class DigestError(TipboxError):
     """The digest could not be sent; the message says what to set or fix. Nothing counts
     as sent: the next run covers the same days."""
+
+
+class ProofRefused(SubmissionRejected):
+    """The flood defence's check (tipbox.flood) was missing, forged, meant for another
+    page, expired, already used, unsolved, or sent before its wait was over. Nothing was
+    read or kept; ``reason`` says which, in one word, for tests and the code."""
+
+    def __init__(self, reason: str, message: str, status: int,
+                 params: Mapping[str, object] | None = None,
+                 retry_after: int | None = None) -> None:
+        super().__init__(message, status=status, params=params)
+        self.reason = reason
+        self.retry_after = retry_after
+
+    @classmethod
+    def missing(cls) -> ProofRefused:
+        return cls("missing", N_(
+            "The site is very busy, so it now asks every browser for a short check before "
+            "this can be sent, and this request came without one. Nothing from it was "
+            "kept. Reload the page, let the check finish, then send again."), 429,
+            retry_after=10)
+
+    @classmethod
+    def forged(cls) -> ProofRefused:
+        return cls("forged", N_(
+            "The check sent with this request was not made by this site for this page, "
+            "so nothing from it was kept. Reload the page, let the check finish, then "
+            "send again."), 403)
+
+    @classmethod
+    def expired(cls) -> ProofRefused:
+        return cls("expired", N_(
+            "The check sent with this request has expired, so nothing from it was kept. "
+            "Reload the page, let the check finish, then send again."), 403)
+
+    @classmethod
+    def reused(cls) -> ProofRefused:
+        return cls("reused", N_(
+            "The check sent with this request was already used once, so nothing from it "
+            "was kept. Reload the page, let the check finish, then send again."), 409)
+
+    @classmethod
+    def unsolved(cls) -> ProofRefused:
+        return cls("unsolved", N_(
+            "The check sent with this request was not finished, so nothing from it was "
+            "kept. Reload the page, let the check finish, then send again."), 403)
+
+    @classmethod
+    def early(cls, seconds: int) -> ProofRefused:
+        return cls("early", N_(
+            "This was sent before the wait the site asked for was over, so nothing from "
+            "it was kept. Wait %(seconds)s seconds, then send again."), 429,
+            params={"seconds": seconds}, retry_after=seconds)

@@ -207,3 +207,28 @@ class AuditEntry(Base):
     actor: Mapped[str] = mapped_column(String(80))
     action: Mapped[str] = mapped_column(String(64))
     detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class FloodCount(Base):
+    """How many codenames (or submissions) were made in one ten-minute bucket, for the
+    flood defence (tipbox.flood). Only the last two buckets of each purpose exist; older
+    ones are deleted as new ones start. A count, never who or exactly when."""
+
+    __tablename__ = "flood_counts"
+
+    purpose: Mapped[str] = mapped_column(String(16), primary_key=True)
+    # Seconds since the epoch divided by the bucket's length (600 s).
+    bucket: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class SpentTicket(Base):
+    """A flood-defence ticket already used: each is accepted once, in every worker
+    process and after a restart. Deleted once the ticket has expired (tipbox.flood)."""
+
+    __tablename__ = "spent_tickets"
+
+    # The ticket's random nonce, hex; it says nothing about who held it.
+    nonce: Mapped[str] = mapped_column(String(32), primary_key=True)
+    # The ticket's expiry rounded up to ten minutes, as sessions' are.
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)

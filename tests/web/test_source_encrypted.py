@@ -100,18 +100,21 @@ def script_tags(html: str) -> list[str]:
     return re.findall(r"<script\b[^>]*>", html, re.IGNORECASE)
 
 
-def test_submit_page_loads_openpgpjs_and_encrypt_js_from_our_origin_with_integrity(
+def test_submit_page_loads_pow_openpgpjs_and_encrypt_js_from_our_origin_with_integrity(
         js_browser: SourceBrowser, newsroom: Newsroom) -> None:
     resp = js_browser.client.get("/submit")
     html = resp.get_data(as_text=True)
     tags = script_tags(html)
     sources = [re.search(r'src="([^"]+)"', t) for t in tags]
-    assert [m.group(1) for m in sources if m] == ["/static/vendor/openpgp.min.js",
+    # pow.js first: encrypt.js asks it for the flood defence's proof (tipbox.flood).
+    assert [m.group(1) for m in sources if m] == ["/static/pow.js",
+                                                  "/static/vendor/openpgp.min.js",
                                                   "/static/encrypt.js"]
     for tag in tags:
         src = re.search(r'src="([^"]+)"', tag)
-        if src is None:  # the one data block: never executed
-            assert 'type="application/json"' in tag and 'id="encrypt-config"' in tag
+        if src is None:  # the two data blocks: never executed
+            assert 'type="application/json"' in tag
+            assert 'id="encrypt-config"' in tag or 'id="pow-config"' in tag
             continue
         with js_browser.client.get(src.group(1)) as served:
             assert served.status_code == 200
@@ -126,6 +129,9 @@ def test_submit_page_loads_openpgpjs_and_encrypt_js_from_our_origin_with_integri
     assert csp["connect-src"] == "'self'"
     assert csp["default-src"] == "'none'"
     assert csp["require-trusted-types-for"] == "'script'"
+    # pow.js's worker, from our origin, made through its one Trusted Types policy.
+    assert csp["worker-src"] == "'self'"
+    assert csp["trusted-types"] == "tipbox-pow"
     assert "unsafe" not in resp.headers["Content-Security-Policy"]
 
     config = json.loads(re.search(r'id="encrypt-config">(.*?)</script>', html, re.S).group(1))

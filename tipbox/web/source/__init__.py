@@ -8,10 +8,12 @@ from collections.abc import Callable
 from flask import Flask, g, request
 from flask.typing import ResponseReturnValue
 
+from tipbox import clock as clocks
 from tipbox.codenames import CodenameHasher, CodenameSigner
 from tipbox.config import REPO_ROOT, Settings
 from tipbox.crypto.keyring import Keyring, KeyringSource
 from tipbox.crypto.reply_keys import ReplyKeyDeriver
+from tipbox.flood import FloodGuard, FloodPolicy, TicketSigner
 from tipbox.hashing_slots import HashingSlots
 from tipbox.key_registry import KeyringProvider, StaticKeyring
 from tipbox.replies import ReplyKeyCache, ReplyService
@@ -20,6 +22,7 @@ from tipbox.storage import CiphertextStore
 from tipbox.web.app_factory import build_app, run_first
 from tipbox.web.browser_encryption import BrowserEncryption
 from tipbox.web.error_pages import error_page
+from tipbox.web.source.flood_gate import PowScripts
 from tipbox.web.source.guide import GuideLibrary
 from tipbox.web.source.views import SourceDeps, make_blueprint
 
@@ -30,12 +33,14 @@ def create_source_app(settings: Settings | None = None, *,
                       keyring: Keyring | None = None,
                       browser: BrowserEncryption | None = None,
                       hashing: HashingSlots | None = None,
-                      guides: GuideLibrary | None = None) -> Flask:
+                      guides: GuideLibrary | None = None,
+                      clock: Callable[[], float] | None = None) -> Flask:
     """Build the source app. Keys come from the registry's active keys (see tipbox.key_registry);
     tests may hand in a fixed ``keyring`` instead. The in-browser encryption scripts are
     read and hashed here, once (tests may hand in ``browser``). Memory-hard hashing runs in
     slots sized for this machine (tests may hand in ``hashing``). The source guide and its
-    translations are read from docs/ and rendered once (tests may hand in ``guides``)."""
+    translations are read from docs/ and rendered once (tests may hand in ``guides``). The
+    flood defence's tickets go by ``clock`` (seconds since the epoch; tests may move it on)."""
     settings = settings or Settings.from_env()
     if browser is None:
         browser = BrowserEncryption.load(REPO_ROOT / "static", REPO_ROOT / "package-lock.json")
@@ -60,6 +65,10 @@ def create_source_app(settings: Settings | None = None, *,
                                        plumbing.hashing),
         browser=browser,
         guides=guides or GuideLibrary.load(REPO_ROOT / "docs"),
+        flood=FloodGuard(plumbing.sessions,
+                         TicketSigner.from_instance_key(plumbing.secrets.flask_secret_key),
+                         FloodPolicy.from_settings(settings), clock or clocks.seconds),
+        pow_scripts=PowScripts.load(REPO_ROOT / "static"),
     )
     # First of all before-request checks: while offline, even a form without a CSRF
     # token gets the 503 page, not advice to reload and send it again.

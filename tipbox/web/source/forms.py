@@ -15,6 +15,10 @@ class NewCodenameForm(FlaskForm):
 
     codename = HiddenField(validators=[DataRequired(), Length(max=MAX_CODENAME_CHARS)])
     mac = HiddenField(validators=[DataRequired(), Length(min=64, max=64)])
+    # The flood defence's ticket and its worked-out answer (tipbox.flood), empty while
+    # the site is quiet; checked by the view, which says what is wrong with them.
+    ticket = HiddenField(validators=[Length(max=200)])
+    solution = HiddenField(validators=[Length(max=20)])
     submit = SubmitField(_l("I have saved my codename: continue"))
 
 

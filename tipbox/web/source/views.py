@@ -28,6 +28,7 @@ from tipbox.codenames import CodenameSigner, codename_bits, generate_codename, n
 from tipbox.config import Settings
 from tipbox.crypto.keyring import Keyring, KeyringSource
 from tipbox.crypto.reply_keys import ReplyKeyDeriver
+from tipbox.flood import CREATE, SUBMIT, FloodGuard
 from tipbox.intake.draft import Draft
 from tipbox.intake.upload import (
     FormReader,
@@ -45,6 +46,14 @@ from tipbox.web.locales import BY_CODE, page_language
 from tipbox.web.request import streamed_body, streams_body
 from tipbox.web.security import content_security_policy
 from tipbox.web.sessions import ServerSession
+from tipbox.web.source.flood_gate import (
+    SUBMIT_CSP,
+    PowScripts,
+    proof_args,
+    proof_from_request,
+    submit_config,
+    wait_page,
+)
 from tipbox.web.source.forms import CsrfOnlyForm, LoginForm, LogoutForm, NewCodenameForm
 from tipbox.web.source.guide import GuideLibrary
 
@@ -65,6 +74,8 @@ class SourceDeps:
     reply_deriver: ReplyKeyDeriver
     browser: BrowserEncryption
     guides: GuideLibrary
+    flood: FloodGuard
+    pow_scripts: PowScripts
 
 
 def make_blueprint(deps: SourceDeps) -> Blueprint:
@@ -138,10 +149,16 @@ def make_blueprint(deps: SourceDeps) -> Blueprint:
 
     @bp.get("/generate")
     def generate() -> ViewResult:
+        # Under flood, a wait (or work) comes first; its ticket then rides in the form.
+        gate = deps.flood.gate(CREATE, *proof_from_request())
+        if not gate.passed:
+            return wait_page(gate, "source.generate", deps.pow_scripts)
         codename = generate_codename()
-        form = NewCodenameForm(codename=codename, mac=deps.signer.sign(codename))
+        form = NewCodenameForm(codename=codename, mac=deps.signer.sign(codename),
+                               ticket=gate.ticket.token if gate.ticket else "",
+                               solution=gate.solution)
         return render_template("source/generate.html", codename=codename, form=form,
-                               bits=int(codename_bits()))
+                               bits=int(codename_bits()), again=proof_args(gate))
 
     @bp.post("/create")
     def create() -> ViewResult:
@@ -151,6 +168,7 @@ def make_blueprint(deps: SourceDeps) -> Blueprint:
                 not deps.signer.verify(codename, form.mac.data or ""):
             return error_page(400, gettext(
                 "That codename was not one this site gave out. Start again to get a new one."))
+        deps.flood.admit(CREATE, form.ticket.data or "", form.solution.data or "")
         log_in(deps.sources.create(codename), codename)
         return redirect(url_for("source.submit_form"))
 
@@ -176,6 +194,9 @@ def make_blueprint(deps: SourceDeps) -> Blueprint:
     @bp.get("/submit")
     @login_required
     def submit_form() -> ViewResult:
+        gate = deps.flood.gate(SUBMIT, *proof_from_request())
+        if not gate.passed:
+            return wait_page(gate, "source.submit_form", deps.pow_scripts)
         receipt = session.pop("receipt", None)
         deleted_replies = session.pop("deleted_replies", None)
         key = deps.reply_keys.get(session.get("reply_key"))
@@ -190,11 +211,25 @@ def make_blueprint(deps: SourceDeps) -> Blueprint:
             browser=browser,
             encrypt_config=_encrypt_config(deps.settings, armored_keys(keyring))
             if browser else None,
+            # Without JavaScript the ticket rides in the form's address.
+            submit_action=url_for("source.submit", _external=False, **proof_args(gate)),
+            pow_script=deps.pow_scripts.script if browser else None,
+            pow_config=submit_config(gate) if browser and deps.pow_scripts.script else None,
         ))
         if browser:
-            # The one page that runs scripts; every other page keeps a CSP without any.
-            response.headers["Content-Security-Policy"] = content_security_policy(SCRIPT_CSP)
+            # The pages that run scripts; every other page keeps a CSP without any.
+            response.headers["Content-Security-Policy"] = content_security_policy(
+                SUBMIT_CSP if deps.pow_scripts.script else SCRIPT_CSP)
         return response
+
+    @bp.get("/submit/ticket")
+    @login_required
+    def fresh_ticket() -> ViewResult:
+        """A new ticket for pow.js when encrypt.js sends again after a failed attempt
+        (the page's own ticket was spent by it). No ticket while the site is quiet."""
+        ticket = deps.flood.new_ticket(SUBMIT)
+        return jsonify(ticket=ticket.token if ticket else None,
+                       bits=ticket.bits if ticket else 0)
 
     export_cache: dict[tuple[str, tuple[str, ...]], list[dict[str, str]]] = {}
 
@@ -244,6 +279,9 @@ def make_blueprint(deps: SourceDeps) -> Blueprint:
 
     def receive(read_form: FormReader) -> ViewResult:
         """Stream the body into a draft; a failure is answered by tipbox.web.error_pages."""
+        # Before any byte of the body is kept: under flood, a request without a good
+        # ticket costs one HMAC and one SHA-256, no write, and is refused.
+        deps.flood.admit(SUBMIT, *proof_from_request())
         draft = Draft(g.keyring, deps.store, deps.db, deps.settings.max_files,
                       daily_quota=deps.settings.source_daily_bytes)
         body = multipart_body(streamed_body(request), request.mimetype,

@@ -1,0 +1,131 @@
+"""A source gets through a flooded site in a real browser, with JavaScript on and off.
+
+The site is flooded through its own routes (a stdlib client makes two codenames and two
+submissions; the thresholds are one). With JavaScript on, the wait is made so long that
+only the Web Worker's work (static/pow-worker.js) can open the next page in time, and the
+address it opens carries the answer (``s=``); the difficulty stays small (four to ten
+bits). With JavaScript off, the wait is a second and the page reloads itself with
+``<meta http-equiv="refresh">``. Each test runs in Chromium and in Firefox ESR.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from tests.browser.engines import ENGINES, Tab, open_tab
+from tests.browser.kit import (
+    BROWSER_ENCRYPTED,
+    SERVER_ENCRYPTED,
+    decrypted,
+    first_octets,
+    wait_for,
+)
+from tests.e2e.server import HttpSource, RunningServer, tipbox_server
+from tests.helpers import Newsroom, store_files
+from tipbox.config import Settings
+from tipbox.db import make_engine, make_session_factory
+from tipbox.models import SpentTicket
+
+pytestmark = [pytest.mark.e2e, pytest.mark.browser]
+
+MESSAGE = "The tender was rigged; the minutes are attached."
+SECOND = "And the second contract too."
+RECEIVED = "Thank you. Your submission was received"
+# What encrypt.js asks pow.js for before it sends; the first call gives the page's proof.
+FIRST_PROOF = "async () => await window.tipboxProof()"
+
+
+@pytest.fixture(params=[True, False], ids=["js-on", "js-off"])
+def javascript(request: pytest.FixtureRequest) -> bool:
+    if request.param:
+        request.getfixturevalue("js_required")
+    return bool(request.param)
+
+
+@pytest.fixture
+def flooded(tmp_path: Path, newsroom: Newsroom, javascript: bool) -> Iterator[
+        tuple[RunningServer, dict[str, str]]]:
+    tmp = tmp_path / "server-tmp"
+    tmp.mkdir()
+    env = {"TIPBOX_DATA_DIR": str(tmp_path / "data"), "TIPBOX_KEYS_DIR": str(newsroom.keys_dir),
+           "TIPBOX_SCRYPT_N": "16", "TMPDIR": str(tmp),
+           "TIPBOX_POW_CREATE_THRESHOLD": "1", "TIPBOX_POW_SUBMIT_THRESHOLD": "1",
+           "TIPBOX_POW_MAX_BITS": "10",
+           # JavaScript on: a wait of 16 s or more per ticket, so only the work passes
+           # in time; off: a second.
+           "TIPBOX_POW_HASHES_PER_SECOND": "1" if javascript else "1000000"}
+    with tipbox_server("source", env, tmp_path / "server.log") as server:
+        others = HttpSource(server.url)
+        others.new_codename()
+        HttpSource(server.url).new_codename()
+        for n in range(2):
+            assert others.submit(f"someone else's tip {n}", [])[0] == 303
+        yield server, env
+
+
+@pytest.fixture(params=ENGINES)
+def tab(request: pytest.FixtureRequest, javascript: bool, tmp_path: Path) -> Iterator[Tab]:
+    with open_tab(str(request.param), javascript, tmp_path,
+                  lambda: request.getfixturevalue("chromium")) as opened:
+        yield opened
+
+
+def went_on(tab: Tab, selector: str, javascript: bool) -> None:
+    """Wait on the wait page until ``selector`` shows on the page after it."""
+    tab.wait_for(selector, seconds=90)
+    # With JavaScript the worker opened the next page, with its answer; without, the
+    # page's own refresh did, with the ticket alone.
+    assert ("&s=" in tab.url()) is javascript, tab.url()
+
+
+def test_a_source_creates_a_codename_and_submits_on_a_flooded_site(
+        tab: Tab, javascript: bool, flooded: tuple[RunningServer, dict[str, str]],
+        newsroom: Newsroom, tmp_path: Path) -> None:
+    server, env = flooded
+    tab.goto(server.url + "/generate")  # the wait page: it goes on by itself
+    went_on(tab, "#codename-shown", javascript)
+    tab.click_and_load("form[action='/create'] button[type=submit]")
+
+    went_on(tab, "#submit-form", javascript)  # submissions are flooded too
+    tab.fill("#message", MESSAGE)
+    tab.click("#submit-form button[type=submit]")
+    tab.wait_for_text(RECEIVED, seconds=120)
+
+    sent = [MESSAGE.encode()]
+    data_dir = Path(env["TIPBOX_DATA_DIR"])
+    if javascript:
+        # A second attempt from the same page (as after a failed upload): the page's own
+        # proof is taken away first, so pow.js must fetch a fresh ticket and work it out.
+        went_on(tab, "#submit-form", javascript)
+        assert str(tab.evaluate(FIRST_PROOF)).startswith("1.submit.")
+        stored = len(store_files(data_dir))
+        tab.fill("#message", SECOND)
+        tab.click("#submit-form button[type=submit]")
+        # The first receipt is still on the page: wait for the store instead.
+        wait_for(lambda: len(store_files(data_dir)) == stored + 1, seconds=120)
+        tab.wait_for_text(RECEIVED, seconds=120)  # and let the browser's events arrive
+        sent.append(SECOND.encode())
+
+    ours = sorted(data for _, data in decrypted(data_dir, newsroom) if data in sent)
+    assert ours == sorted(sent)
+    assert first_octets(data_dir) & (BROWSER_ENCRYPTED if javascript else SERVER_ENCRYPTED)
+    engine = make_engine(Settings.from_env(env).database_url)
+    try:
+        with make_session_factory(engine)() as db:
+            spent = db.scalar(select(func.count()).select_from(SpentTicket))
+    finally:
+        engine.dispose()
+    # One ticket for the codename, one per submission.
+    assert spent == 1 + len(sent)
+    requests = [(method, url.removeprefix(server.url)) for method, url in tab.request_log()]
+    uploads = [url for method, url in requests if method == "POST" and "/submit" in url]
+    # encrypt.js sends the proof in its header; the plain form in its address.
+    if javascript:
+        assert uploads == ["/submit/encrypted", "/submit/encrypted"]
+        assert ("GET", "/submit/ticket") in requests
+    else:
+        assert len(uploads) == 1 and uploads[0].startswith("/submit?t=1.submit.")
