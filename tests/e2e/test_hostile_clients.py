@@ -205,3 +205,27 @@ def test_a_stopping_server_does_not_wait_for_the_head_limit_of_silent_connection
         server.process.terminate()
         # It stops long before those heads' 10 minutes are up.
         assert server.process.wait(timeout=PATIENCE) == 0
+
+
+def test_clients_that_never_close_after_a_last_answer_do_not_hold_up_other_visitors(
+        tmp_path: Path, newsroom: Newsroom) -> None:
+    """After an answer with "Connection: close" the server waits for the client to close
+    its side too (RFC 9112 section 9.6), up to 2 s each. Waited one after another in the
+    event loop, 30 silent clients would hold every other visitor for about a minute."""
+    with running(tmp_path, newsroom) as server, contextlib.ExitStack() as held:
+        silent = []
+        for _ in range(30):
+            sock = held.enter_context(connect(server))
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            silent.append(sock)
+        for sock in silent:  # each has its answer and stays open, reading nothing more
+            assert sock.recv(12).startswith(b"HTTP/1.1 200")
+        # Well under the minute the old close would hold, and no timing of ours: a
+        # generous bound on an answer that comes at once when the loop is free.
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=15)
+        conn.request("GET", "/")
+        assert conn.getresponse().status == 200
+        conn.close()
+        for sock in silent:  # the server ended each of them in turn, ours unread
+            sock.settimeout(PATIENCE)
+            assert read_until_closed(sock)[-7:] == b"</html>"
