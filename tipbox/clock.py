@@ -13,3 +13,15 @@ import datetime as dt
 def today() -> dt.date:
     """Today's date in UTC."""
     return dt.datetime.now(dt.UTC).date()
+
+
+def now() -> dt.datetime:
+    """The current moment in UTC, for expiries; round it (:func:`coarse`) before storing."""
+    return dt.datetime.now(dt.UTC)
+
+
+def coarse(moment: dt.datetime, step_seconds: int = 600) -> dt.datetime:
+    """``moment`` rounded up to ``step_seconds`` (ten minutes): a stored expiry then says
+    little about when a request came."""
+    seconds = moment.timestamp()
+    return dt.datetime.fromtimestamp(seconds + (-seconds % step_seconds), tz=dt.UTC)

@@ -67,6 +67,9 @@ class Settings:
     body_stall_seconds: int = 300
     serve_threads: int = 256
     max_connections: int = 4096
+    # An upload sent in pieces (tipbox.intake.pieces) that gets no piece for this long is
+    # removed, as it is when its session ends (log-out, expiry).
+    upload_idle_minutes: int = 60
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -74,7 +77,7 @@ class Settings:
         for name in ("max_message_chars", "max_submission_bytes", "max_files",
                      "session_idle_minutes", "csrf_time_limit_seconds", "upload_chunk_bytes",
                      "gpg_stall_seconds", "request_head_seconds", "body_stall_seconds",
-                     "serve_threads", "max_connections"):
+                     "serve_threads", "max_connections", "upload_idle_minutes"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"TIPBOX_{name.upper()} must be a positive number, "
                                   f"got {getattr(self, name)!r}")
@@ -138,6 +141,7 @@ class Settings:
             "TIPBOX_BODY_STALL_SECONDS": "body_stall_seconds",
             "TIPBOX_SERVE_THREADS": "serve_threads",
             "TIPBOX_MAX_CONNECTIONS": "max_connections",
+            "TIPBOX_UPLOAD_IDLE_MINUTES": "upload_idle_minutes",
         }
         for var, name in int_vars.items():
             if var in env:

@@ -13,6 +13,7 @@ from tipbox.config import REPO_ROOT, Settings
 from tipbox.crypto.keyring import Keyring, KeyringSource
 from tipbox.crypto.reply_keys import ReplyKeyDeriver
 from tipbox.hashing_slots import HashingSlots
+from tipbox.intake.pieces import PieceService
 from tipbox.key_registry import KeyringProvider, StaticKeyring
 from tipbox.replies import ReplyKeyCache, ReplyService
 from tipbox.sources import SourceService
@@ -56,6 +57,7 @@ def create_source_app(settings: Settings | None = None, *,
         reply_deriver=ReplyKeyDeriver(plumbing.secrets.codename_pepper, settings.scrypt,
                                        plumbing.hashing),
         browser=browser,
+        pieces=PieceService(store, plumbing.sessions, settings),
     )
     # First of all before-request checks: while offline, even a form without a CSRF
     # token gets the 503 page, not advice to reload and send it again.
