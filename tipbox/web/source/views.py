@@ -298,7 +298,7 @@ def make_blueprint(deps: SourceDeps) -> Blueprint:
                 or not isinstance(empty, int):
             raise MalformedUpload(NOT_A_FORM)
         status = deps.pieces.start(owner, g.keyring, fingerprints, empty)
-        return jsonify(status.as_dict(), pieceBytes=PIECE_BYTES)
+        return jsonify({**status.as_dict(), "pieceBytes": PIECE_BYTES})
 
     @bp.get("/upload/<token>")
     def upload_status(token: str) -> ViewResult:
