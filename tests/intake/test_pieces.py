@@ -11,6 +11,7 @@ import hashlib
 import io
 import os
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -449,3 +450,26 @@ def test_a_piece_moves_the_idle_deadline_on(world: World) -> None:
     service.append(owner, world.ring, token, Piece(0, 0, 10_000), io.BytesIO(data[:10_000]))
     assert not sweep(world.store, world.db, now=NOW + dt.timedelta(minutes=45)).found
     assert bytes_on_disk(world, token) == 10_000
+
+
+class CancelledMidway:
+    """A piece's body during which the page's Cancel reaches the server."""
+
+    def __init__(self, data: bytes, cancel: Callable[[], None]) -> None:
+        self._data = io.BytesIO(data)
+        self._cancel: Callable[[], None] | None = cancel
+
+    def read(self, size: int = -1, /) -> bytes:
+        if self._cancel is not None and self._data.tell() > 0:
+            self._cancel()
+            self._cancel = None
+        return self._data.read(min(size, 4096))
+
+
+def test_a_cancel_that_comes_while_a_piece_arrives_leaves_nothing_once_the_piece_ends(
+        world: World, started: tuple[PieceService, UploadOwner, str, bytes]) -> None:
+    service, owner, token, data = started
+    body = CancelledMidway(data[100_000:150_000], lambda: service.cancel(owner, token))
+    with pytest.raises(UploadGone):
+        service.append(owner, world.ring, token, Piece(0, 100_000, 50_000), body)
+    assert temp_files(world.settings.data_dir) == [] and lock_files(world.settings.data_dir) == []

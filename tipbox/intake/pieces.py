@@ -352,8 +352,19 @@ class PieceService:
             raise UploadBusy()
         try:
             yield claim
+        except UploadGone:
+            # Its row went while this request held the claim (cancelled, or its session
+            # ended, with the claim busy): what it held is nobody's now.
+            if not self._exists(token):
+                _discard_files(self.store, token)
+                claim.release()
+            raise
         finally:
             claim.park()
+
+    def _exists(self, token: str) -> bool:
+        with self.sessions() as db:
+            return db.get(Upload, token) is not None
 
     def _take(self, token: str) -> StoreClaim | None:
         try:

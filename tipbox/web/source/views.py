@@ -352,6 +352,9 @@ def _encrypt_config(settings: Settings, keys: list[dict[str, str]]) -> dict[str,
         # Where encrypt.js posts; the form's own action stays the plain route, for the
         # "send without in-browser encryption" fallback.
         "uploadUrl": url_for("source.submit_encrypted"),
+        # Uploads that resume (tipbox.intake.pieces): where they start; the piece size
+        # comes with the start's answer.
+        "pieces": {"url": url_for("source.upload_start")},
         "text": {
             "heading": gettext("Encrypting and sending"),
             "message": gettext("Message"),
@@ -391,6 +394,13 @@ def _encrypt_config(settings: Settings, keys: list[dict[str, str]]) -> dict[str,
             "sessionEnded": gettext(
                 "Your session ended, so nothing from this attempt was kept. Log in again "
                 "with your codename and send it again."),
+            # Filled in by encrypt.js: sizes in binary units, the time left as h:mm:ss.
+            "progress": gettext("%(sent)s of %(total)s sent"),
+            "progressRate": gettext("%(sent)s of %(total)s sent, %(rate)s per second, about "
+                                    "%(left)s left"),
+            "reconnecting": gettext(
+                "Reconnecting… The connection broke; the upload carries on where it stopped "
+                "as soon as the site answers again. Keep this page open."),
             "serverFailed": gettext(
                 "The site did not accept this submission, and nothing from this attempt "
                 "was kept."),
