@@ -183,12 +183,18 @@ def test_source_submits_a_message_and_two_files_then_returns_with_the_codename(
                        if javascript else set())
     assert tab.errors == []  # no CSP violation, no script error
 
-    # One upload, on the route of its protocol: ciphertext to /submit/encrypted, the
-    # plain form to /submit.
-    upload_route = "/submit/encrypted" if javascript else "/submit"
+    # The upload, on the routes of its protocol: ciphertext in pieces to /upload/...
+    # (started, pieces, finished), the plain form in one POST to /submit.
     uploads = [r for r in tab.requests if r.method == "POST"
                and r.url.removeprefix(site.url).startswith("/submit")]
-    assert [r.url.removeprefix(site.url) for r in uploads] == [upload_route]
+    assert [r.url.removeprefix(site.url) for r in uploads] == ([] if javascript
+                                                               else ["/submit"])
+    pieces = [r for r in tab.requests if r.url.removeprefix(site.url).startswith("/upload")]
+    if javascript:
+        assert pieces[0].method == "POST" and pieces[-1].url.endswith("/finish")
+        assert sum(r.method == "PUT" for r in pieces) >= 3  # three items, the big one in several
+    else:
+        assert pieces == []
     assert site.relay.bytes_sent > 50 * MIB  # the upload did cross the relay
     if javascript:
         # Nothing the browser sent carried the plaintext: not the message, not a file's

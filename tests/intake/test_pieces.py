@@ -30,6 +30,7 @@ from tipbox.errors import (
     MalformedUpload,
     PageKeysOutdated,
     PieceOutOfPlace,
+    StorageReserveReached,
     SubmissionRejected,
     UploadBusy,
     UploadGone,
@@ -218,6 +219,17 @@ def test_pieces_past_the_submission_limit_are_refused(world: World) -> None:
     service.append(owner, world.ring, token, Piece(0, 0, 100_000), io.BytesIO(data[:100_000]))
     with pytest.raises(UploadTooLarge):
         service.append(owner, world.ring, token, Piece(0, 100_000, 60_000), Untouchable())
+    assert bytes_on_disk(world, token) == 100_000
+
+
+def test_a_piece_is_refused_when_the_disk_is_down_to_its_reserve(
+        world: World, started: tuple[PieceService, UploadOwner, str, bytes]) -> None:
+    _service, owner, token, data = started
+    tight = world.service(min_free_bytes=world.store.free_bytes() + 2**40)
+    with pytest.raises(StorageReserveReached):
+        tight.append(owner, world.ring, token, Piece(0, 100_000, 1000),
+                     io.BytesIO(data[100_000:101_000]))
+    assert world.held(tight, owner, token) == [100_000]
     assert bytes_on_disk(world, token) == 100_000
 
 
