@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import socket
+import time
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -63,20 +64,32 @@ class PieceSource:
         assert status == 200, answer
         return int(answer["items"][0]["held"]) if answer["items"] else 0
 
-    def piece(self, upload: str, offset: int, data: bytes, last: bool) -> None:
+    def piece(self, upload: str, offset: int, data: bytes, last: bool) -> int:
         status, answer = self.call(
             "PUT", f"/upload/{upload}/items/0?offset={offset}&kind=file"
                    f"{'&last=1' if last else ''}", data, "application/octet-stream")
-        assert status == 200, answer
+        assert status in (200, 409), answer
+        return status
 
     def send_from_held(self, upload: str, data: bytes, stop_at: int | None = None) -> None:
-        """Ask how far the server got, then send the rest (up to ``stop_at``) in pieces."""
+        """Ask how far the server got, then send the rest (up to ``stop_at``) in pieces.
+
+        A 409 is what encrypt.js waits out: a request cut off by a kill can still hold the
+        upload on the new worker (the dead one never took its connection from the listen
+        queue) until that worker sees the connection end. Bounded: 100 tries, 0.1 s apart.
+        """
         offset = self.held(upload)
         end = len(data) if stop_at is None else stop_at
-        while offset < end:
+        for _attempt in range(100):
+            if offset >= end:
+                return
             chunk = data[offset:min(offset + PIECE, end)]
-            self.piece(upload, offset, chunk, last=offset + len(chunk) == len(data))
-            offset += len(chunk)
+            if self.piece(upload, offset, chunk, last=offset + len(chunk) == len(data)) == 200:
+                offset += len(chunk)
+            else:
+                time.sleep(0.1)
+                offset = self.held(upload)
+        raise AssertionError(f"still refused after 100 tries, at {offset} of {end}")
 
     def half_a_piece(self, upload: str, offset: int, data: bytes) -> socket.socket:
         """Send a piece's head and half its body, and leave the connection open."""
