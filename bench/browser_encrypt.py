@@ -11,9 +11,12 @@ encrypt.js then reads the file as a stream, encrypts it with OpenPGP.js and uplo
 ciphertext; the server checks and stores it.
 
 Measured per file:
-- browser encryption: from the click to the moment the upload request starts (Chromium's
-  own request timing), which is when encrypt.js has the whole ciphertext;
-- upload + check + store: from then until the confirmation page;
+- browser encryption: from the click to the moment the upload starts (Chromium's own
+  request timing): the first piece's request (encrypt.js sends the ciphertext in pieces
+  as it is produced, tipbox/intake/pieces.py), or, from a page without pieces, the one
+  request, sent once encrypt.js has the whole ciphertext;
+- upload + check + store: from then until the confirmation page (with pieces, the
+  encryption of the rest overlaps it);
 - memory: every 50 ms, the resident memory (VmRSS) of each Chromium process and the sum of
   their proportional set sizes (PSS, so shared pages count once), and how much ciphertext
   Chromium paged into the profile's blob_storage folder on disk;
@@ -206,8 +209,7 @@ def browser_run(context: Any, url: str, path: Path, instance: Instance) -> Brows
         idle = MemorySampler(None)
         idle.sample()
         with MemorySampler(chromium_profile()) as memory:
-            with page.expect_request(lambda r: r.method == "POST"
-                                     and r.url.endswith("/submit/encrypted"),
+            with page.expect_request(lambda r: is_upload(r.method, r.url),
                                      timeout=PAGE_TIMEOUT_MS) as upload:
                 clicked = time.time()
                 page.click("#submit-form button[type=submit]")
@@ -220,6 +222,12 @@ def browser_run(context: Any, url: str, path: Path, instance: Instance) -> Brows
                           idle.peak_rss_kib)
     finally:
         page.close()
+
+
+def is_upload(method: str, url: str) -> bool:
+    """The request that starts the upload: the first piece, or the one whole request."""
+    return (method == "PUT" and "/upload/" in url and "/items/" in url) or \
+        (method == "POST" and url.endswith("/submit/encrypted"))
 
 
 def server_run(instance: Instance, path: Path) -> ServerRun:
@@ -265,8 +273,7 @@ def firefox_run(url: str, path: Path, instance: Instance, workdir: Path) -> Brow
         with MemorySampler(None, processes) as memory:
             clicked = time.time()
             tab.click("#submit-form button[type=submit]")
-            while not any(method == "POST" and target.endswith("/submit/encrypted")
-                          for method, target in tab.request_log()):
+            while not any(is_upload(method, target) for method, target in tab.request_log()):
                 if time.time() - clicked > PAGE_TIMEOUT_MS / 1000:
                     raise RuntimeError("the upload never started")
                 time.sleep(SAMPLE_SECONDS)

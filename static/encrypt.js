@@ -87,29 +87,18 @@
     files.forEach(function (file, i) {
       items.push({ field: 'files', label: file.name, file: file, size: file.size, index: i + 1 });
     });
-    const current = { cancelled: false, reader: null, xhr: null, spool: null };
+    const current = { cancelled: false, reader: null, xhr: null, spool: null, pieces: null };
     let next = null; // the confirmation page, once the server has kept everything
     job = current;
     setBusy(true);
     showPanel(items);
     try {
       keys = keys || await readKeys();
-      const size = files.reduce(function (sum, file) { return sum + file.size; }, 0);
-      current.spool = await openSpool(size > config.spoolBytes);
-      for (const item of items) {
-        item.blob = await encryptItem(item, current);
-      }
-      const total = items.reduce(function (sum, item) { return sum + item.blob.size; }, 0);
-      if (total > config.maxBytes) {
-        throw new Refused(T.tooLarge, { retry: false });
-      }
-      // A browser that had to keep a large submission in memory may refuse to upload it.
-      const strained = !current.spool.onDisk && size > config.spoolBytes;
-      // The flood defence's proof (static/pow.js), when the site asks for one.
+      // The flood defence's proof (static/pow.js), when the site asks for one: it goes
+      // with the request that starts the submission.
       current.proof = window.tipboxProof ? await window.tipboxProof() : null;
-      const answer = await upload(items, chosen.length - files.length, current,
-                                  strained ? T.memoryFailed : T.networkFailed);
-      next = outcome(answer);
+      next = config.pieces ? await sendInPieces(items, chosen.length - files.length, current)
+        : await sendWhole(items, files, chosen.length - files.length, current);
     } catch (error) {
       if (current.cancelled || error instanceof Cancelled) {
         fail(T.cancelled, {});
@@ -123,6 +112,9 @@
       if (current.spool) {
         await current.spool.discard();
       }
+      if (current.pieces) {
+        current.pieces.stop();
+      }
     }
     if (next) {
       setBusy(false);
@@ -130,6 +122,25 @@
       panelButtons([]);
       window.location.assign(next);
     }
+  }
+
+  // The whole submission in one request, its ciphertext spooled first: for a server
+  // without the piece routes (config.pieces unset).
+  async function sendWhole(items, files, emptyFiles, current) {
+    const size = files.reduce(function (sum, file) { return sum + file.size; }, 0);
+    current.spool = await openSpool(size > config.spoolBytes);
+    for (const item of items) {
+      item.blob = await encryptItem(item, current);
+    }
+    const total = items.reduce(function (sum, item) { return sum + item.blob.size; }, 0);
+    if (total > config.maxBytes) {
+      throw new Refused(T.tooLarge, { retry: false });
+    }
+    // A browser that had to keep a large submission in memory may refuse to upload it.
+    const strained = !current.spool.onDisk && size > config.spoolBytes;
+    const answer = await upload(items, emptyFiles, current,
+                                strained ? T.memoryFailed : T.networkFailed);
+    return outcome(answer);
   }
 
   function checkLimits(message, files) {
@@ -178,6 +189,16 @@
   }
 
   async function encryptItem(item, current) {
+    const encrypted = await encryptedOutput(item, current);
+    if (encrypted instanceof Uint8Array) {
+      return new Blob([encrypted], { type: 'application/octet-stream' });
+    }
+    return current.spool.store(encrypted, current);
+  }
+
+  // OpenPGP.js's output for one item: a Uint8Array for the message, a stream of
+  // ciphertext for a file (read as it is encrypted, never whole).
+  async function encryptedOutput(item, current) {
     // The literal data packet's date, to the day: no finer time than the server keeps.
     const now = new Date();
     const day = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate()));
@@ -197,9 +218,8 @@
     if (encrypted instanceof Uint8Array) {
       item.row.encrypt.value = item.size;
       updateTotal();
-      return new Blob([encrypted], { type: 'application/octet-stream' });
     }
-    return current.spool.store(encrypted, current);
+    return encrypted;
   }
 
   // File.stream() yields 64 KiB pieces; OpenPGP.js does a round trip to WebCrypto for each
@@ -446,6 +466,288 @@
     throw new Refused(T.serverFailed + ' (HTTP ' + answer.status + ')', {});
   }
 
+  // --- uploads that resume ----------------------------------------------------------
+  //
+  // Each item is encrypted as a stream and its ciphertext sent in pieces of
+  // config.pieces' size as it is produced, each piece its own request
+  // (tipbox/intake/pieces.py). The page holds the piece being filled and nothing more:
+  // while a piece is sent, reading the encryption's output waits, and so does the
+  // encryption. When a request fails (a broken circuit, a restarted server, a laptop that
+  // slept) the page waits, asks the server how many bytes it holds, and carries on from
+  // there, for as long as the page is open and the session lives. A piece is let go only
+  // once the server holds it, so nothing is encrypted twice.
+
+  const RETRY_SECONDS = [1, 2, 4, 8, 15, 30]; // then every 30 s, for as long as it takes
+  const RATE_WINDOW_MS = 10000; // the rate shown is the last ten seconds'
+
+  async function sendInPieces(items, emptyFiles, current) {
+    const link = pieceLink(current);
+    current.pieces = link;
+    const started = await link.call('POST', config.pieces.url, JSON.stringify({
+      fingerprints: config.keys.map(function (k) { return k.fingerprint; }),
+      emptyFiles: emptyFiles,
+    }), 'application/json');
+    link.upload = started.upload;
+    const meter = progressMeter(items);
+    for (let index = 0; index < items.length; index++) {
+      const output = await encryptedOutput(items[index], current);
+      const stream = output instanceof Uint8Array ? new ReadableStream({
+        start: function (controller) { controller.enqueue(output); controller.close(); },
+      }) : output;
+      await sendItem(link, index, items[index], stream, started.pieceBytes, meter, current);
+    }
+    const done = await link.call('POST', link.path('/finish'), '', 'application/json');
+    link.upload = null; // the newsroom's now: nothing left to cancel
+    return done.next;
+  }
+
+  async function sendItem(link, index, item, stream, pieceBytes, meter, current) {
+    const reader = stream.getReader();
+    current.reader = reader;
+    const buffer = new Uint8Array(pieceBytes); // reused: a sent piece is copied by send()
+    let filled = 0;
+    let offset = 0;
+    try {
+      for (;;) {
+        if (current.cancelled) {
+          throw new Cancelled();
+        }
+        const next = await reader.read();
+        if (next.done) {
+          break;
+        }
+        const chunk = next.value;
+        let pos = 0;
+        while (pos < chunk.byteLength) {
+          if (filled === pieceBytes) { // full, and more follows: not the item's last
+            offset = await sendPiece(link, index, item, offset, buffer, false, meter, current);
+            filled = 0;
+          }
+          const take = Math.min(pieceBytes - filled, chunk.byteLength - pos);
+          buffer.set(chunk.subarray(pos, pos + take), filled);
+          filled += take;
+          pos += take;
+        }
+      }
+    } catch (error) {
+      reader.cancel().catch(function () {});
+      throw error;
+    } finally {
+      current.reader = null;
+    }
+    await sendPiece(link, index, item, offset, buffer.subarray(0, filled), true, meter, current);
+  }
+
+  // Sends one piece until the server holds it; the offset after it.
+  async function sendPiece(link, index, item, offset, bytes, last, meter, current) {
+    const end = offset + bytes.byteLength;
+    const url = link.path('/items/' + index) + '?offset=' + offset + '&kind=' +
+      (item.field === 'message' ? 'message' : 'file') + (last ? '&last=1' : '');
+    for (let attempt = 0; ; attempt++) {
+      let answer = null;
+      try {
+        answer = await link.send('PUT', url, bytes, 'application/octet-stream',
+                                 function (loaded) { meter.update(item, offset + loaded); });
+      } catch (error) {
+        if (error instanceof Cancelled || current.cancelled) {
+          throw new Cancelled();
+        }
+      }
+      if (answer && answer.status === 200) {
+        meter.update(item, end, last);
+        reconnected();
+        return end;
+      }
+      if (answer && answer.status !== 409) {
+        refuseUnlessPassing(answer);
+      }
+      // The link broke, or the server is busy with an earlier try, or holds other bytes
+      // than this piece expects: wait, then ask how far it got.
+      meter.update(item, offset);
+      await link.pause(attempt);
+      const status = await link.call('GET', link.path(''), null, null);
+      const held = status.items[index] || { held: 0, complete: false };
+      if (held.complete || held.held >= end) {
+        meter.update(item, end, last);
+        return end; // it arrived; only the answer was lost
+      }
+      if (held.held !== offset) {
+        // The server lost bytes this page no longer holds: it cannot go on.
+        throw new Refused(T.serverFailed, {});
+      }
+    }
+  }
+
+  // Requests of one upload, each retried after a broken link or a passing failure.
+  function pieceLink(current) {
+    const link = {
+      upload: null,
+      xhr: null,
+      wake: null,
+      path: function (suffix) { return config.pieces.url + '/' + link.upload + suffix; },
+      send: function (method, url, body, type, onProgress) {
+        return new Promise(function (resolve, reject) {
+          if (current.cancelled) {
+            reject(new Cancelled());
+            return;
+          }
+          const xhr = new XMLHttpRequest();
+          link.xhr = xhr;
+          xhr.open(method, url);
+          xhr.setRequestHeader('Accept', 'application/json');
+          xhr.setRequestHeader('X-CSRFToken', form.elements.csrf_token.value);
+          if (current.proof && method === 'POST' && url === config.pieces.url) {
+            xhr.setRequestHeader('Tipbox-Proof', current.proof);
+          }
+          if (type) {
+            xhr.setRequestHeader('Content-Type', type);
+          }
+          if (onProgress) {
+            xhr.upload.onprogress = function (event) { onProgress(event.loaded); };
+          }
+          xhr.onload = function () {
+            link.xhr = null;
+            let reply = null;
+            try {
+              reply = JSON.parse(xhr.responseText);
+            } catch (error) {
+              reply = null;
+            }
+            resolve({ status: xhr.status, body: reply });
+          };
+          xhr.onerror = function () { link.xhr = null; reject(new Error('link')); };
+          xhr.ontimeout = xhr.onerror;
+          xhr.onabort = function () { link.xhr = null; reject(new Cancelled()); };
+          xhr.send(body);
+        });
+      },
+      // A request that must get through: its JSON answer.
+      call: async function (method, url, body, type) {
+        for (let attempt = 0; ; attempt++) {
+          let answer = null;
+          try {
+            answer = await link.send(method, url, body, type, null);
+          } catch (error) {
+            if (error instanceof Cancelled || current.cancelled) {
+              throw new Cancelled();
+            }
+          }
+          if (answer && answer.status === 200 && answer.body) {
+            reconnected();
+            return answer.body;
+          }
+          if (answer) {
+            refuseUnlessPassing(answer);
+          }
+          await link.pause(attempt);
+        }
+      },
+      pause: function (attempt) {
+        setStatus(T.reconnecting, false);
+        const seconds = RETRY_SECONDS[Math.min(attempt, RETRY_SECONDS.length - 1)];
+        return new Promise(function (resolve, reject) {
+          const timer = setTimeout(function () { link.wake = null; resolve(); },
+                                   seconds * 1000);
+          link.wake = function () { clearTimeout(timer); reject(new Cancelled()); };
+        });
+      },
+      cancel: function () {
+        if (link.wake) {
+          link.wake();
+        }
+        if (link.xhr) {
+          link.xhr.abort();
+        }
+      },
+      // After a failure or a cancel: the server removes what it held (best effort; it
+      // also goes when the session ends or the upload stays idle).
+      stop: function () {
+        if (link.upload) {
+          const xhr = new XMLHttpRequest();
+          xhr.open('POST', link.path('/cancel'));
+          xhr.setRequestHeader('Accept', 'application/json');
+          xhr.setRequestHeader('X-CSRFToken', form.elements.csrf_token.value);
+          xhr.send('');
+          link.upload = null;
+        }
+      },
+    };
+    return link;
+  }
+
+  function reconnected() {
+    if (statusLine && statusLine.textContent === T.reconnecting) {
+      setStatus('', false);
+    }
+  }
+
+  // Throws the refusal the source reads, unless trying again may do (the server busy or
+  // briefly away).
+  function refuseUnlessPassing(answer) {
+    const reply = answer.body || {};
+    if (answer.status === 401) {
+      throw new Refused(T.sessionEnded, { reload: true, plain: false });
+    }
+    // 409 without "reload": busy with an earlier try of the same piece, or holding other
+    // bytes than it expects (sendPiece then asks how far it got).
+    if ((answer.status === 409 && !reply.reload) ||
+        (answer.status >= 500 && answer.status !== 507)) {
+      return;
+    }
+    throw new Refused(typeof reply.error === 'string' ? reply.error
+      : T.serverFailed + ' (HTTP ' + answer.status + ')', { reload: Boolean(reply.reload) });
+  }
+
+  // Bytes sent and the total, the rate over the last seconds, the time left. The total
+  // is the files' size: the ciphertext is larger by a few hundred bytes per item.
+  function progressMeter(items) {
+    const total = Math.max(1, items.reduce(function (sum, item) { return sum + item.size; }, 0));
+    const samples = [];
+    const line = element('p', { class: 'rate', id: 'encrypt-rate' });
+    panel.insertBefore(line, statusLine);
+    items.forEach(function (item) { item.sent = 0; });
+    return {
+      update: function (item, sent, complete) {
+        item.sent = sent;
+        item.row.upload.value = complete ? 1 : Math.min(1, sent / Math.max(item.size, 1));
+        updateTotal();
+        const now = performance.now();
+        const all = items.reduce(function (sum, each) { return sum + each.sent; }, 0);
+        samples.push([now, all]);
+        while (samples.length > 2 && now - samples[1][0] > RATE_WINDOW_MS) {
+          samples.shift();
+        }
+        const seconds = (now - samples[0][0]) / 1000;
+        const rate = seconds >= 1 ? (all - samples[0][1]) / seconds : 0;
+        const shown = Math.min(all, total);
+        let text = T.progress.replace('%(sent)s', size(shown)).replace('%(total)s', size(total));
+        if (rate > 0) {
+          text = T.progressRate.replace('%(sent)s', size(shown)).replace('%(total)s', size(total))
+            .replace('%(rate)s', size(rate)).replace('%(left)s', duration((total - shown) / rate));
+        }
+        line.textContent = text;
+      },
+    };
+  }
+
+  function size(bytes) {
+    const units = [['GiB', 1073741824], ['MiB', 1048576], ['KiB', 1024]];
+    for (const [unit, factor] of units) {
+      if (bytes >= factor) {
+        return (bytes / factor).toFixed(1) + '\u00a0' + unit;
+      }
+    }
+    return Math.round(bytes) + '\u00a0B';
+  }
+
+  function duration(seconds) {
+    const whole = Math.max(0, Math.ceil(seconds));
+    const h = Math.floor(whole / 3600);
+    const m = Math.floor(whole / 60) % 60;
+    const s = String(whole % 60).padStart(2, '0');
+    return h ? h + ':' + String(m).padStart(2, '0') + ':' + s : m + ':' + s;
+  }
+
   // --- the progress panel -----------------------------------------------------------
 
   let rows = [];
@@ -564,6 +866,9 @@
     }
     if (job.xhr) {
       job.xhr.abort();
+    }
+    if (job.pieces) {
+      job.pieces.cancel();
     }
   }
 

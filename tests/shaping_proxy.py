@@ -33,6 +33,7 @@ class Shaping:
     bytes_per_second: int | None = None  # per direction, per connection
     latency_seconds: float = 0.0  # one way
     cut_after_bytes: int | None = None  # client -> server, per connection
+    max_cuts: int | None = None  # cut no more connections than this, all told
 
     def __post_init__(self) -> None:
         if self.bytes_per_second is not None and self.bytes_per_second <= 0:
@@ -41,6 +42,8 @@ class Shaping:
             raise ValueError("latency_seconds must not be negative")
         if self.cut_after_bytes is not None and self.cut_after_bytes < 0:
             raise ValueError("cut_after_bytes must not be negative")
+        if self.max_cuts is not None and self.max_cuts < 0:
+            raise ValueError("max_cuts must not be negative")
 
 
 TOR_LIKE = Shaping(bytes_per_second=256 * 1024, latency_seconds=0.3)
@@ -58,7 +61,7 @@ class ShapingProxy:
         self.shaping = shaping
         self.cuts = 0  # connections cut so far
         self.bytes_from_client = 0  # that reached the server, all connections
-        self._upstream = upstream_port
+        self.upstream_port = upstream_port  # may change: a restarted server
         self._sleep = sleep
         self._idle = idle_seconds
         self._loop = asyncio.new_event_loop()
@@ -109,7 +112,7 @@ class ShapingProxy:
                        client_writer: asyncio.StreamWriter) -> None:
         try:
             server_reader, server_writer = await asyncio.open_connection(
-                "127.0.0.1", self._upstream)
+                "127.0.0.1", self.upstream_port)
         except OSError:
             reset(client_writer)
             return
@@ -150,7 +153,9 @@ class ShapingProxy:
                 if not data:
                     break
                 limit = self.shaping.cut_after_bytes
-                if from_client and limit is not None and seen + len(data) >= limit:
+                most = self.shaping.max_cuts
+                if from_client and limit is not None and seen + len(data) >= limit and \
+                        (most is None or self.cuts < most):
                     data = data[:limit - seen]
                     await queue.put((loop.time(), data))
                     await queue.put(None)

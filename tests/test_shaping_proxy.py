@@ -114,6 +114,35 @@ def test_a_connection_is_cut_after_the_chosen_number_of_bytes_and_both_ends_see_
         assert proxy.bytes_from_client == 80_000
 
 
+def test_after_the_chosen_number_of_cuts_connections_go_through_whole(
+        upstream: Upstream) -> None:
+    with ShapingProxy(port_of(upstream), Shaping(cut_after_bytes=10_000, max_cuts=2)) as proxy:
+        for _attempt in (1, 2):
+            with (socket.create_connection(("127.0.0.1", proxy.port), timeout=30) as conn,
+                  pytest.raises(OSError)):
+                conn.sendall(os.urandom(200_000))
+                while conn.recv(65536):
+                    pass
+        assert proxy.cuts == 2
+        assert round_trip(proxy.port, b"y" * 100_000) == b"y" * 100_000
+        assert proxy.cuts == 2
+
+
+def test_the_upstream_can_change_while_the_proxy_runs(upstream: Upstream) -> None:
+    """As when the server behind it restarts on another port."""
+    other = Upstream()
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    try:
+        with ShapingProxy(port_of(upstream)) as proxy:
+            assert round_trip(proxy.port, b"first") == b"first"
+            proxy.upstream_port = port_of(other)
+            assert round_trip(proxy.port, b"second") == b"second"
+        assert other.received == [bytearray(b"second")]
+    finally:
+        other.shutdown()
+        other.server_close()
+
+
 def test_the_cut_can_be_lifted_while_the_proxy_runs(upstream: Upstream) -> None:
     with ShapingProxy(port_of(upstream), Shaping(cut_after_bytes=0)) as proxy:
         proxy.shaping = Shaping()
@@ -122,7 +151,7 @@ def test_the_cut_can_be_lifted_while_the_proxy_runs(upstream: Upstream) -> None:
 
 
 @pytest.mark.parametrize("bad", [{"bytes_per_second": 0}, {"latency_seconds": -1.0},
-                                 {"cut_after_bytes": -5}])
+                                 {"cut_after_bytes": -5}, {"max_cuts": -1}])
 def test_nonsense_shaping_is_refused(bad: dict[str, float]) -> None:
     with pytest.raises(ValueError, match="must"):
         Shaping(**bad)  # type: ignore[arg-type]

@@ -20,3 +20,15 @@ def seconds() -> float:
     """Seconds since the epoch, for deadlines that live minutes (flood-defence tickets)
     and are never stored finer than ten minutes."""
     return time.time()
+
+
+def now() -> dt.datetime:
+    """The current moment in UTC, for expiries; round it (:func:`coarse`) before storing."""
+    return dt.datetime.now(dt.UTC)
+
+
+def coarse(moment: dt.datetime, step_seconds: int = 600) -> dt.datetime:
+    """``moment`` rounded up to ``step_seconds`` (ten minutes): a stored expiry then says
+    little about when a request came."""
+    seconds = moment.timestamp()
+    return dt.datetime.fromtimestamp(seconds + (-seconds % step_seconds), tz=dt.UTC)

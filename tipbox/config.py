@@ -104,6 +104,9 @@ class Settings:
     pow_submit_threshold: int = 60
     pow_max_bits: int = 20
     pow_hashes_per_second: int = 50_000
+    # An upload sent in pieces (tipbox.intake.pieces) that gets no piece for this long is
+    # removed, as it is when its session ends (log-out, expiry).
+    upload_idle_minutes: int = 60
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -112,7 +115,8 @@ class Settings:
                      "session_idle_minutes", "csrf_time_limit_seconds", "upload_chunk_bytes",
                      "gpg_stall_seconds", "request_head_seconds", "body_stall_seconds",
                      "serve_threads", "max_connections", "pow_create_threshold",
-                     "pow_submit_threshold", "pow_hashes_per_second"):
+                     "pow_submit_threshold", "pow_hashes_per_second",
+                     "upload_idle_minutes"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"TIPBOX_{name.upper()} must be a positive number, "
                                   f"got {getattr(self, name)!r}")
@@ -206,6 +210,7 @@ class Settings:
             "TIPBOX_POW_SUBMIT_THRESHOLD": "pow_submit_threshold",
             "TIPBOX_POW_MAX_BITS": "pow_max_bits",
             "TIPBOX_POW_HASHES_PER_SECOND": "pow_hashes_per_second",
+            "TIPBOX_UPLOAD_IDLE_MINUTES": "upload_idle_minutes",
         }
         for var, name in int_vars.items():
             if var in env:

@@ -370,3 +370,52 @@ class ProofRefused(SubmissionRejected):
             "This was sent before the wait the site asked for was over, so nothing from "
             "it was kept. Wait %(seconds)s seconds, then send again."), 429,
             params={"seconds": seconds}, retry_after=seconds)
+
+class SessionEnded(SubmissionRejected):
+    """A request that needs a logged-in source came after the session ended (log-out,
+    expiry, or a new log-in elsewhere in this browser)."""
+
+    status = 401
+
+    def __init__(self) -> None:
+        super().__init__(N_("Your session ended. Log in with your codename and submit "
+                            "again."))
+
+
+class UploadGone(SubmissionRejected):
+    """A piece, a finish or a question about an upload this session does not hold: it was
+    finished, cancelled, left idle too long, ended with its session, or never existed (or
+    belongs to someone else, which is answered the same, so that nothing is learnt)."""
+
+    status = 410
+
+    def __init__(self) -> None:
+        super().__init__(N_("This upload is no longer on the server (it was cancelled, left "
+                            "unfinished too long, or ended with your session), so nothing "
+                            "from it was kept. Send it again."))
+
+
+class PieceOutOfPlace(SubmissionRejected):
+    """A piece that does not start exactly where the server's bytes of the item end
+    (repeated, overlapping, out of order, or for an item already complete). Nothing of it
+    is kept; the page asks how far the server got and goes on from there."""
+
+    status = 409
+
+    def __init__(self) -> None:
+        super().__init__(N_("This piece of the upload does not continue where the server's "
+                            "copy ends, so it was not kept. The page asks the server how far "
+                            "it got and carries on from there."))
+
+
+class UploadBusy(SubmissionRejected):
+    """Another request of the same upload is still being received (a connection the
+    browser gave up on that the server has not yet seen end). Nothing of this one is
+    kept; trying again shortly will do."""
+
+    status = 409
+    retry_after = 5
+
+    def __init__(self) -> None:
+        super().__init__(N_("An earlier piece of this upload is still arriving, so this one "
+                            "was not kept. The page waits a moment and carries on."))

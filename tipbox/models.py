@@ -170,6 +170,28 @@ class WebSession(Base):
     expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
 
 
+class Upload(Base):
+    """An upload sent in pieces (tipbox.intake.pieces), between its start and its finish.
+
+    Its ciphertext waits in the store's temp folder, in files named after ``token`` (the
+    claim token, tipbox.store_claims); ``state`` says which, how far each got and where the
+    packet check stands, never a file name. It belongs to one source *and* one log-in
+    session (``session_key``: the SHA-256 under which the session's row is kept), so it
+    ends with that session. ``idle_until`` is rounded up to ten minutes, as a session's
+    expiry is: a seized database learns no finer time.
+    """
+
+    __tablename__ = "uploads"
+
+    token: Mapped[str] = mapped_column(String(32), primary_key=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("sources.id", ondelete="CASCADE"),
+                                           index=True)
+    session_key: Mapped[str] = mapped_column(String(64), index=True)
+    held_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    state: Mapped[str] = mapped_column(Text)
+    idle_until: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
 class KeyState(enum.StrEnum):
     PENDING = "pending"  # imported, possession not yet proven: nothing is encrypted to it
     ACTIVE = "active"  # every new item is encrypted to each active key

@@ -79,6 +79,44 @@ class StoreClaim:
             return held
         return cls(store, token)
 
+    @classmethod
+    def take_parked(cls, store: CiphertextStore, token: str) -> StoreClaim | None:
+        """The claim on a parked upload's token (:meth:`park`), taken without waiting:
+        None while another request holds it. Raises FileNotFoundError if its lock file is
+        gone (the upload was swept or ended), rather than making a new one."""
+        if not TOKEN_RE.fullmatch(token):
+            raise ValueError("not a claim token")
+        path = store.tmp / f"{token}{LOCK_SUFFIX}"
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        try:
+            if os.fstat(fd).st_ino != os.stat(path).st_ino:
+                raise FileNotFoundError(path.name)  # swept between our open and our lock
+        except BaseException:
+            os.close(fd)
+            raise
+        claim = cls.__new__(cls)
+        claim.store, claim.token, claim._fd = store, token, fd
+        with _held_lock:
+            _held[token] = claim
+        return claim
+
+    def park(self) -> None:
+        """Let go of the lock but keep the lock file: an upload sent in pieces waits for
+        its next piece with no process holding it, and the sweeper then asks the database
+        whether it still lives (tipbox.store_sweep) instead of taking it for dead."""
+        if self._fd is None:
+            return
+        os.close(self._fd)
+        self._fd = None
+        with _held_lock:
+            if _held.get(self.token) is self:
+                del _held[self.token]
+
     @property
     def journal_path(self) -> Path:
         return self.store.tmp / f"{self.token}{JOURNAL_SUFFIX}"

@@ -9,12 +9,18 @@ Three kinds of leftover (see :mod:`tipbox.store_claims` for the claims and journ
   its temp files and removes it only after them, so such a file has no writer.
 - an **orphan**: a store file with no row and not named by a live writer's journal.
 
+An upload sent in pieces (:mod:`tipbox.intake.pieces`) is *parked* between its requests:
+its lock file stays but no process holds it. Its claim counts as dead only once its row in
+``uploads`` says so: its session has ended (logged out, expired, replaced by a new log-in)
+or no piece came for TIPBOX_UPLOAD_IDLE_MINUTES. Such rows are deleted by the sweep too.
+
 The running service sweeps when a worker starts and every :data:`SWEEP_INTERVAL_SECONDS`
 (:class:`Sweeper`); ``tipbox init`` sweeps too; ``tipbox doctor`` surveys and reports.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import fcntl
 import logging
 import os
@@ -22,10 +28,12 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import delete, exists, or_, select
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.elements import ColumnElement
 
-from tipbox.models import Item, Reply
+from tipbox import clock
+from tipbox.models import Item, Reply, Upload, WebSession
 from tipbox.storage import SUFFIX, CiphertextStore, is_item_id
 from tipbox.store_claims import (
     JOURNAL_SUFFIX,
@@ -55,18 +63,35 @@ class Leftovers:
         return bool(self.dead_claims or self.temp_files or self.orphans)
 
 
-def survey(store: CiphertextStore, sessions: sessionmaker[Session]) -> Leftovers:
+def survey(store: CiphertextStore, sessions: sessionmaker[Session],
+           now: dt.datetime | None = None) -> Leftovers:
     """Count the leftovers; change nothing."""
-    return _scan(store, sessions, remove=False)
+    return _scan(store, sessions, remove=False, now=now or clock.now())
 
 
-def sweep(store: CiphertextStore, sessions: sessionmaker[Session]) -> Leftovers:
+def sweep(store: CiphertextStore, sessions: sessionmaker[Session],
+          now: dt.datetime | None = None) -> Leftovers:
     """Settle dead claims' journals and remove every leftover; a live upload is untouched."""
-    return _scan(store, sessions, remove=True)
+    return _scan(store, sessions, remove=True, now=now or clock.now())
+
+
+def _dead_upload(now: dt.datetime) -> ColumnElement[bool]:
+    """An upload in pieces whose session ended or expired, or that waited too long."""
+    session_lives = exists().where(WebSession.id_hash == Upload.session_key,
+                                   WebSession.expires_at > now)
+    return or_(Upload.idle_until <= now, ~session_lives)
+
+
+def _parked_upload_lives(sessions: sessionmaker[Session], token: str,
+                         now: dt.datetime) -> bool:
+    """Asked while holding the upload's lock, so no request can be changing its row."""
+    with sessions() as db:
+        return db.scalar(select(Upload.token).where(Upload.token == token,
+                                                    ~_dead_upload(now))) is not None
 
 
 def _scan(store: CiphertextStore, sessions: sessionmaker[Session], *,
-          remove: bool) -> Leftovers:
+          remove: bool, now: dt.datetime) -> Leftovers:
     # The order matters. Store files are listed first: a live writer journals a file
     # before renaming it in, so one listed here is named by a journal read below, or its
     # row is found by the query after that, or it is an orphan.
@@ -75,6 +100,10 @@ def _scan(store: CiphertextStore, sessions: sessionmaker[Session], *,
     temps = [p for p in store.tmp.iterdir() if not p.name.endswith(LOCK_SUFFIX)]
     live_ids: set[str] = set()
     dead = temp_count = orphans = 0
+    if remove:
+        with sessions.begin() as db:
+            db.execute(delete(Upload).where(_dead_upload(now))
+                       .execution_options(synchronize_session=False))
     for lock in store.tmp.glob(f"*{LOCK_SUFFIX}"):
         token = lock.name[:-len(LOCK_SUFFIX)]
         fd = _take_if_dead(lock)
@@ -84,6 +113,8 @@ def _scan(store: CiphertextStore, sessions: sessionmaker[Session], *,
                 live_ids.update(m.item_id for m in _moves_or_none(journal))
             continue
         try:
+            if _parked_upload_lives(sessions, token, now):
+                continue  # an upload in pieces, waiting for its next piece
             dead += 1
             temp_count += _clear_dead_claim(store, sessions, token, remove=remove)
             if remove:

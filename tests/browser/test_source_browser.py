@@ -184,12 +184,18 @@ def test_source_submits_a_message_and_two_files_then_returns_with_the_codename(
                         "/static/encrypt.js"} if javascript else set())
     assert tab.errors == []  # no CSP violation, no script error
 
-    # One upload, on the route of its protocol: ciphertext to /submit/encrypted, the
-    # plain form to /submit.
-    upload_route = "/submit/encrypted" if javascript else "/submit"
+    # The upload, on the routes of its protocol: ciphertext in pieces to /upload/...
+    # (started, pieces, finished), the plain form in one POST to /submit.
     uploads = [r for r in tab.requests if r.method == "POST"
                and r.url.removeprefix(site.url).startswith("/submit")]
-    assert [r.url.removeprefix(site.url) for r in uploads] == [upload_route]
+    assert [r.url.removeprefix(site.url) for r in uploads] == ([] if javascript
+                                                               else ["/submit"])
+    pieces = [r for r in tab.requests if r.url.removeprefix(site.url).startswith("/upload")]
+    if javascript:
+        assert pieces[0].method == "POST" and pieces[-1].url.endswith("/finish")
+        assert sum(r.method == "PUT" for r in pieces) >= 3  # three items, the big one in several
+    else:
+        assert pieces == []
     assert site.relay.bytes_sent > 50 * MIB  # the upload did cross the relay
     if javascript:
         # Nothing the browser sent carried the plaintext: not the message, not a file's
@@ -204,13 +210,13 @@ def test_source_submits_a_message_and_two_files_then_returns_with_the_codename(
         assert site.relay.found == {MARKER.encode()}  # so the relay would have seen it
 
 
-ENCRYPTED_UPLOAD = "**/submit/encrypted"  # where encrypt.js posts (config.uploadUrl)
+PIECES = "**/upload/*/items/*"  # where encrypt.js sends each piece (tipbox.intake.pieces)
 
 
 def held_upload(page: Any, held: list[Any]) -> None:
-    """Hold encrypt.js's upload in the browser: it never reaches the server."""
-    page.route(ENCRYPTED_UPLOAD, lambda route: held.append(route)
-               if route.request.method == "POST" else route.continue_())
+    """Hold encrypt.js's pieces in the browser: they never reach the server."""
+    page.route(PIECES, lambda route: held.append(route)
+               if route.request.method == "PUT" else route.continue_())
 
 
 @pytest.mark.usefixtures("js_required")
@@ -224,17 +230,21 @@ def test_failure_cancel_and_the_plain_form_fallback_in_the_browser(
     page.fill("#message", "Here is the ledger I told you about.")
     page.set_input_files("#files", str(secret_file))
 
-    # The connection breaks: the source is told, nothing is kept, nothing was sent.
-    page.route(ENCRYPTED_UPLOAD, lambda route: route.abort("connectionreset")
-               if route.request.method == "POST" else route.continue_())
+    # The connection breaks at every piece: the page says it is reconnecting, and the
+    # source, tired of waiting, cancels. Nothing is kept, nothing was sent.
+    page.route(PIECES, lambda route: route.abort("connectionreset")
+               if route.request.method == "PUT" else route.continue_())
     page.click("#submit-form button[type=submit]")
-    page.wait_for_selector("#encrypt-retry")
-    assert "stopped before it finished" in page.inner_text("#encrypt-panel")
-    assert page.is_visible("#encrypt-plain")
+    page.wait_for_selector("text=Reconnecting…")
+    assert store_files(site.data_dir) == []
     tab.shot("8-upload-failed")
-    page.unroute(ENCRYPTED_UPLOAD)
+    page.click("#encrypt-cancel")
+    page.wait_for_selector("text=Cancelled. Nothing from this attempt was kept.")
+    assert page.is_visible("#encrypt-retry") and page.is_visible("#encrypt-plain")
+    page.unroute(PIECES)
+    wait_for(lambda: temp_files(site.data_dir) == [])
 
-    # Try again, and cancel while the upload is under way.
+    # Try again, and cancel while a piece is under way.
     held: list[Any] = []
     held_upload(page, held)
     page.click("#encrypt-retry")
@@ -246,7 +256,8 @@ def test_failure_cancel_and_the_plain_form_fallback_in_the_browser(
     for route in held:  # before unroute, which would let a held request go on
         with contextlib.suppress(Exception):  # the browser may have dropped it already
             route.abort()
-    page.unroute(ENCRYPTED_UPLOAD)
+    page.unroute(PIECES)
+    wait_for(lambda: temp_files(site.data_dir) == [])
     assert store_files(site.data_dir) == []
     assert site.relay.found == set()
 

@@ -7,6 +7,7 @@ truncations, extensions and random packet sequences.
 
 from __future__ import annotations
 
+import json
 import os
 import tracemalloc
 from dataclasses import dataclass
@@ -216,6 +217,42 @@ def test_valid_messages_are_accepted_however_they_are_chunked(data: st.DataObjec
     message = data.draw(valid_messages())
     assert oracle_accepts(message)
     assert verdict(message, data.draw(chunkings(message))) is None
+
+
+def resumed_verdict(data: bytes, cuts: list[int]) -> Refusal | None:
+    """As :func:`verdict`, but the check is saved to JSON and rebuilt at every cut, as a
+    server that restarts between the pieces of an upload does (tipbox.intake.pieces)."""
+    check = EncryptedMessageCheck(RECIPIENTS)
+    pos = 0
+    try:
+        for end in [*sorted(cuts), len(data)]:
+            check.feed(data[pos:end])
+            pos = max(pos, end)
+            check = EncryptedMessageCheck.resume(
+                RECIPIENTS, json.loads(json.dumps(check.snapshot())))
+        check.finish()
+    except MessageRefused as exc:
+        return exc.reason
+    return None
+
+
+@HYP
+@given(st.data())
+def test_a_check_rebuilt_from_its_snapshot_at_any_cut_agrees_with_one_fed_whole(
+        data: st.DataObject) -> None:
+    message = data.draw(valid_messages())
+    cuts = data.draw(st.lists(st.integers(0, len(message)), max_size=8))
+    assert resumed_verdict(message, cuts) is None
+    cut = data.draw(st.integers(0, len(message) - 1))
+    assert resumed_verdict(message[:cut], [c for c in cuts if c <= cut]) is not None
+    assert resumed_verdict(message + b"\x00", cuts) is Refusal.TRAILING_DATA
+
+
+def test_a_snapshot_for_other_keys_is_not_taken_up() -> None:
+    check = EncryptedMessageCheck(RECIPIENTS)
+    check.feed(pkesks("1111111111111111"))
+    with pytest.raises(ValueError, match="other keys"):
+        EncryptedMessageCheck.resume({"C" * 40: ("5555555555555555",)}, check.snapshot())
 
 
 @HYP

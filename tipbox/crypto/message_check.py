@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Collection, Mapping
+from typing import Any
 
 from tipbox.crypto.packets import TAG_PKESK, TAG_SEIPD, PacketError, new_length
 
@@ -98,6 +99,47 @@ class EncryptedMessageCheck:
         if not self._done:
             raise MessageRefused(Refusal.NOT_ENCRYPTED if not self.bytes_seen
                                  else Refusal.TRUNCATED)
+
+    # --- carried across requests (an upload sent in pieces, tipbox.intake.pieces) ---------
+
+    def snapshot(self) -> dict[str, Any]:
+        """Where the check stands, as plain JSON-able data: a few hundred octets of framing
+        (a header in progress, at most one PKESK body, which are public), never any of the
+        encrypted data."""
+        return {"uncovered": sorted(self._uncovered), "seen_ids": sorted(self._seen_ids),
+                "done": self._done, "header": self._header.hex(),
+                "in_packet": self._in_packet, "tag": self._tag, "remaining": self._remaining,
+                "partial": self._partial, "pkesk": self._pkesk.hex(),
+                "seipd_bytes": self._seipd_bytes, "packets": self._packets,
+                "bytes_seen": self.bytes_seen}
+
+    @classmethod
+    def resume(cls, recipients: Mapping[str, Collection[str]],
+               snapshot: Mapping[str, Any]) -> EncryptedMessageCheck:
+        """A check that carries on where :meth:`snapshot` left it, for the same keys.
+
+        Raises ValueError for a snapshot that does not fit them (never trusted blindly:
+        it comes back from the database)."""
+        check = cls(recipients)
+        uncovered = {str(f) for f in snapshot["uncovered"]}
+        seen = {str(k) for k in snapshot["seen_ids"]}
+        if not uncovered <= set(recipients) or not seen <= set(check._owner):
+            raise ValueError("a check snapshot for other keys")
+        header, pkesk = bytes.fromhex(snapshot["header"]), bytes.fromhex(snapshot["pkesk"])
+        if len(header) > 8 or len(pkesk) > MAX_PKESK_BODY:
+            raise ValueError("a check snapshot out of bounds")
+        check._uncovered, check._seen_ids = uncovered, seen
+        check._done = bool(snapshot["done"])
+        check._header = bytearray(header)
+        check._in_packet = bool(snapshot["in_packet"])
+        check._tag = int(snapshot["tag"])
+        check._remaining = int(snapshot["remaining"])
+        check._partial = bool(snapshot["partial"])
+        check._pkesk = bytearray(pkesk)
+        check._seipd_bytes = int(snapshot["seipd_bytes"])
+        check._packets = int(snapshot["packets"])
+        check.bytes_seen = int(snapshot["bytes_seen"])
+        return check
 
     # --- framing ----------------------------------------------------------------------
 

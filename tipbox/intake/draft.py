@@ -273,8 +273,12 @@ class Draft:
                 params={"limit": self.max_files},
             )
 
-    def commit(self, source_id: int) -> Receipt:
+    def commit(self, source_id: int, *,
+               in_transaction: Callable[[Session], None] | None = None) -> Receipt:
         """Make every item permanent at once: files renamed into place, rows written.
+
+        ``in_transaction`` runs inside the same transaction, after the rows are added (an
+        upload sent in pieces marks itself finished there, so that both happen or neither).
 
         The renames are journalled first and the rows committed after them, so a crash
         anywhere leaves a journal the sweeper settles against the rows
@@ -313,6 +317,8 @@ class Draft:
                                 kind=item.kind, size=size,
                                 key_fingerprints=" ".join(item.recipients),
                                 submitted_on=day))
+                if in_transaction is not None:
+                    in_transaction(db)
                 self.store.sync()  # one folder fsync: the renames last before the rows do
         except BaseException as exc:
             # journalled() has put back or removed what was renamed; __exit__ removes

@@ -60,6 +60,13 @@ def _hash(sid: str) -> str:
     return hashlib.sha256(sid.encode()).hexdigest()
 
 
+def session_key(session: SessionMixin) -> str | None:
+    """The key a logged-in session's row is kept under (what tipbox.intake.pieces ties an
+    upload to), or None for a session without a row."""
+    sid = getattr(session, "sid", None)
+    return _hash(sid) if isinstance(sid, str) and not sid.startswith(_ANONYMOUS) else None
+
+
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 

@@ -15,6 +15,7 @@ from tipbox.crypto.keyring import Keyring, KeyringSource
 from tipbox.crypto.reply_keys import ReplyKeyDeriver
 from tipbox.flood import FloodGuard, FloodPolicy, TicketSigner
 from tipbox.hashing_slots import HashingSlots
+from tipbox.intake.pieces import PieceService
 from tipbox.key_registry import KeyringProvider, StaticKeyring
 from tipbox.replies import ReplyKeyCache, ReplyService
 from tipbox.sources import SourceService
@@ -69,6 +70,7 @@ def create_source_app(settings: Settings | None = None, *,
                          TicketSigner.from_instance_key(plumbing.secrets.flask_secret_key),
                          FloodPolicy.from_settings(settings), clock or clocks.seconds),
         pow_scripts=PowScripts.load(REPO_ROOT / "static"),
+        pieces=PieceService(store, plumbing.sessions, settings),
     )
     # First of all before-request checks: while offline, even a form without a CSRF
     # token gets the 503 page, not advice to reload and send it again.

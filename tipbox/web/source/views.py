@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -28,15 +28,20 @@ from tipbox.codenames import CodenameSigner, codename_bits, generate_codename, n
 from tipbox.config import Settings
 from tipbox.crypto.keyring import Keyring, KeyringSource
 from tipbox.crypto.reply_keys import ReplyKeyDeriver
+from tipbox.errors import MalformedUpload, SessionEnded, SubmissionRejected
 from tipbox.flood import CREATE, SUBMIT, FloodGuard
 from tipbox.intake.draft import Draft
+from tipbox.intake.multipart import NOT_A_FORM
+from tipbox.intake.pieces import PIECE_BYTES, Piece, PieceService, UploadOwner
 from tipbox.intake.upload import (
+    CSRF_REFUSED,
     FormReader,
     multipart_body,
     read_encrypted_form,
     read_plain_form,
     receive_upload,
 )
+from tipbox.models import ItemKind
 from tipbox.replies import ReplyKeyCache, ReplyService
 from tipbox.sources import SourceService
 from tipbox.storage import CiphertextStore
@@ -45,7 +50,7 @@ from tipbox.web.error_pages import error_page, wants_json
 from tipbox.web.locales import BY_CODE, page_language
 from tipbox.web.request import streamed_body, streams_body
 from tipbox.web.security import content_security_policy
-from tipbox.web.sessions import ServerSession
+from tipbox.web.sessions import ServerSession, session_key
 from tipbox.web.source.flood_gate import (
     SUBMIT_CSP,
     PowScripts,
@@ -76,6 +81,7 @@ class SourceDeps:
     guides: GuideLibrary
     flood: FloodGuard
     pow_scripts: PowScripts
+    pieces: PieceService
 
 
 def make_blueprint(deps: SourceDeps) -> Blueprint:
@@ -117,11 +123,18 @@ def make_blueprint(deps: SourceDeps) -> Blueprint:
         key = deps.reply_deriver.derive(codename)
         deps.sources.set_reply_key(source_id, key.public_bytes)
         deps.reply_keys.drop(session.get("reply_key"))
+        end_uploads()
         session.clear()
         assert isinstance(session, ServerSession)  # noqa: S101
         session.regenerate()
         session["source_id"] = source_id
         session["reply_key"] = deps.reply_keys.put(key)
+
+    def end_uploads() -> None:
+        """An unfinished upload in pieces ends with its session, at once."""
+        key = session_key(session)
+        if key is not None:
+            deps.pieces.end_session(key)
 
     @bp.get("/")
     def index() -> ViewResult:
@@ -309,12 +322,67 @@ def make_blueprint(deps: SourceDeps) -> Blueprint:
         """What encrypt.js posts: items the browser encrypted, checked and kept as sent."""
         return receive(read_encrypted_form)
 
+    # --- uploads sent in pieces (encrypt.js; tipbox.intake.pieces) ----------------------
+    # JSON in and out; a session that ended is answered 401 (SessionEnded), not with a
+    # redirect to the log-in page, so the page can say so. CSRF: Flask-WTF reads the
+    # X-CSRFToken header for start, finish and cancel; the piece route checks it itself,
+    # before it reads a byte of the body.
+
+    def uploader() -> UploadOwner:
+        source_id = session.get("source_id")
+        key = session_key(session)
+        if not isinstance(source_id, int) or key is None or not deps.sources.exists(source_id):
+            raise SessionEnded()
+        return UploadOwner(source_id, key)
+
+    @bp.post("/upload")
+    def upload_start() -> ViewResult:
+        owner = uploader()
+        # One submission begins here: under flood it needs its ticket, as /submit does.
+        deps.flood.admit(SUBMIT, *proof_from_request())
+        sent = request.get_json(silent=True) or {}
+        fingerprints = sent.get("fingerprints")
+        empty = sent.get("emptyFiles", 0)
+        if not isinstance(fingerprints, list) or not all(isinstance(f, str) for f in fingerprints) \
+                or not isinstance(empty, int):
+            raise MalformedUpload(NOT_A_FORM)
+        status = deps.pieces.start(owner, g.keyring, fingerprints, empty)
+        return jsonify({**status.as_dict(), "pieceBytes": PIECE_BYTES})
+
+    @bp.get("/upload/<token>")
+    def upload_status(token: str) -> ViewResult:
+        return jsonify(deps.pieces.status(uploader(), token).as_dict())
+
+    @bp.put("/upload/<token>/items/<int:item>")
+    @streams_body
+    def upload_piece(token: str, item: int) -> ViewResult:
+        owner = uploader()
+        if not _csrf_valid(request.headers.get("X-CSRFToken", "")):
+            raise SubmissionRejected(CSRF_REFUSED)
+        piece = _piece_from(item, request.args, request.content_length)
+        return jsonify(deps.pieces.append(owner, g.keyring, token, piece,
+                                          request.stream).as_dict())
+
+    @bp.post("/upload/<token>/finish")
+    def upload_finish(token: str) -> ViewResult:
+        receipt = deps.pieces.finish(uploader(), g.keyring, token)
+        if receipt is not None:
+            session["receipt"] = {"messages": receipt.messages, "files": receipt.files,
+                                  "skipped": receipt.skipped_empty_files}
+        return jsonify(next=url_for("source.submit_form"))
+
+    @bp.post("/upload/<token>/cancel")
+    def upload_cancel(token: str) -> ViewResult:
+        deps.pieces.cancel(uploader(), token)
+        return jsonify(cancelled=True)
+
     @bp.post("/logout")
     def logout() -> ViewResult:
         form = LogoutForm()
         if not form.validate_on_submit():
             return error_page(400)
         deps.reply_keys.drop(session.get("reply_key"))
+        end_uploads()
         session.clear()
         return render_template("source/logged_out.html")
 
@@ -333,6 +401,9 @@ def _encrypt_config(settings: Settings, keys: list[dict[str, str]]) -> dict[str,
         # Where encrypt.js posts; the form's own action stays the plain route, for the
         # "send without in-browser encryption" fallback.
         "uploadUrl": url_for("source.submit_encrypted"),
+        # Uploads that resume (tipbox.intake.pieces): where they start; the piece size
+        # comes with the start's answer.
+        "pieces": {"url": url_for("source.upload_start")},
         "text": {
             "heading": gettext("Encrypting and sending"),
             "message": gettext("Message"),
@@ -372,11 +443,28 @@ def _encrypt_config(settings: Settings, keys: list[dict[str, str]]) -> dict[str,
             "sessionEnded": gettext(
                 "Your session ended, so nothing from this attempt was kept. Log in again "
                 "with your codename and send it again."),
+            # Filled in by encrypt.js: sizes in binary units, the time left as h:mm:ss.
+            "progress": gettext("%(sent)s of %(total)s sent"),
+            "progressRate": gettext("%(sent)s of %(total)s sent, %(rate)s per second, about "
+                                    "%(left)s left"),
+            "reconnecting": gettext(
+                "Reconnecting… The connection broke; the upload carries on where it stopped "
+                "as soon as the site answers again. Keep this page open."),
             "serverFailed": gettext(
                 "The site did not accept this submission, and nothing from this attempt "
                 "was kept."),
         },
     }
+
+
+def _piece_from(item: int, args: Mapping[str, str], length: int | None) -> Piece:
+    """Where a piece goes, from its query (``offset``, ``kind``, ``last``) and its length."""
+    offset = args.get("offset", "")
+    kind = args.get("kind", ItemKind.FILE.value)
+    if length is None or not (offset.isascii() and offset.isdecimal()) or \
+            kind not in (ItemKind.FILE.value, ItemKind.MESSAGE.value):
+        raise MalformedUpload(NOT_A_FORM)
+    return Piece(item, int(offset), length, ItemKind(kind), args.get("last") == "1")
 
 
 def _csrf_valid(token: str) -> bool:
