@@ -278,3 +278,32 @@ def test_stopping_tipbox_open_while_mat2_runs_removes_its_area_and_still_writes_
     index = (out / "index.txt").read_text()
     assert "NOT scrubbed: tipbox-open was interrupted" in index
     assert "1 of 1 items decrypted; 0 of 1 files scrubbed, 1 NOT scrubbed." in index
+
+
+def test_a_run_killed_while_mat2_works_leaves_its_work_folder_for_the_next_run_to_remove(
+        sender: Sender, newsroom: Newsroom, tmp_path: Path) -> None:
+    """SIGKILL cannot be caught: the work folder, with the plaintext copy mat2 was given,
+    stays hidden in --out until the next tipbox-open into that folder removes it."""
+    archive = zip_of_zeros(48 * MIB)
+    item = sender.item(SOURCE, "file", 1, archive, filename="big.zip", to=[newsroom.fingerprint])
+    bundle = write_bundle(tmp_path / "b.tar", [item])
+    env, _ = _temp_env(tmp_path)
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "tipbox.offline", str(bundle), "--out", str(out),
+            "--gnupghome", str(newsroom.secret_home), "--scrub"]
+    with subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL) as proc:
+        deadline = time.monotonic() + 60
+        while not list(out.glob(".tipbox-work-*/scrub-*/tmp")) and proc.poll() is None:
+            assert time.monotonic() < deadline, "mat2 never started"
+            time.sleep(0.01)
+        proc.kill()
+    left = [p.name for p in out.iterdir() if p.name.startswith(".tipbox-work-")]
+    assert len(left) == 1  # what the kill leaves, with the copy of big.zip given to mat2
+
+    again = run_open(bundle, out, newsroom.secret_home, cwd=tmp_path, env=env)
+
+    assert again.returncode == 0, again.stderr
+    assert f"removed {left[0]} in {out}, the work folder of an earlier tipbox-open" \
+        in again.stderr
+    assert [p.name for p in out.iterdir() if p.name.startswith(".tipbox-")] == []
