@@ -8,6 +8,10 @@ Three kinds of leftover (see :mod:`tipbox.store_claims` for the claims and journ
   one whose claim was already swept). A live writer makes its lock file before any of
   its temp files and removes it only after them, so such a file has no writer.
 - an **orphan**: a store file with no row and not named by a live writer's journal.
+  Only while the database names some file of the store: one that names none of them is
+  not this store's database (a wrong or fresh ``TIPBOX_DATABASE_URL``), and its
+  "orphans" would be every submission the newsroom has. Then nothing is removed from
+  the store, the service logs why and ``tipbox doctor`` reports it.
 
 The running service sweeps when a worker starts and every :data:`SWEEP_INTERVAL_SECONDS`
 (:class:`Sweeper`); ``tipbox init`` sweeps too; ``tipbox doctor`` surveys and reports.
@@ -49,6 +53,8 @@ class Leftovers:
     dead_claims: int = 0
     temp_files: int = 0  # .part files of dead or missing writers
     orphans: int = 0  # store files with no row
+    # Store files left alone because the database names none of the store's files.
+    unnamed_store: int = 0
 
     @property
     def found(self) -> bool:
@@ -99,7 +105,11 @@ def _scan(store: CiphertextStore, sessions: sessionmaker[Session], *,
                 store.discard(temp)
     with sessions() as db:
         rows = set(db.scalars(select(Item.id))) | set(db.scalars(select(Reply.id)))
-    for item_id in sorted(in_store - live_ids - rows):
+    unnamed = sorted(in_store - live_ids - rows)
+    if unnamed and not in_store & (rows | live_ids):
+        # Not this store's database: none of these is a crash's leftover to remove.
+        return Leftovers(dead, temp_count, 0, unnamed_store=len(unnamed))
+    for item_id in unnamed:
         orphans += 1
         if remove:
             store.discard(store.path_for(item_id))
@@ -182,6 +192,10 @@ class Sweeper:
             log.warning("could not sweep the store's leftovers (%s); trying again later",
                         type(exc).__name__)
             return None
+        if removed.unnamed_store:
+            log.error("the store holds %d file(s) and the database names none of them, so "
+                      "none was removed: check that TIPBOX_DATABASE_URL is this instance's "
+                      "database (tipbox doctor)", removed.unnamed_store)
         if removed.found:
             log.info("removed what crashes left in the store: %d unfinished upload(s) or "
                      "reply(ies), %d temp file(s), %d file(s) without a row",
