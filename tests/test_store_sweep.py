@@ -18,7 +18,7 @@ from tests.helpers import lock_files, store_files, temp_files
 from tipbox.codenames import CodenameHasher, generate_codename
 from tipbox.config import Settings
 from tipbox.db import make_engine, make_session_factory
-from tipbox.models import Item, ItemKind
+from tipbox.models import Item, ItemKind, Journalist
 from tipbox.provisioning import initialise
 from tipbox.sources import SourceService
 from tipbox.storage import CiphertextStore, new_item_id
@@ -161,6 +161,24 @@ def test_tipbox_init_on_another_database_removes_none_of_the_stores_files(
     store.path_for(orphan).write_bytes(b"ciphertext")
     assert sweep(store, any_database).orphans == 1
     assert sorted(p.stem for p in store_files(any_database_settings.data_dir)) == sorted(ids)
+
+
+def test_the_files_of_the_last_sources_deleted_by_a_deletion_cut_short_still_go(
+        any_database_settings: Settings, any_database: sessionmaker[Session],
+        store: CiphertextStore) -> None:
+    """The instance's own database (it has journalists) with no item left: the files a
+    killed deletion left behind are orphans, as always."""
+    with any_database.begin() as db:
+        db.add(Journalist(username="ada", passphrase_hash="x", totp_secret="x",
+                          created_on=dt.date.today()))
+    left = [new_item_id() for _ in range(2)]
+    for item_id in left:
+        store.path_for(item_id).write_bytes(b"ciphertext of a deleted source")
+
+    found = sweep(store, any_database)
+
+    assert (found.orphans, found.unnamed_store) == (2, 0)
+    assert store_files(any_database_settings.data_dir) == []
 
 
 def test_a_live_writers_journalled_files_are_no_orphans(

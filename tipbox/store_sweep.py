@@ -8,10 +8,11 @@ Three kinds of leftover (see :mod:`tipbox.store_claims` for the claims and journ
   one whose claim was already swept). A live writer makes its lock file before any of
   its temp files and removes it only after them, so such a file has no writer.
 - an **orphan**: a store file with no row and not named by a live writer's journal.
-  Only while the database names some file of the store: one that names none of them is
-  not this store's database (a wrong or fresh ``TIPBOX_DATABASE_URL``), and its
-  "orphans" would be every submission the newsroom has. Then nothing is removed from
-  the store, the service logs why and ``tipbox doctor`` reports it.
+  Not when the database names none of the store's files and either has items of its
+  own or has never had a journalist: that is not this store's database (a wrong or
+  fresh ``TIPBOX_DATABASE_URL``), and its "orphans" would be every submission the
+  newsroom has. Then nothing is removed from the store, the service logs why and
+  ``tipbox doctor`` reports it.
 
 The running service sweeps when a worker starts and every :data:`SWEEP_INTERVAL_SECONDS`
 (:class:`Sweeper`); ``tipbox init`` sweeps too; ``tipbox doctor`` surveys and reports.
@@ -26,10 +27,10 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from tipbox.models import Item, Reply
+from tipbox.models import Item, Journalist, Reply
 from tipbox.storage import SUFFIX, CiphertextStore, is_item_id
 from tipbox.store_claims import (
     JOURNAL_SUFFIX,
@@ -106,8 +107,8 @@ def _scan(store: CiphertextStore, sessions: sessionmaker[Session], *,
     with sessions() as db:
         rows = set(db.scalars(select(Item.id))) | set(db.scalars(select(Reply.id)))
     unnamed = sorted(in_store - live_ids - rows)
-    if unnamed and not in_store & (rows | live_ids):
-        # Not this store's database: none of these is a crash's leftover to remove.
+    if unnamed and not in_store & (rows | live_ids) and _not_this_stores(sessions, rows):
+        # None of these is a crash's leftover to remove.
         return Leftovers(dead, temp_count, 0, unnamed_store=len(unnamed))
     for item_id in unnamed:
         orphans += 1
@@ -116,6 +117,17 @@ def _scan(store: CiphertextStore, sessions: sessionmaker[Session], *,
     if remove and orphans:
         store.sync()
     return Leftovers(dead, temp_count, orphans)
+
+
+def _not_this_stores(sessions: sessionmaker[Session], rows: set[str]) -> bool:
+    """Is a database that names none of the store's files some other store's (it has
+    items of its own) or a fresh one (no journalist has ever had an account)? Only the
+    instance's own database, its last source deleted by a deletion cut short, may remove
+    such files."""
+    if rows:
+        return True
+    with sessions() as db:
+        return not db.scalar(select(func.count()).select_from(Journalist))
 
 
 def _take_if_dead(lock: Path) -> int | None:
