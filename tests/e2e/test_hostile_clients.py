@@ -205,3 +205,29 @@ def test_a_stopping_server_does_not_wait_for_the_head_limit_of_silent_connection
         server.process.terminate()
         # It stops long before those heads' 10 minutes are up.
         assert server.process.wait(timeout=PATIENCE) == 0
+
+
+MARKER = "sent-by-the-client-5e0d"
+
+
+def test_a_body_with_broken_chunking_is_the_clients_fault_and_no_traceback_is_logged(
+        tmp_path: Path, newsroom: Newsroom) -> None:
+    with running(tmp_path, newsroom) as server:
+        source = HttpSource(server.url)
+        source.new_codename()
+        cookie = "; ".join(f"{c.name}={c.value}" for c in source.jar)
+        with connect(server) as sock:
+            sock.sendall(f"POST /submit HTTP/1.1\r\nHost: x\r\nCookie: {cookie}\r\n"
+                         "Transfer-Encoding: chunked\r\n"
+                         "Content-Type: multipart/form-data; boundary=b\r\n\r\n"
+                         f"zz{MARKER}\r\n".encode())
+            response = http.client.HTTPResponse(sock)
+            response.begin()
+            status, page = response.status, response.read().decode()
+        log = server.log()
+    assert status == 400, page
+    assert "cut off or malformed" in page
+    assert "Traceback" not in log and "unhandled" not in log and "File \"" not in log
+    assert MARKER not in log
+    assert temp_files(tmp_path / "data") == []
+

@@ -11,9 +11,9 @@ here: the web layer hands in the body, the keyring and a CSRF check.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import IO
 
 from tipbox.config import Settings
+from tipbox.crypto.gpg import Readable
 from tipbox.errors import MalformedUpload, PageKeysOutdated, PageOutdated, SubmissionRejected
 from tipbox.i18n import N_
 from tipbox.intake.draft import Draft, Receipt
@@ -31,7 +31,7 @@ CSRF_REFUSED = N_("This form had expired or was sent from somewhere else, so not
                   "kept. Reload the page and send it again.")
 
 
-def multipart_body(stream: IO[bytes], mimetype: str, boundary: str | None,
+def multipart_body(stream: Readable, mimetype: str, boundary: str | None,
                    settings: Settings, store: CiphertextStore) -> MultipartReader:
     """The reader over a request body, or MalformedUpload if it is not multipart. The
     body is refused once the store's disk is down to TIPBOX_MIN_FREE_BYTES."""

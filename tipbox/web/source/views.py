@@ -41,7 +41,7 @@ from tipbox.sources import SourceService
 from tipbox.storage import CiphertextStore
 from tipbox.web.browser_encryption import SCRIPT_CSP, SPOOL_TO_STORAGE_BYTES, BrowserEncryption
 from tipbox.web.error_pages import error_page, wants_json
-from tipbox.web.request import streams_body
+from tipbox.web.request import ServerBody, streams_body
 from tipbox.web.security import content_security_policy
 from tipbox.web.sessions import ServerSession
 from tipbox.web.source.forms import CsrfOnlyForm, LoginForm, LogoutForm, NewCodenameForm
@@ -237,7 +237,7 @@ def make_blueprint(deps: SourceDeps) -> Blueprint:
         """Stream the body into a draft; a failure is answered by tipbox.web.error_pages."""
         draft = Draft(g.keyring, deps.store, deps.db, deps.settings.max_files,
                       daily_quota=deps.settings.source_daily_bytes)
-        body = multipart_body(request.stream, request.mimetype,
+        body = multipart_body(ServerBody(request.stream), request.mimetype,
                               request.mimetype_params.get("boundary"), deps.settings,
                               deps.store)
         receipt = receive_upload(body, read_form, draft, _csrf_valid, session["source_id"],
