@@ -231,3 +231,19 @@ def test_a_body_with_broken_chunking_is_the_clients_fault_and_no_traceback_is_lo
     assert MARKER not in log
     assert temp_files(tmp_path / "data") == []
 
+
+
+def test_a_malformed_request_head_leaves_only_its_kind_in_the_log(
+        tmp_path: Path, newsroom: Newsroom) -> None:
+    heads = [f"GET /{MARKER} HTTP/1.1 extra\r\nHost: x\r\n\r\n",
+             f"G\x01T /{MARKER} HTTP/1.1\r\nHost: x\r\n\r\n",
+             f"GET / HTTP/1.1\r\nHost: x\r\n{MARKER}\x01: y\r\n\r\n",
+             f"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: {MARKER}\r\n\r\n"]
+    with running(tmp_path, newsroom) as server:
+        for head in heads:
+            with connect(server) as sock:
+                sock.sendall(head.encode("latin-1"))
+                assert read_until_closed(sock).startswith(b"HTTP/1.1 400 ")
+        log = server.log()
+    assert log.count("Invalid request") == len(heads)  # the admin still sees that they came
+    assert MARKER not in log  # but not what the client wrote
