@@ -228,8 +228,14 @@ def test_mat2_runs_with_its_files_bounded_and_no_core_dump(tmp_path: Path) -> No
     original.write_bytes(buf.getvalue())
     limits = Limits()
     outcome: list[object] = []
-    worker = threading.Thread(target=lambda: outcome.append(
-        scrub(mat2, original, work, "t", limits)), daemon=True)
+
+    def run() -> None:
+        try:
+            outcome.append(scrub(mat2, original, work, "t", limits))
+        except Exception as exc:  # shown by the assertion below, not lost in the thread
+            outcome.append(exc)
+
+    worker = threading.Thread(target=run, daemon=True)
     worker.start()
     seen: dict[str, str] = {}
     deadline = time.monotonic() + 60
@@ -247,7 +253,7 @@ def test_mat2_runs_with_its_files_bounded_and_no_core_dump(tmp_path: Path) -> No
     assert seen["Max core file size"].split()[:2] == ["0", "0"]
     bound = str(limits.budget(original.stat().st_size))
     assert seen["Max file size"].split()[:2] == [bound, bound]
-    assert outcome and isinstance(outcome[0], Path)  # and it did its work
+    assert outcome and isinstance(outcome[0], Path), outcome  # and it did its work
 
 
 # SIGTERM is what a plain `kill` sends, SIGHUP what closing the terminal sends; Ctrl-C's
