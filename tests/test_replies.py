@@ -26,18 +26,22 @@ def test_replies_sent_at_the_same_moment_to_one_source_all_arrive_numbered_in_tu
     failures: list[str] = []
 
     def send(n: int) -> None:
-        start.wait(timeout=60)
         try:
+            start.wait(timeout=60)
             services[n].send(source_id, None, f"reply {n}")
         except Exception as exc:  # a thread's exception would otherwise be lost
             failures.append(type(exc).__name__)
 
     threads = [threading.Thread(target=send, args=(n,), daemon=True)
                for n in range(JOURNALISTS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+    finally:
+        for service in services:  # each has an engine of its own, as each app would
+            service.sessions.kw["bind"].dispose()
 
     assert not any(t.is_alive() for t in threads)
     assert failures == []
