@@ -3,6 +3,7 @@ still alive keeps everything; a dead writer's journal is settled against the row
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import subprocess
 import sys
@@ -16,7 +17,9 @@ from tests.conftest import FAST_SCRYPT
 from tests.helpers import lock_files, store_files, temp_files
 from tipbox.codenames import CodenameHasher, generate_codename
 from tipbox.config import Settings
-from tipbox.models import Item, ItemKind
+from tipbox.db import make_engine, make_session_factory
+from tipbox.models import Item, ItemKind, Journalist
+from tipbox.provisioning import initialise
 from tipbox.sources import SourceService
 from tipbox.storage import CiphertextStore, new_item_id
 from tipbox.store_claims import Move, StoreClaim
@@ -130,6 +133,52 @@ def test_a_file_without_a_row_or_a_writer_is_an_orphan_and_goes(
     assert (found.orphans, found.temp_files) == (1, 1)
     assert [p.stem for p in store_files(any_database_settings.data_dir)] == [kept]
     assert not legacy.exists()
+
+
+def test_tipbox_init_on_another_database_removes_none_of_the_stores_files(
+        any_database_settings: Settings, any_database: sessionmaker[Session],
+        store: CiphertextStore, tmp_path: Path) -> None:
+    """A wrong or fresh TIPBOX_DATABASE_URL names none of the store's files: taking them
+    all for orphans would delete every submission the newsroom has."""
+    ids = [new_item_id() for _ in range(3)]
+    for item_id in ids:
+        store.path_for(item_id).write_bytes(b"ciphertext")
+        _add_row(any_database, item_id)
+    elsewhere = dataclasses.replace(
+        any_database_settings, database_url=f"sqlite:///{tmp_path / 'another.db'}")
+
+    initialise(elsewhere, trust_keys_folder=True)
+
+    assert sorted(p.stem for p in store_files(any_database_settings.data_dir)) == sorted(ids)
+    engine = make_engine(elsewhere.database_url)
+    try:
+        found = survey(store, make_session_factory(engine))
+    finally:
+        engine.dispose()
+    assert found.unnamed_store == 3 and found.orphans == 0
+    # Back on the instance's own database, an orphan beside named files still goes.
+    orphan = new_item_id()
+    store.path_for(orphan).write_bytes(b"ciphertext")
+    assert sweep(store, any_database).orphans == 1
+    assert sorted(p.stem for p in store_files(any_database_settings.data_dir)) == sorted(ids)
+
+
+def test_the_files_of_the_last_sources_deleted_by_a_deletion_cut_short_still_go(
+        any_database_settings: Settings, any_database: sessionmaker[Session],
+        store: CiphertextStore) -> None:
+    """The instance's own database (it has journalists) with no item left: the files a
+    killed deletion left behind are orphans, as always."""
+    with any_database.begin() as db:
+        db.add(Journalist(username="ada", passphrase_hash="x", totp_secret="x",
+                          created_on=dt.date.today()))
+    left = [new_item_id() for _ in range(2)]
+    for item_id in left:
+        store.path_for(item_id).write_bytes(b"ciphertext of a deleted source")
+
+    found = sweep(store, any_database)
+
+    assert (found.orphans, found.unnamed_store) == (2, 0)
+    assert store_files(any_database_settings.data_dir) == []
 
 
 def test_a_live_writers_journalled_files_are_no_orphans(

@@ -30,14 +30,24 @@ class InstanceSecrets:
         return cls(**{name: secrets.token_bytes(32) for name in FIELDS})
 
     def save(self, path: Path) -> None:
-        """Write atomically with mode 0600; an existing file is never overwritten."""
+        """Write atomically with mode 0600; an existing file is never overwritten
+        (FileExistsError).
+
+        Written whole under a temporary name, then linked to ``path``: a full disk, a kill
+        or a power cut while writing must not leave an empty ``path``, which every later
+        start would call damaged and ask to restore from a backup that cannot exist yet.
+        """
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         payload = json.dumps({name: getattr(self, name).hex() for name in FIELDS})
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(payload)
-            fh.flush()
-            os.fsync(fh.fileno())
+        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
+        try:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(payload)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.link(temp, path)  # unlike a rename, refuses to replace an existing file
+        finally:
+            Path(temp).unlink(missing_ok=True)
         fsync_folder(path.parent)
 
     @classmethod

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from tipbox.clock import today
@@ -72,6 +72,13 @@ class ReplyService:
             self.store.prepare(temp, day)
             with journalled(claim, [Move(temp.name, reply_id)], self.sessions), \
                     self.sessions.begin() as db:
+                # A write first, changing nothing: it takes SQLite's write lock, or this
+                # source's row lock on PostgreSQL, so that two journalists replying at
+                # once cannot both read the same highest number (the second was refused
+                # by the database's unique number, a 500).
+                db.execute(update(Source).where(Source.id == source_id)
+                           .values(id=Source.id)
+                           .execution_options(synchronize_session=False))
                 source = db.get(Source, source_id)
                 if source is None:
                     raise SubmissionRejected(N_("That source no longer exists."), status=404)

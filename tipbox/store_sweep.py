@@ -8,6 +8,11 @@ Three kinds of leftover (see :mod:`tipbox.store_claims` for the claims and journ
   one whose claim was already swept). A live writer makes its lock file before any of
   its temp files and removes it only after them, so such a file has no writer.
 - an **orphan**: a store file with no row and not named by a live writer's journal.
+  Not when the database names none of the store's files and either has items of its
+  own or has never had a journalist: that is not this store's database (a wrong or
+  fresh ``TIPBOX_DATABASE_URL``), and its "orphans" would be every submission the
+  newsroom has. Then nothing is removed from the store, the service logs why and
+  ``tipbox doctor`` reports it.
 
 An upload sent in pieces (:mod:`tipbox.intake.pieces`) is *parked* between its requests:
 its lock file stays but no process holds it. Its claim counts as dead only once its row in
@@ -28,12 +33,12 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import delete, exists, or_, select
+from sqlalchemy import delete, exists, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.elements import ColumnElement
 
 from tipbox import clock
-from tipbox.models import Item, Reply, Upload, WebSession
+from tipbox.models import Item, Journalist, Reply, Upload, WebSession
 from tipbox.storage import SUFFIX, CiphertextStore, is_item_id
 from tipbox.store_claims import (
     JOURNAL_SUFFIX,
@@ -57,6 +62,8 @@ class Leftovers:
     dead_claims: int = 0
     temp_files: int = 0  # .part files of dead or missing writers
     orphans: int = 0  # store files with no row
+    # Store files left alone because the database names none of the store's files.
+    unnamed_store: int = 0
 
     @property
     def found(self) -> bool:
@@ -130,13 +137,28 @@ def _scan(store: CiphertextStore, sessions: sessionmaker[Session], *,
                 store.discard(temp)
     with sessions() as db:
         rows = set(db.scalars(select(Item.id))) | set(db.scalars(select(Reply.id)))
-    for item_id in sorted(in_store - live_ids - rows):
+    unnamed = sorted(in_store - live_ids - rows)
+    if unnamed and not in_store & (rows | live_ids) and _not_this_stores(sessions, rows):
+        # None of these is a crash's leftover to remove.
+        return Leftovers(dead, temp_count, 0, unnamed_store=len(unnamed))
+    for item_id in unnamed:
         orphans += 1
         if remove:
             store.discard(store.path_for(item_id))
     if remove and orphans:
         store.sync()
     return Leftovers(dead, temp_count, orphans)
+
+
+def _not_this_stores(sessions: sessionmaker[Session], rows: set[str]) -> bool:
+    """Is a database that names none of the store's files some other store's (it has
+    items of its own) or a fresh one (no journalist has ever had an account)? Only the
+    instance's own database, its last source deleted by a deletion cut short, may remove
+    such files."""
+    if rows:
+        return True
+    with sessions() as db:
+        return not db.scalar(select(func.count()).select_from(Journalist))
 
 
 def _take_if_dead(lock: Path) -> int | None:
@@ -213,6 +235,10 @@ class Sweeper:
             log.warning("could not sweep the store's leftovers (%s); trying again later",
                         type(exc).__name__)
             return None
+        if removed.unnamed_store:
+            log.error("the store holds %d file(s) and the database names none of them, so "
+                      "none was removed: check that TIPBOX_DATABASE_URL is this instance's "
+                      "database (tipbox doctor)", removed.unnamed_store)
         if removed.found:
             log.info("removed what crashes left in the store: %d unfinished upload(s) or "
                      "reply(ies), %d temp file(s), %d file(s) without a row",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
@@ -20,7 +21,7 @@ from tipbox.db import make_engine, make_session_factory
 from tipbox.inbox import InboxService
 from tipbox.models import AuditEntry, Source
 from tipbox.sources import SourceService
-from tipbox.storage import CiphertextStore
+from tipbox.storage import CiphertextStore, new_item_id
 
 TODAY = dt.datetime.now(dt.UTC).date()
 
@@ -152,6 +153,11 @@ def test_doctor_reports_what_crashes_left_until_it_is_swept_and_init_spares_live
 
     store = CiphertextStore(settings.store_dir)
     runner = CliRunner()
+    # A submission the database names: the store is this database's.
+    source_id = SourceService(db, CodenameHasher(b"p" * 32, FAST_SCRYPT)).create(
+        generate_codename())
+    submit(db, load_keyring(settings.keys_dir, settings.gnupg_dir), store,
+           source_id, "kept")
     assert runner.invoke(main, ["doctor"], env=cli_env(settings)).exit_code == 0
     store.path_for(new_item_id()).write_bytes(b"ciphertext with no row")
     (store.tmp / f"{'1' * 32}.part").write_bytes(b"an upload nobody writes any more")
@@ -168,3 +174,18 @@ def test_doctor_reports_what_crashes_left_until_it_is_swept_and_init_spares_live
     assert runner.invoke(main, ["doctor"], env=cli_env(settings)).exit_code == 0
     arriving.unlink()
     live.release()
+
+
+def test_doctor_reports_a_store_that_the_database_names_nothing_of(
+        settings: Settings, tmp_path: Path) -> None:
+    store = CiphertextStore(settings.store_dir)
+    store.path_for(new_item_id()).write_bytes(b"a submission of the real database")
+    elsewhere = cli_env(settings, TIPBOX_DATABASE_URL=f"sqlite:///{tmp_path / 'other.db'}")
+    assert CliRunner().invoke(main, ["init"], env=elsewhere).exit_code == 0
+
+    reported = CliRunner().invoke(main, ["doctor"], env=elsewhere)
+
+    assert reported.exit_code == 1
+    assert "holds 1 file(s) and the database names none of them" in reported.output
+    assert "check that TIPBOX_DATABASE_URL is this instance's database" in reported.output
+    assert len(list(settings.store_dir.glob("*.gpg"))) == 1

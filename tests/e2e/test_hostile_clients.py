@@ -229,3 +229,45 @@ def test_clients_that_never_close_after_a_last_answer_do_not_hold_up_other_visit
         for sock in silent:  # the server ended each of them in turn, ours unread
             sock.settimeout(PATIENCE)
             assert read_until_closed(sock)[-7:] == b"</html>"
+
+
+MARKER = "sent-by-the-client-5e0d"
+
+
+def test_a_body_with_broken_chunking_is_the_clients_fault_and_no_traceback_is_logged(
+        tmp_path: Path, newsroom: Newsroom) -> None:
+    with running(tmp_path, newsroom) as server:
+        source = HttpSource(server.url)
+        source.new_codename()
+        cookie = "; ".join(f"{c.name}={c.value}" for c in source.jar)
+        with connect(server) as sock:
+            sock.sendall(f"POST /submit HTTP/1.1\r\nHost: x\r\nCookie: {cookie}\r\n"
+                         "Transfer-Encoding: chunked\r\n"
+                         "Content-Type: multipart/form-data; boundary=b\r\n\r\n"
+                         f"zz{MARKER}\r\n".encode())
+            response = http.client.HTTPResponse(sock)
+            response.begin()
+            status, page = response.status, response.read().decode()
+        log = server.log()
+    assert status == 400, page
+    assert "cut off or malformed" in page
+    assert "Traceback" not in log and "unhandled" not in log and "File \"" not in log
+    assert MARKER not in log
+    assert temp_files(tmp_path / "data") == []
+
+
+
+def test_a_malformed_request_head_leaves_only_its_kind_in_the_log(
+        tmp_path: Path, newsroom: Newsroom) -> None:
+    heads = [f"GET /{MARKER} HTTP/1.1 extra\r\nHost: x\r\n\r\n",
+             f"G\x01T /{MARKER} HTTP/1.1\r\nHost: x\r\n\r\n",
+             f"GET / HTTP/1.1\r\nHost: x\r\n{MARKER}\x01: y\r\n\r\n",
+             f"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: {MARKER}\r\n\r\n"]
+    with running(tmp_path, newsroom) as server:
+        for head in heads:
+            with connect(server) as sock:
+                sock.sendall(head.encode("latin-1"))
+                assert read_until_closed(sock).startswith(b"HTTP/1.1 400 ")
+        log = server.log()
+    assert log.count("Invalid request") == len(heads)  # the admin still sees that they came
+    assert MARKER not in log  # but not what the client wrote

@@ -101,8 +101,12 @@ def test_an_unknown_language_is_ignored(client: FlaskClient) -> None:
     assert html_lang_dir(client.get("/").get_data(as_text=True)) == ("en", "ltr")
 
 
+# Browsers drop tabs and line breaks from an address (the URL standard), so "/<tab>/x"
+# is "//x", another site; a line break in a header was a 500 with a logged traceback.
 @pytest.mark.parametrize("target", ["https://evil.example/", "//evil.example/",
-                                    "/\\evil.example", "javascript:alert(1)", ""])
+                                    "/\\evil.example", "javascript:alert(1)", "",
+                                    "/\t/evil.example", "/\n/evil.example",
+                                    "/\r/evil.example", "/\t\\evil.example", "/\x00/x"])
 def test_the_picker_never_sends_anyone_to_another_site(client: FlaskClient,
                                                         target: str) -> None:
     assert safe_next(target) == "/"

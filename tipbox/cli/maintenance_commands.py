@@ -119,6 +119,12 @@ def _check_leftovers(services: Services, problems: list[str]) -> None:
     from tipbox.store_sweep import survey
 
     found = survey(CiphertextStore(services.settings.store_dir), services.sessions)
+    if found.unnamed_store:
+        problems.append(
+            f"The store ({services.settings.store_dir}) holds {found.unnamed_store} file(s) "
+            "and the database names none of them, so nothing removes them: check that "
+            "TIPBOX_DATABASE_URL is this instance's database. If it is, those files are "
+            "what a deletion cut short left: remove them by hand.")
     if found.found:
         problems.append(
             f"The store holds what crashes left: {found.dead_claims} unfinished upload(s) or "

@@ -101,6 +101,13 @@ class _GPG(gnupg.GPG):  # type: ignore[misc]
         self.local.result = result
         return super()._handle_io(args, fileobj_or_path, result, *rest, **kwargs)
 
+    def _collect_output(self, process: Any, result: Any, writer: Any = None,
+                        stdin: Any = None) -> Any:
+        # python-gnupg gives its copy thread 0.01 s once gpg has exited; kept so that the
+        # caller can wait for it (see GnuPG._wait_for_copy_thread).
+        self.local.writer = writer
+        return super()._collect_output(process, result, writer, stdin)
+
 
 class Readable(Protocol):
     def read(self, size: int = ..., /) -> bytes: ...
@@ -267,6 +274,7 @@ class GnuPG:
         watch = Watch(self.stall_seconds)
         self._gpg.local.watch = watch
         self._gpg.local.result = None
+        self._gpg.local.writer = None
         try:
             with early_writeback(output), Watchdog(watch):
                 result = self._gpg.encrypt_file(
@@ -281,10 +289,28 @@ class GnuPG:
             raise
         finally:
             self._gpg.local.watch = None
+            self._wait_for_copy_thread()
         # python-gnupg reads "ok" from gpg's END_ENCRYPTION status, which gpg writes even
         # when writing the output failed (a full disk): its exit code tells.
         if not result.ok or getattr(result, "returncode", 0) not in (0, None):
             raise self._failure(watch, result, output)
+
+    def _wait_for_copy_thread(self) -> None:
+        """Return only once python-gnupg's copy thread has stopped reading ``source``.
+
+        A gpg that dies while the copy thread waits for the next chunk of an upload
+        leaves that thread in ``source.read`` after python-gnupg has returned. The caller
+        would then answer the failure by draining the request body while the thread still
+        reads it: two readers of one socket, each taking bytes the other expected, so the
+        answer could wait for bytes that never come, or a kept-alive connection's next
+        request lose its first bytes. The thread ends at its next chunk (writing it to the
+        dead gpg fails at once) or when the read fails; a server's reads of the body have
+        a stall limit (TIPBOX_BODY_STALL_SECONDS), which bounds the wait.
+        """
+        writer: threading.Thread | None = getattr(self._gpg.local, "writer", None)
+        self._gpg.local.writer = None
+        if writer is not None:
+            writer.join()
 
     @staticmethod
     def _failure(watch: Watch, result: Any, output: Path) -> TipboxError:

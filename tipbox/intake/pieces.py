@@ -51,6 +51,7 @@ from tipbox.crypto.gpg import Readable
 from tipbox.crypto.keyring import Keyring
 from tipbox.crypto.message_check import EncryptedMessageCheck, MessageRefused
 from tipbox.errors import (
+    ByteCount,
     DatabaseUnavailable,
     MalformedUpload,
     PageKeysOutdated,
@@ -239,7 +240,7 @@ class PieceService:
                body: Readable) -> UploadStatus:
         """Check and keep one piece as it streams in from ``body``; all of it or none."""
         if piece.length > MAX_PIECE_BYTES or piece.length < 0:
-            raise UploadTooLarge(PIECE_TOO_LARGE, params={"limit": "8 MiB"})
+            raise UploadTooLarge(PIECE_TOO_LARGE, params={"limit": ByteCount(MAX_PIECE_BYTES)})
         with self._claimed(token) as claim:
             with self.sessions() as db:
                 _row, state = self._load(db, owner, token)

@@ -9,8 +9,6 @@ to a temporary file, and only then move it to its final, never-overwriting name.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +22,7 @@ from tipbox.offline.manifest import ManifestItem
 from tipbox.offline.names import display, file_name, folder_name, reserve_file, reserve_folder
 from tipbox.offline.openpgp import HEAD_BYTES, NotAnItem, read_envelope
 from tipbox.offline.progress import Progress
+from tipbox.offline.work import remove_abandoned, work_folder
 
 DECRYPTED = "decrypted"
 
@@ -80,13 +79,14 @@ class Opener:
         """Check the bundle (BundleRefused before anything is written), then open it."""
         with open_bundle(bundle_path, self.out) as bundle:
             self.out.mkdir(mode=0o700, parents=True, exist_ok=True)
-            work = Path(tempfile.mkdtemp(prefix=".tipbox-work-", dir=self.out))
-            try:
+            for name in remove_abandoned(self.out):
+                progress.line(f"removed {name} in {display(str(self.out))}, the work folder "
+                              "of an earlier tipbox-open that was stopped before it could "
+                              "remove it itself")
+            with work_folder(self.out) as work:
                 result = self._open(bundle, work, progress)
                 if scrub:
                     self._scrub(result, work, progress)
-            finally:
-                shutil.rmtree(work, ignore_errors=True)
         return result
 
     def _open(self, bundle: Bundle, work: Path, progress: Progress) -> Result:

@@ -8,20 +8,35 @@ mat2 unpacks archives (zip, docx, odt...) into a temporary folder that it picks 
 Python's :mod:`tempfile` (``$TMPDIR``, ``$TEMP``, ``$TMP``, then /tmp), unbounded, and
 leaves it behind when it fails mid-archive: the document's decrypted contents outside the
 folder the journalist controls. So each run of mat2 gets a private scrub area inside the
-work folder under --out, with its temporary folder there; the area is measured while
-mat2 runs, mat2's process group is killed when the area outgrows its budget, the disk
-reserve or the time limit, and the area is removed whatever happens.
+work folder under --out, with its temporary folder there, and the area is removed
+whatever happens.
+
+What mat2 writes is bounded by the kernel, not only watched: measuring the area between
+two looks lets a fast archive bomb write what it writes in that time (tens of MiB), so
+
+- where the system lets an unprivileged user make a user and mount namespace (Debian
+  does), the temporary folder is a tmpfs of the budget's size, private to mat2 and gone
+  with it (:func:`private_tmpfs_works`): an archive of many members stops at that size;
+- every file mat2 writes (its clean copy, each member it unpacks) is bounded by
+  RLIMIT_FSIZE, and it dumps no core (its memory holds the plaintext).
+
+The area is still measured while mat2 runs, for the disk reserve and the time limit, and
+as the only bound on the temporary folder where no namespace can be made.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import functools
 import os
+import resource
 import shutil
 import signal
 import subprocess
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 from tipbox.offline.bundle import human_size
@@ -78,19 +93,31 @@ def scrub(mat2: str, original: Path, work: Path, tag: str, limits: Limits) -> Pa
 def _run(mat2: str, staged: Path, area: Path, limit: int, over: str, limits: Limits,
          ) -> None:
     """Run mat2 on ``staged`` with everything it writes inside ``area``; stop it, saying
-    ``over``, once ``area`` takes more than ``limit`` bytes."""
+    ``over``, once it writes more than ``limit`` bytes there (with ``staged``)."""
     tmp = area / "tmp"
     tmp.mkdir(mode=0o700)
     # Python's tempfile tries these in this order and falls back to /tmp, /var/tmp and
     # the working directory only when none can be written: all of them point into area.
     env = {**os.environ, "TMPDIR": str(tmp), "TEMP": str(tmp), "TMP": str(tmp)}
+    writable = max(limit - staged.stat().st_size, 0)
+    command = [mat2, "--", str(staged)]
+    tmp_full = over
+    if private_tmpfs_works():
+        # In memory, so no larger than half of what is free of it.
+        memory = _memory_available() // 2
+        tmp_size = min(writable, memory) if memory else writable
+        if tmp_size < writable:
+            tmp_full = (f"what it unpacked outgrew {human_size(tmp_size)}, half the memory "
+                        "free")
+        command = _in_private_tmpfs(command, tmp, tmp_size)
     said = area / "mat2.log"
     with said.open("wb") as log:
         # Its own session: one killpg stops mat2 and its worker processes, and a Ctrl-C
-        # in the terminal reaches tipbox-open, which then stops them itself.
-        proc = subprocess.Popen([mat2, "--", str(staged)], cwd=area, env=env,
-                                stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                start_new_session=True)
+        # in the terminal reaches tipbox-open, which then stops them itself. (preexec_fn
+        # is safe here: tipbox-open runs no other thread.)
+        proc = subprocess.Popen(command, cwd=area, env=env, stdin=subprocess.DEVNULL,
+                                stdout=log, stderr=log, start_new_session=True,
+                                preexec_fn=partial(_bound_files, writable))
         try:
             stopped = _watch(proc, area, limit, over, limits)
         finally:
@@ -100,7 +127,65 @@ def _run(mat2: str, staged: Path, area: Path, limit: int, over: str, limits: Lim
     if stopped:
         raise NotScrubbed(stopped)
     if proc.returncode != 0:
+        if _said(said, errno.ENOSPC):
+            raise NotScrubbed(f"mat2 was stopped: {tmp_full}")
+        if _said(said, errno.EFBIG):
+            raise NotScrubbed(f"mat2 was stopped: {over}")
         raise NotScrubbed(f"mat2 could not clean it: {_last_words(said, staged, proc)}")
+
+
+def _bound_files(max_bytes: int) -> None:
+    """In mat2's process, before it starts: no file it writes grows past ``max_bytes``
+    (a write past it fails with EFBIG, or SIGXFSZ ends a program that does not ignore
+    it), and no crash of it leaves a core dump, which would hold the plaintext."""
+    resource.setrlimit(resource.RLIMIT_FSIZE, (max_bytes, max_bytes))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+# Run in the new namespace: a tmpfs of $1 bytes over the folder $2, then the command.
+_MOUNT_THEN_RUN = 'mount -t tmpfs -o "size=$1,mode=0700" tipbox-scrub "$2" && shift 2 && exec "$@"'
+
+
+def _in_private_tmpfs(command: list[str], folder: Path, size: int) -> list[str]:
+    """``command`` run with a tmpfs of ``size`` bytes over ``folder``, seen by it alone.
+
+    The kernel refuses a write past ``size`` (ENOSPC), however many files it is spread
+    over and however fast it comes; the tmpfs and everything in it go with the last
+    process of the namespace, even when tipbox-open itself is killed."""
+    return ["unshare", "--user", "--map-root-user", "--mount", "--", "/bin/sh", "-c",
+            _MOUNT_THEN_RUN, "sh", str(size), str(folder), *command]
+
+
+@functools.cache
+def private_tmpfs_works() -> bool:
+    """Can this user make a user and mount namespace and mount a tmpfs in it? (Debian
+    allows it; some systems turn unprivileged user namespaces off.)"""
+    if shutil.which("unshare") is None:
+        return False
+    with tempfile.TemporaryDirectory(prefix="tipbox-tmpfs-check-") as folder:
+        try:
+            done = subprocess.run(_in_private_tmpfs(["true"], Path(folder), 4096),
+                                  stdin=subprocess.DEVNULL, capture_output=True,
+                                  timeout=30, check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+    return done.returncode == 0
+
+
+def _memory_available() -> int:
+    with contextlib.suppress(OSError, ValueError), open("/proc/meminfo", "rb") as info:
+        for line in info:
+            if line.startswith(b"MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _said(log: Path, code: int) -> bool:
+    """Did mat2's last words name the error ``code`` (ENOSPC: its tmpfs was full; EFBIG:
+    a file reached RLIMIT_FSIZE)?"""
+    with contextlib.suppress(OSError):
+        return os.strerror(code) in log.read_bytes()[-65536:].decode("utf-8", "replace")
+    return False
 
 
 def _watch(proc: subprocess.Popen[bytes], area: Path, limit: int, over: str,

@@ -45,13 +45,24 @@ def redact(text: str, keep: frozenset[str] = frozenset()) -> str:
     return _IP_RE.sub(lambda m: m[0] if m[0] in keep else "[address removed]", text)
 
 
+# gunicorn's line for a request it could not parse: "Invalid request from ip=...: " and
+# its exception, which quotes what the client sent ("Invalid HTTP Version: 'HTTP/1.1 x'").
+_INVALID_REQUEST = re.compile(r"(Invalid request from ip=\S*: [^:'\"(]*)[:'\"(].*", re.DOTALL)
+
+
+def without_request_text(message: str) -> str:
+    """gunicorn's line for an unparsable request, cut to the kind of fault: the rest
+    repeats the client's bytes (up to a whole request line), which no log should keep."""
+    return _INVALID_REQUEST.sub(lambda m: m[1].rstrip(), message)
+
+
 class _RedactingFilter(logging.Filter):
     def __init__(self, keep: frozenset[str]) -> None:
         super().__init__()
         self.keep = keep
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = redact(record.getMessage(), self.keep)
+        record.msg = redact(without_request_text(record.getMessage()), self.keep)
         record.args = ()
         return True
 

@@ -95,8 +95,11 @@ def page_language() -> Language:
 
 def safe_next(target: str | None) -> str:
     """Only a path on this site: never an absolute or scheme-relative address, which
-    would make the picker an open redirect."""
-    if not target or not target.startswith("/") or target.startswith(("//", "/\\")):
+    would make the picker an open redirect. No control character or space either:
+    browsers drop tabs and line breaks from an address ("/<tab>/x" is "//x"), and a line
+    break in the Location header fails the answer."""
+    if not target or not target.startswith("/") or target.startswith(("//", "/\\")) \
+            or any(ch <= " " or ch == "\x7f" for ch in target):
         return "/"
     return target
 

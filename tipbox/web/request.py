@@ -6,9 +6,12 @@ from collections.abc import Callable
 from typing import IO, Any, TypeVar
 
 from flask import Request
+from gunicorn.http.errors import ParseException
 from werkzeug.exceptions import BadRequest, ClientDisconnected
 
 from tipbox.crypto.gpg import Readable
+from tipbox.errors import MalformedUpload
+from tipbox.intake.multipart import CUT_OFF
 
 
 class NoSpoolRequest(Request):
@@ -22,6 +25,23 @@ class NoSpoolRequest(Request):
     ) -> IO[bytes]:
         # Only the submission view takes files, and it reads them itself.
         raise BadRequest("Files can only be sent with the submission form.")
+
+
+class ServerBody:
+    """``request.stream`` for a view that reads its own body (tipbox.intake): the server's
+    complaints about the body's framing (gunicorn's ParseException: a chunk size that is
+    not hexadecimal, a chunk without its terminator) are the client's fault, answered as a
+    malformed upload (400), not as an unexpected error (500, with a traceback logged at
+    any client's wish)."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._stream = stream
+
+    def read(self, size: int = -1, /) -> bytes:
+        try:
+            return self._stream.read(size)
+        except ParseException:
+            raise MalformedUpload(CUT_OFF) from None
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -78,5 +98,5 @@ def streamed_body(request: Request) -> Readable:
     length = request.content_length
     limit = request.max_content_length
     if length is None or (limit is not None and length > limit):
-        return request.stream
+        return ServerBody(request.stream)
     return ArrivingBody(request.environ["wsgi.input"], length)

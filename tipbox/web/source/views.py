@@ -361,7 +361,7 @@ def make_blueprint(deps: SourceDeps) -> Blueprint:
             raise SubmissionRejected(CSRF_REFUSED)
         piece = _piece_from(item, request.args, request.content_length)
         return jsonify(deps.pieces.append(owner, g.keyring, token, piece,
-                                          request.stream).as_dict())
+                                          streamed_body(request)).as_dict())
 
     @bp.post("/upload/<token>/finish")
     def upload_finish(token: str) -> ViewResult:

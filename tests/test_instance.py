@@ -1,0 +1,69 @@
+"""The instance secrets file on a real filesystem: it is whole or absent, never half
+written, whatever stops its first writing."""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tipbox.instance import InstanceSecrets
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path) -> Iterator[Path]:
+    """A data folder on a real 64 KiB tmpfs, filled up to its last block."""
+    data = tmp_path / "data"
+    data.mkdir(mode=0o700)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs",
+                              str(data)], capture_output=True, check=False)
+    if mounted.returncode != 0:
+        message = ("mounting a small tmpfs needs root (CAP_SYS_ADMIN): "
+                   + mounted.stderr.decode(errors="replace").strip())
+        if os.environ.get("CI"):
+            pytest.fail(message)  # CI runs as root: this must run there
+        pytest.skip(message)
+    try:
+        fd = os.open(data / "filler", os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            with pytest.raises(OSError) as full:
+                for _ in range(10_000):  # 64 KiB is 16 of these: bounded all the same
+                    os.write(fd, bytes(4096))
+            assert full.value.errno == errno.ENOSPC
+        finally:
+            os.close(fd)
+        yield data
+    finally:
+        subprocess.run(["umount", "-l", str(data)], capture_output=True, check=False)
+
+
+def test_secrets_that_find_a_full_disk_leave_no_file_and_are_made_once_there_is_room(
+        full_disk: Path) -> None:
+    path = full_disk / "instance-secrets.json"
+
+    with pytest.raises(OSError) as failed:
+        InstanceSecrets.load_or_create(path)
+
+    assert failed.value.errno == errno.ENOSPC
+    # No empty file that the next `tipbox init` would call damaged and ask to restore.
+    assert sorted(p.name for p in full_disk.iterdir()) == ["filler"]
+    (full_disk / "filler").unlink()
+    made = InstanceSecrets.load_or_create(path)
+    assert InstanceSecrets.load(path) == made
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in full_disk.iterdir()) == ["instance-secrets.json"]
+
+
+def test_secrets_are_never_written_over(tmp_path: Path) -> None:
+    path = tmp_path / "instance-secrets.json"
+    first = InstanceSecrets.load_or_create(path)
+
+    with pytest.raises(FileExistsError):
+        InstanceSecrets.generate().save(path)
+
+    assert InstanceSecrets.load(path) == first
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["instance-secrets.json"]
