@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from tests.helpers import SecondsClock
 from tipbox.config import Settings
 from tipbox.db import make_engine, make_session_factory
 from tipbox.errors import ProofRefused
@@ -34,24 +35,16 @@ KEY = bytes(range(32))
 # Proof of work from three creations in ten minutes; four to eight leading zero bits, so
 # that a test works a ticket out in a few hundred hashes.
 POLICY = FloodPolicy({CREATE: 3, SUBMIT: 3}, max_bits=8, hashes_per_second=16)
-START = 1_800_000_000.0  # a moment at the start of a ten-minute bucket
-
-
-class ManualClock:
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> float:
-        return self.now
+START = SecondsClock.START
 
 
 @pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
+def clock() -> SecondsClock:
+    return SecondsClock()
 
 
 @pytest.fixture
-def guard(any_database: sessionmaker[Session], clock: ManualClock) -> FloodGuard:
+def guard(any_database: sessionmaker[Session], clock: SecondsClock) -> FloodGuard:
     return FloodGuard(any_database, TicketSigner(KEY), POLICY, clock)
 
 
@@ -106,7 +99,7 @@ def test_a_worked_out_ticket_passes_once(guard: FloodGuard) -> None:
 
 
 def test_a_ticket_passes_without_work_once_its_wait_is_over(guard: FloodGuard,
-                                                            clock: ManualClock) -> None:
+                                                            clock: SecondsClock) -> None:
     flood(guard)
     ticket = guard.new_ticket(CREATE)
     assert ticket is not None
@@ -155,7 +148,7 @@ def test_a_wrong_answer_is_refused_and_leaves_the_ticket_usable(guard: FloodGuar
 
 
 def test_an_expired_ticket_is_refused_even_when_worked_out(guard: FloodGuard,
-                                                         clock: ManualClock) -> None:
+                                                         clock: SecondsClock) -> None:
     flood(guard)
     ticket = guard.new_ticket(CREATE)
     assert ticket is not None
@@ -174,7 +167,7 @@ def test_difficulty_rises_with_the_rate_up_to_the_maximum() -> None:
 
 def test_the_count_is_shared_by_every_guard_on_the_database(
         any_database_settings: Settings, any_database: sessionmaker[Session],
-        clock: ManualClock) -> None:
+        clock: SecondsClock) -> None:
     """Two guards on two engines stand for two worker processes: what one admits, the
     other counts within a second, and a ticket one spends the other refuses."""
     engine = make_engine(any_database_settings.database_url)
@@ -200,7 +193,7 @@ def test_the_count_is_shared_by_every_guard_on_the_database(
 
 
 def test_a_burst_costs_one_write_a_second_not_one_each(
-        guard: FloodGuard, any_database: sessionmaker[Session], clock: ManualClock) -> None:
+        guard: FloodGuard, any_database: sessionmaker[Session], clock: SecondsClock) -> None:
     flood(guard, times=3)
     assert guard.recent(CREATE) == 3  # counted at once in this process...
     with any_database() as db:
@@ -212,7 +205,7 @@ def test_a_burst_costs_one_write_a_second_not_one_each(
 
 
 def test_the_flood_is_forgotten_after_twenty_minutes_and_old_rows_go(
-        guard: FloodGuard, any_database: sessionmaker[Session], clock: ManualClock) -> None:
+        guard: FloodGuard, any_database: sessionmaker[Session], clock: SecondsClock) -> None:
     flood(guard)
     ticket = guard.new_ticket(CREATE)
     assert ticket is not None
@@ -241,7 +234,7 @@ def test_the_flood_is_forgotten_after_twenty_minutes_and_old_rows_go(
 
 
 def test_a_spent_ticket_row_holds_only_its_nonce_and_a_coarse_expiry(
-        guard: FloodGuard, any_database: sessionmaker[Session], clock: ManualClock) -> None:
+        guard: FloodGuard, any_database: sessionmaker[Session], clock: SecondsClock) -> None:
     flood(guard)
     clock.now += 123
     ticket = guard.new_ticket(CREATE)

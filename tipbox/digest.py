@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import smtplib
 import ssl
 import subprocess
@@ -37,6 +36,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from tipbox.clock import today
 from tipbox.config import Settings
 from tipbox.crypto.keyring import KEY_SUFFIXES
+from tipbox.durable import write_whole
 from tipbox.errors import DigestError
 from tipbox.models import Item
 
@@ -125,16 +125,7 @@ def _period(state_file: Path, day: dt.date) -> tuple[dt.date, dt.date]:
 
 
 def _save_state(state_file: Path, last_day: dt.date) -> None:
-    fd, temp = tempfile.mkstemp(dir=state_file.parent, prefix=f".{state_file.name}.")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump({"counted_through": last_day.isoformat()}, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(temp, state_file)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    write_whole(state_file, json.dumps({"counted_through": last_day.isoformat()}))
 
 
 def _sender(settings: Settings) -> str:

@@ -6,14 +6,13 @@ import fcntl
 import json
 import os
 import secrets
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tipbox.durable import write_whole
 from tipbox.errors import ConfigError
-from tipbox.storage import fsync_folder
 
 
 @dataclass(frozen=True)
@@ -39,16 +38,7 @@ class InstanceSecrets:
         """
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         payload = json.dumps({name: getattr(self, name).hex() for name in FIELDS})
-        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
-        try:
-            with os.fdopen(fd, "w") as fh:
-                fh.write(payload)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.link(temp, path)  # unlike a rename, refuses to replace an existing file
-        finally:
-            Path(temp).unlink(missing_ok=True)
-        fsync_folder(path.parent)
+        write_whole(path, payload, replace=False)
 
     @classmethod
     def load(cls, path: Path) -> InstanceSecrets:
@@ -84,7 +74,7 @@ class InstanceSecrets:
             missing = [name for name in FIELDS if name not in raw]
             if missing:
                 raw.update({name: secrets.token_bytes(KEY_BYTES).hex() for name in missing})
-                _replace(path, json.dumps(raw))
+                write_whole(path, json.dumps(raw))  # the old file or the new, never half
         return cls.load(path)
 
 
@@ -100,22 +90,6 @@ def _locked(path: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # closing releases the lock
-
-
-def _replace(path: Path, payload: str) -> None:
-    """Write ``payload`` over ``path`` so that a crash leaves the old file or the new one,
-    and the new one survives once this returns (the folder is synced too)."""
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(payload)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    fsync_folder(path.parent)
 
 
 def _read(path: Path) -> dict[str, str]:

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from tipbox.durable import fsync_folder
 from tipbox.errors import StoreError
 
 _ID_RE = re.compile(r"^[a-z2-7]{26}$")
@@ -132,12 +133,3 @@ def early_writeback(path: Path, interval: float = 0.2) -> Iterator[None]:
     finally:
         stop.set()
         thread.join()
-
-
-def fsync_folder(folder: Path) -> None:
-    """Make the renames and creations in ``folder`` survive a power cut."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

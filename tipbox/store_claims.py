@@ -32,8 +32,9 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from tipbox.durable import fsync_folder
 from tipbox.models import Item, Reply
-from tipbox.storage import CiphertextStore, fsync_folder
+from tipbox.storage import CiphertextStore
 
 log = logging.getLogger(__name__)
 

@@ -20,6 +20,7 @@ from werkzeug.test import TestResponse
 
 from tests.helpers import (
     Newsroom,
+    SecondsClock,
     SourceBrowser,
     csrf_from,
     gpg_decrypt,
@@ -31,25 +32,17 @@ from tipbox.flood import TICKET_SECONDS, Ticket, solves
 from tipbox.web.browser_encryption import BrowserEncryption
 from tipbox.web.source import create_source_app
 
-START = 1_800_000_000.0
+START = SecondsClock.START
 REFRESH_RE = re.compile(r'<meta http-equiv="refresh" content="(\d+); url=([^"]+)">')
 
 
-class ManualClock:
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> float:
-        return self.now
+@pytest.fixture
+def clock() -> SecondsClock:
+    return SecondsClock()
 
 
 @pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
-def flood_app(settings: Settings, clock: ManualClock) -> Flask:
+def flood_app(settings: Settings, clock: SecondsClock) -> Flask:
     """Proof of work past two codenames or two submissions in ten minutes, of four to
     ten bits; a browser without JavaScript waits a second per 64 hashes."""
     low = settings.with_overrides(pow_create_threshold=2, pow_submit_threshold=2,
@@ -66,7 +59,7 @@ def flood_creations(app: Flask, count: int = 3) -> None:
         SourceBrowser(app.test_client()).new_codename()
 
 
-def follow_waits(client: FlaskClient, clock: ManualClock, path: str) -> TestResponse:
+def follow_waits(client: FlaskClient, clock: SecondsClock, path: str) -> TestResponse:
     """What a browser without JavaScript does: wait as long as the page says, then load
     the address its meta refresh names."""
     page = client.get(path)
@@ -119,7 +112,7 @@ def test_a_quiet_site_asks_nothing_and_adds_no_round_trip(flood_app: Flask) -> N
 
 
 def test_under_flood_a_source_without_javascript_waits_then_creates_and_submits(
-        flood_app: Flask, clock: ManualClock, settings: Settings, newsroom: Newsroom) -> None:
+        flood_app: Flask, clock: SecondsClock, settings: Settings, newsroom: Newsroom) -> None:
     flood_creations(flood_app)
     client = flood_app.test_client()
     wait = client.get("/generate")
@@ -173,7 +166,7 @@ def test_under_flood_a_worked_out_ticket_goes_on_without_waiting(flood_app: Flas
 
 
 def test_forged_reused_expired_and_early_tickets_get_clear_answers(
-        flood_app: Flask, clock: ManualClock) -> None:
+        flood_app: Flask, clock: SecondsClock) -> None:
     flood_creations(flood_app)
     client = flood_app.test_client()
     config = work_config(client.get("/generate"))
@@ -217,7 +210,7 @@ def test_forged_reused_expired_and_early_tickets_get_clear_answers(
 
 
 def test_a_ticket_for_a_codename_does_not_pass_for_a_submission(
-        flood_app: Flask, clock: ManualClock) -> None:
+        flood_app: Flask, clock: SecondsClock) -> None:
     flood_creations(flood_app)
     client = flood_app.test_client()
     page = follow_waits(client, clock, "/generate")

@@ -42,6 +42,7 @@ from tipbox.clock import today
 from tipbox.config import Settings
 from tipbox.crypto.keyring import KEY_SUFFIXES
 from tipbox.db import make_engine
+from tipbox.durable import fsync_folder
 from tipbox.errors import BackupError
 from tipbox.storage import SUFFIX, early_writeback
 
@@ -100,7 +101,7 @@ def write_backup(settings: Settings, snapshot: Snapshot, out: Path, encryption: 
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
-    _sync_folder(out.parent)
+    fsync_folder(out.parent)
     return BackupMade(out, copied, len(gone), keys, out.stat().st_size)
 
 
@@ -169,11 +170,3 @@ def _add_store_file(tar: TarWriter, store_dir: Path, file_id: str) -> bool:
 def _last_words(said: str) -> str:
     lines = [x for x in said.splitlines() if x and not x.startswith("[GNUPG:]")]
     return lines[-1].removeprefix("gpg: ") if lines else "no reason given"
-
-
-def _sync_folder(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

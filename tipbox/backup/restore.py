@@ -40,6 +40,7 @@ from tipbox.backup.tar_stream import TarFormatError, TarReader
 from tipbox.config import Settings
 from tipbox.crypto.keyring import KEY_SUFFIXES
 from tipbox.db import make_engine
+from tipbox.durable import fsync_folder
 from tipbox.errors import BackupError
 from tipbox.storage import SUFFIX, early_writeback, is_item_id
 
@@ -84,7 +85,7 @@ def restore_backup(settings: Settings, backup: Path, *, passphrase: bytes | None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    _sync_folder(settings.data_dir.parent)
+    fsync_folder(settings.data_dir.parent)
     return Restored(unpacked.database, len(unpacked.files) - len(unpacked.gone),
                     len(unpacked.gone), keys_placed, kept)
 
@@ -289,12 +290,4 @@ def _load_database(settings: Settings, staging: Path, unpacked: _Unpacked) -> No
             dump.unlink()
     finally:
         engine.dispose()
-
-
-def _sync_folder(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
