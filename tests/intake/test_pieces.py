@@ -275,6 +275,19 @@ def test_an_item_encrypted_to_another_key_is_refused_at_its_first_piece(
     assert temp_files(world.settings.data_dir) == []
 
 
+def send_the_rest_and_finish(world: World, service: PieceService, owner: UploadOwner,
+                             token: str, data: bytes) -> Path:
+    """The first item's bytes from 100,000 on as its last piece, then finish; the one
+    stored file."""
+    rest = data[100_000:]
+    service.append(owner, world.ring, token, Piece(0, 100_000, len(rest), last=True),
+                   io.BytesIO(rest))
+    assert service.finish(owner, world.ring, token) is not None
+    (path,) = store_files(world.settings.data_dir)
+    return path
+
+
+
 def test_bytes_after_the_end_of_an_item_are_refused_even_in_a_later_piece(
         world: World) -> None:
     service, owner = world.service(), world.owner()
@@ -297,12 +310,7 @@ def test_a_piece_cut_off_half_way_leaves_the_item_as_it_was(
                        io.BytesIO(data[100_000:140_000]))
     assert world.held(service, owner, token) == [100_000]
     assert bytes_on_disk(world, token) == 100_000
-    rest = data[100_000:]
-    service.append(owner, world.ring, token, Piece(0, 100_000, len(rest), last=True),
-                   io.BytesIO(rest))
-    service.finish(owner, world.ring, token)
-    (path,) = store_files(world.settings.data_dir)
-    assert path.read_bytes() == data
+    assert send_the_rest_and_finish(world, service, owner, token, data).read_bytes() == data
 
 
 def test_bytes_a_killed_worker_left_past_the_recorded_end_are_cut_off(
@@ -311,23 +319,14 @@ def test_bytes_a_killed_worker_left_past_the_recorded_end_are_cut_off(
     (part,) = world.store.tmp.glob(f"{token}-*.part")
     with part.open("ab") as half_written:  # a piece whose row update never happened
         half_written.write(data[100_000:130_000])
-    rest = data[100_000:]
-    service.append(owner, world.ring, token, Piece(0, 100_000, len(rest), last=True),
-                   io.BytesIO(rest))
-    service.finish(owner, world.ring, token)
-    (path,) = store_files(world.settings.data_dir)
-    assert path.read_bytes() == data
+    assert send_the_rest_and_finish(world, service, owner, token, data).read_bytes() == data
 
 
 def test_a_restarted_server_carries_the_check_on_from_the_database(
         world: World, started: tuple[PieceService, UploadOwner, str, bytes]) -> None:
     _old, owner, token, data = started
     restarted = world.service()  # a new service and store object: nothing in memory
-    rest = data[100_000:]
-    restarted.append(owner, world.ring, token, Piece(0, 100_000, len(rest), last=True),
-                     io.BytesIO(rest))
-    assert restarted.finish(owner, world.ring, token) is not None
-    (path,) = store_files(world.settings.data_dir)
+    path = send_the_rest_and_finish(world, restarted, owner, token, data)
     assert gpg_decrypt(path, world.newsroom.secret_home).filename == "memo.pdf"
 
 
