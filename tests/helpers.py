@@ -202,6 +202,23 @@ def require(problem: str | None, *, ci: str, here: str) -> None:
     pytest.skip(f"{here}: {problem}")
 
 
+@contextmanager
+def mounted_tmpfs(folder: Path, size: str) -> Iterator[Path]:
+    """A real tmpfs of ``size`` ("64k", "1m") on ``folder`` (made if missing), unmounted
+    after. Mounting needs root (CAP_SYS_ADMIN), which CI has."""
+    folder.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs",
+                              str(folder)], capture_output=True, check=False)
+    require(None if mounted.returncode == 0 else
+            "mounting a small tmpfs needs root (CAP_SYS_ADMIN): "
+            + mounted.stderr.decode(errors="replace").strip(),
+            ci="CI runs as root so that this test can mount a tmpfs", here="skipped")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True, check=False)
+
+
 def require_browser_encryption() -> BrowserEncryption:
     """OpenPGP.js as `make install` puts it."""
     browser = BrowserEncryption.load(REPO_ROOT / "static", REPO_ROOT / "package-lock.json")

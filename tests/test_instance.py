@@ -5,29 +5,19 @@ from __future__ import annotations
 
 import errno
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.helpers import mounted_tmpfs
 from tipbox.instance import InstanceSecrets
 
 
 @pytest.fixture
 def full_disk(tmp_path: Path) -> Iterator[Path]:
     """A data folder on a real 64 KiB tmpfs, filled up to its last block."""
-    data = tmp_path / "data"
-    data.mkdir(mode=0o700)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs",
-                              str(data)], capture_output=True, check=False)
-    if mounted.returncode != 0:
-        message = ("mounting a small tmpfs needs root (CAP_SYS_ADMIN): "
-                   + mounted.stderr.decode(errors="replace").strip())
-        if os.environ.get("CI"):
-            pytest.fail(message)  # CI runs as root: this must run there
-        pytest.skip(message)
-    try:
+    with mounted_tmpfs(tmp_path / "data", "64k") as data:
         fd = os.open(data / "filler", os.O_WRONLY | os.O_CREAT, 0o600)
         try:
             with pytest.raises(OSError) as full:
@@ -37,8 +27,6 @@ def full_disk(tmp_path: Path) -> Iterator[Path]:
         finally:
             os.close(fd)
         yield data
-    finally:
-        subprocess.run(["umount", "-l", str(data)], capture_output=True, check=False)
 
 
 def test_secrets_that_find_a_full_disk_leave_no_file_and_are_made_once_there_is_room(

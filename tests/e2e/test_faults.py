@@ -10,7 +10,6 @@ import secrets
 import shutil
 import signal
 import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +18,7 @@ import pytest
 
 from tests.e2e.server import HttpSource, RunningServer, encode_multipart, tipbox_server
 from tests.e2e.test_demo import descendants
-from tests.helpers import Newsroom, csrf_from, gpg_decrypt, store_files
+from tests.helpers import Newsroom, csrf_from, gpg_decrypt, mounted_tmpfs, store_files
 
 pytestmark = pytest.mark.e2e
 
@@ -39,20 +38,8 @@ def temp_files(data_dir: Path) -> list[str]:
 @pytest.fixture
 def small_store(tmp_path: Path) -> Iterator[Path]:
     """The store on a real 1 MiB filesystem, mounted before `tipbox init` makes it."""
-    store = tmp_path / "data" / "store"
-    store.mkdir(parents=True)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs",
-                              str(store)], capture_output=True, check=False)
-    if mounted.returncode != 0:
-        message = ("mounting a small tmpfs needs root (CAP_SYS_ADMIN): "
-                   + mounted.stderr.decode(errors="replace").strip())
-        if os.environ.get("CI"):
-            pytest.fail(message)  # CI runs as root: this must run there
-        pytest.skip(message)
-    try:
+    with mounted_tmpfs(tmp_path / "data" / "store", "1m") as store:
         yield store
-    finally:
-        subprocess.run(["umount", "-l", str(store)], capture_output=True, check=False)
 
 
 def test_a_full_disk_under_the_store_gets_a_clear_page_and_keeps_nothing(

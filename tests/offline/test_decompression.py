@@ -4,16 +4,14 @@ before the disk's reserve, and every item that was held back has its line in ind
 from __future__ import annotations
 
 import dataclasses
-import os
 import shutil
-import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import Newsroom
+from tests.helpers import Newsroom, mounted_tmpfs
 from tests.offline.kit import Item, Sender, new_id, run_open, write_bundle
 from tipbox.crypto.gpg import GnuPG
 from tipbox.offline.decrypt import Decryptor, Passphrases
@@ -101,18 +99,8 @@ def test_the_bundle_stops_before_the_disk_reserve_and_says_which_items_wait(
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 160 MiB tmpfs: a disk the test can fill (mounting one needs root)."""
-    if os.geteuid() != 0:
-        if os.environ.get("CI"):
-            pytest.fail("CI runs as root so that this test can mount a tmpfs; it did not")
-        pytest.skip("mounting a tmpfs needs root; CI runs this test")
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=160m,mode=0700", "tmpfs", str(disk)],
-                   check=True)
-    try:
+    with mounted_tmpfs(tmp_path / "disk", "160m") as disk:
         yield disk
-    finally:
-        subprocess.run(["umount", str(disk)], check=True)
 
 
 def _lowest_free(disk: Path, stop: threading.Event, seen: list[int]) -> None:

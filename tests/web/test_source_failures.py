@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
-import subprocess
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
@@ -20,7 +19,7 @@ import pytest
 from flask import Flask
 from werkzeug.test import TestResponse
 
-from tests.helpers import Newsroom, SourceBrowser, store_files, temp_files
+from tests.helpers import Newsroom, SourceBrowser, mounted_tmpfs, store_files, temp_files
 from tests.web.test_source_encrypted import gpg_encrypt, post_encrypted
 from tipbox.config import Settings
 from tipbox.web.browser_encryption import BrowserEncryption
@@ -36,17 +35,8 @@ DATABASE_DOWN = "database is not available"
 def full_store(settings: Settings) -> Iterator[Path]:
     """The store on a real filesystem of 256 KiB: a larger upload meets ENOSPC. (Uploads
     stay under 500 KiB, above which the test client spools its body to a temp file.)"""
-    store = settings.store_dir
-    store.mkdir(parents=True, exist_ok=True)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs",
-                              str(store)], capture_output=True, check=False)
-    if mounted.returncode != 0:
-        pytest.skip("mounting a small tmpfs needs root (CAP_SYS_ADMIN): "
-                    + mounted.stderr.decode(errors="replace").strip())
-    try:
+    with mounted_tmpfs(settings.store_dir, "256k") as store:
         yield store
-    finally:
-        subprocess.run(["umount", "-l", str(store)], capture_output=True, check=False)
 
 
 def source_on(settings: Settings) -> SourceBrowser:
