@@ -77,6 +77,7 @@ from typing import Any
 
 from upload import (
     Instance,
+    Sampler,
     Server,
     SourceClient,
     child_pids,
@@ -108,7 +109,7 @@ HALF_HEAD = b"GET / HTTP/1.1\r\nHost: x\r\n"
 
 # --- memory -------------------------------------------------------------------------------------
 
-class ServerRss:
+class ServerRss(Sampler):
     """Peaks, sampled every 50 ms, of the server's memory: summed VmRSS of the gunicorn
     master and its workers; summed VmRSS of their gpg children, apart; and every 4th
     sample, the summed PSS of all of them (master, workers and every child, gpg
@@ -118,36 +119,25 @@ class ServerRss:
     page among its processes, so the sum is what the server really holds."""
 
     def __init__(self, master: int) -> None:
+        super().__init__(SAMPLE_SECONDS)
         self.master = master
         self.peak_kib = 0
         self.gpg_peak_kib = 0
         self.total_pss_peak_kib = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="rss", daemon=True)
+        self._tick = 0
 
-    def __enter__(self) -> ServerRss:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        tick = 0
-        while not self._stop.is_set():
-            workers = child_pids(self.master)
-            children = [pid for worker in workers for pid in child_pids(worker)]
-            server = sum(proc_status_kib(pid, "VmRSS") or 0 for pid in [self.master, *workers])
-            gpg = sum(proc_status_kib(pid, "VmRSS") or 0 for pid in children
-                      if proc_comm(pid) == "gpg")
-            self.peak_kib = max(self.peak_kib, server)
-            self.gpg_peak_kib = max(self.gpg_peak_kib, gpg)
-            if tick % 4 == 0:
-                pss = sum(smaps_kib(pid, "Pss") for pid in [self.master, *workers, *children])
-                self.total_pss_peak_kib = max(self.total_pss_peak_kib, pss)
-            tick += 1
-            self._stop.wait(SAMPLE_SECONDS)
+    def sample(self) -> None:
+        workers = child_pids(self.master)
+        children = [pid for worker in workers for pid in child_pids(worker)]
+        server = sum(proc_status_kib(pid, "VmRSS") or 0 for pid in [self.master, *workers])
+        gpg = sum(proc_status_kib(pid, "VmRSS") or 0 for pid in children
+                  if proc_comm(pid) == "gpg")
+        self.peak_kib = max(self.peak_kib, server)
+        self.gpg_peak_kib = max(self.gpg_peak_kib, gpg)
+        if self._tick % 4 == 0:
+            pss = sum(smaps_kib(pid, "Pss") for pid in [self.master, *workers, *children])
+            self.total_pss_peak_kib = max(self.total_pss_peak_kib, pss)
+        self._tick += 1
 
 
 def smaps_kib(pid: int, key: str) -> int:

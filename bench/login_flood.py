@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from hostile import log_ins, visitors_apart
-from upload import CLK_TCK, SourceClient, make_instance, running_server, stop_gpg_agents
+from upload import CLK_TCK, Sampler, SourceClient, make_instance, running_server, stop_gpg_agents
 
 
 def cpu_and_nice(stat_path: str) -> tuple[int, int] | None:
@@ -39,32 +39,21 @@ def cpu_and_nice(stat_path: str) -> tuple[int, int] | None:
     return int(fields[11]) + int(fields[12]), int(fields[16])
 
 
-class ThreadCpu:
+class ThreadCpu(Sampler):
     """The last CPU time seen of each thread of ``pid``, with its nice value, every 20 ms
     (a thread's last 20 ms before it ends are missed)."""
 
     def __init__(self, pid: int) -> None:
+        super().__init__(0.02)
         self.pid = pid
         self.seen: dict[str, tuple[int, int]] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> ThreadCpu:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            with contextlib.suppress(FileNotFoundError):
-                for tid in os.listdir(f"/proc/{self.pid}/task"):
-                    found = cpu_and_nice(f"/proc/{self.pid}/task/{tid}/stat")
-                    if found:
-                        self.seen[tid] = found
-            self._stop.wait(0.02)
+    def sample(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            for tid in os.listdir(f"/proc/{self.pid}/task"):
+                found = cpu_and_nice(f"/proc/{self.pid}/task/{tid}/stat")
+                if found:
+                    self.seen[tid] = found
 
     def niced_seconds(self) -> float:
         return sum(cpu for cpu, nice in self.seen.values() if nice > 0) / CLK_TCK

@@ -45,6 +45,7 @@ import urllib.parse
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 from tipbox.crypto.gpg import GnuPG
 
@@ -144,33 +145,45 @@ def machine_busy_seconds() -> float:
     return (user + nice + system + irq + softirq) / CLK_TCK
 
 
-class RssSampler:
-    """Peak VmRSS of one process and of its ``gpg`` children, sampled in a thread."""
+class Sampler:
+    """Calls :meth:`sample` once on entry, every ``interval`` seconds on a thread of its
+    own, and once on exit: the scaffolding every bench's probe of a process shares."""
 
-    def __init__(self, pid: int, interval: float = SAMPLE_SECONDS) -> None:
-        self.pid = pid
+    def __init__(self, interval: float) -> None:
         self.interval = interval
-        self.peak_kib = 0
-        self.gpg_peak_kib = 0
-        self.samples = 0
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=type(self).__name__,
+                                        daemon=True)
 
-    def __enter__(self) -> RssSampler:
-        self._sample()
+    def __enter__(self) -> Self:
+        self.sample()
         self._thread.start()
         return self
 
     def __exit__(self, *_exc: object) -> None:
         self._stop.set()
         self._thread.join()
-        self._sample()
+        self.sample()
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            self._sample()
+            self.sample()
 
-    def _sample(self) -> None:
+    def sample(self) -> None:
+        raise NotImplementedError
+
+
+class RssSampler(Sampler):
+    """Peak VmRSS of one process and of its ``gpg`` children."""
+
+    def __init__(self, pid: int, interval: float = SAMPLE_SECONDS) -> None:
+        super().__init__(interval)
+        self.pid = pid
+        self.peak_kib = 0
+        self.gpg_peak_kib = 0
+        self.samples = 0
+
+    def sample(self) -> None:
         rss = proc_status_kib(self.pid, "VmRSS")
         if rss is not None:
             self.peak_kib = max(self.peak_kib, rss)

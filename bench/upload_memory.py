@@ -41,6 +41,7 @@ from hostile import (
 )
 from upload import (
     Instance,
+    Sampler,
     SourceClient,
     child_pids,
     hidden_inputs,
@@ -106,27 +107,16 @@ def threads_of(pid: int) -> int:
         return 0
 
 
-class Peak:
+class Peak(Sampler):
     """Peak VmRSS of one process, sampled every 50 ms."""
 
     def __init__(self, pid: int) -> None:
+        super().__init__(0.05)
         self.pid = pid
         self.kib = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> Peak:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.kib = max(self.kib, proc_status_kib(self.pid, "VmRSS") or 0)
-            self._stop.wait(0.05)
+    def sample(self) -> None:
+        self.kib = max(self.kib, proc_status_kib(self.pid, "VmRSS") or 0)
 
 
 def profile(instance: Instance, uploads: int, seconds: float, heap_dir: Path) -> str:
