@@ -79,6 +79,10 @@ class Settings:
     body_stall_seconds: int = 300
     serve_threads: int = 256
     max_connections: int = 4096
+    # The codename pages (new codename, log-in) answered at once by one worker; 0: one per
+    # core. A flood of them then waits its turn without holding the interpreter, and every
+    # other page is answered beside it (tipbox.web.source, docs/admin-guide.md).
+    account_pages_at_once: int = 0
     # None: no onion services configured (TIPBOX_ONION_DIR unset); doctor skips tor.
     tor: TorSettings | None = None
     # The daily digest (`tipbox digest`, tipbox/digest.py): an SMTP server reached with
@@ -120,6 +124,9 @@ class Settings:
             if getattr(self, name) < 1:
                 raise ConfigError(f"TIPBOX_{name.upper()} must be a positive number, "
                                   f"got {getattr(self, name)!r}")
+        if self.account_pages_at_once < 0:
+            raise ConfigError("TIPBOX_ACCOUNT_PAGES_AT_ONCE must be 0 (one per core) or more, "
+                              f"got {self.account_pages_at_once!r}")
         if self.max_connections <= self.serve_threads:
             # gunicorn keeps connections alive only while it has more than threads.
             raise ConfigError("TIPBOX_MAX_CONNECTIONS must be larger than TIPBOX_SERVE_THREADS, "
@@ -205,6 +212,7 @@ class Settings:
             "TIPBOX_BODY_STALL_SECONDS": "body_stall_seconds",
             "TIPBOX_SERVE_THREADS": "serve_threads",
             "TIPBOX_MAX_CONNECTIONS": "max_connections",
+            "TIPBOX_ACCOUNT_PAGES_AT_ONCE": "account_pages_at_once",
             "TIPBOX_SMTP_PORT": "smtp_port",
             "TIPBOX_POW_CREATE_THRESHOLD": "pow_create_threshold",
             "TIPBOX_POW_SUBMIT_THRESHOLD": "pow_submit_threshold",

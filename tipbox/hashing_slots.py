@@ -51,15 +51,23 @@ class HashingSlots:
         self._waiting = 0
 
     @classmethod
+    def for_account_pages(cls, at_once: int) -> HashingSlots:
+        """The same bound for the codename pages as a whole (``at_once``, 0: one per
+        core), run in the caller's thread. Rendering a page is Python holding the GIL: 100
+        clients asking for new codenames at once shared it with every other visitor, whose
+        landing page waited its 1/100th turn (p99 over 1 s in bench/hostile.py). Waiting
+        here for a turn holds no GIL, so other pages are answered beside the flood."""
+        slots = at_once or _cores()
+        return cls(slots=slots, queue=64 * slots, wait_seconds=20.0, low_priority=False)
+
+    @classmethod
     def for_this_machine(cls) -> HashingSlots:
         """One slot per core but one: hashing is CPU-bound, so more at once only costs
         memory, and the core left over keeps pages and uploads moving while a flood of
         log-ins hashes (with every core hashing at normal priority, the landing page's
         p99 rose to 8 s in bench/hostile.py). Eight waiting per slot, for up to 20 s,
         absorbs a burst of honest log-ins."""
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
-            else os.cpu_count() or 1
-        slots = max(1, cores - 1)
+        slots = max(1, _cores() - 1)
         return cls(slots=slots, queue=8 * slots, wait_seconds=20.0)
 
     @property
@@ -130,3 +138,9 @@ def lower_this_threads_priority() -> bool:
 
 UNLIMITED = HashingSlots(slots=1 << 20, queue=0, wait_seconds=0, low_priority=False)
 """For tools and tests that hash one thing at a time and need no bound."""
+
+
+def _cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
+        else os.cpu_count() or 1

@@ -71,3 +71,23 @@ def test_a_log_in_that_turns_busy_halfway_leaves_no_session_behind(
     assert source.login(codename).status_code == 503
 
     assert "/login" in client.get("/submit").headers["Location"]
+
+
+def test_codename_pages_take_turns_while_every_other_page_is_answered(
+        settings: Settings) -> None:
+    """A flood of new codenames and log-ins queues for the codename pages' turns, which
+    hold no interpreter while they wait; the landing page, the guide and a logged-in
+    source's pages are answered beside it."""
+    turns = HashingSlots(slots=1, queue=0, wait_seconds=0, low_priority=False)
+    client = create_source_app(settings, account_pages=turns).test_client()
+    source = SourceBrowser(client)
+    source.new_codename()
+
+    with slots_taken(turns):  # every turn taken, no room to queue: busy at once
+        for path in ("/generate", "/login"):
+            busy = client.get(path)
+            assert busy.status_code == 503 and busy.headers["Retry-After"] == "60"
+        for path in ("/", "/guide", "/submit"):
+            assert client.get(path).status_code == 200, path
+
+    assert client.get("/generate").status_code == 200  # a turn is free again

@@ -34,12 +34,14 @@ def create_source_app(settings: Settings | None = None, *,
                       keyring: Keyring | None = None,
                       browser: BrowserEncryption | None = None,
                       hashing: HashingSlots | None = None,
+                      account_pages: HashingSlots | None = None,
                       guides: GuideLibrary | None = None,
                       clock: Callable[[], float] | None = None) -> Flask:
     """Build the source app. Keys come from the registry's active keys (see tipbox.key_registry);
     tests may hand in a fixed ``keyring`` instead. The in-browser encryption scripts are
     read and hashed here, once (tests may hand in ``browser``). Memory-hard hashing runs in
-    slots sized for this machine (tests may hand in ``hashing``). The source guide and its
+    slots sized for this machine (tests may hand in ``hashing``), and the codename pages
+    take turns (``account_pages``, likewise). The source guide and its
     translations are read from docs/ and rendered once (tests may hand in ``guides``). The
     flood defence's tickets go by ``clock`` (seconds since the epoch; tests may move it on)."""
     settings = settings or Settings.from_env()
@@ -71,6 +73,8 @@ def create_source_app(settings: Settings | None = None, *,
                          FloodPolicy.from_settings(settings), clock or clocks.seconds),
         pow_scripts=PowScripts.load(REPO_ROOT / "static"),
         pieces=PieceService(store, plumbing.sessions, settings),
+        account_pages=account_pages
+        or HashingSlots.for_account_pages(settings.account_pages_at_once),
     )
     # First of all before-request checks: while offline, even a form without a CSRF
     # token gets the 503 page, not advice to reload and send it again.

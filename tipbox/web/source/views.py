@@ -30,6 +30,7 @@ from tipbox.crypto.keyring import Keyring, KeyringSource
 from tipbox.crypto.reply_keys import ReplyKeyDeriver
 from tipbox.errors import MalformedUpload, SessionEnded, SubmissionRejected
 from tipbox.flood import CREATE, SUBMIT, FloodGuard
+from tipbox.hashing_slots import HashingSlots
 from tipbox.intake.draft import Draft
 from tipbox.intake.multipart import NOT_A_FORM
 from tipbox.intake.pieces import PIECE_BYTES, Piece, PieceService, UploadOwner
@@ -82,6 +83,7 @@ class SourceDeps:
     flood: FloodGuard
     pow_scripts: PowScripts
     pieces: PieceService
+    account_pages: HashingSlots  # the codename pages' turns (HashingSlots.for_account_pages)
 
 
 def make_blueprint(deps: SourceDeps) -> Blueprint:
@@ -104,6 +106,14 @@ def make_blueprint(deps: SourceDeps) -> Blueprint:
                 # formdata=None: this form only renders the nav's token. Reading the
                 # request here would parse an upload body again on every error page.
                 "logout_form": LogoutForm(formdata=None) if logged_in else None}
+
+    def takes_a_turn(view: F) -> F:
+        """A codename page waits for a turn (HashingBusy past the queue: the busy page)."""
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with deps.account_pages.slot():
+                return view(*args, **kwargs)
+        return wrapper  # type: ignore[return-value]
 
     def login_required(view: F) -> F:
         @functools.wraps(view)
@@ -161,6 +171,7 @@ def make_blueprint(deps: SourceDeps) -> Blueprint:
             "Content-Disposition": 'attachment; filename="newsroom-public-key.asc"'})
 
     @bp.get("/generate")
+    @takes_a_turn
     def generate() -> ViewResult:
         # Under flood, a wait (or work) comes first; its ticket then rides in the form.
         gate = deps.flood.gate(CREATE, *proof_from_request())
@@ -174,6 +185,7 @@ def make_blueprint(deps: SourceDeps) -> Blueprint:
                                bits=int(codename_bits()), again=proof_args(gate))
 
     @bp.post("/create")
+    @takes_a_turn
     def create() -> ViewResult:
         form = NewCodenameForm()
         codename = normalize_codename(form.codename.data or "")
@@ -186,6 +198,7 @@ def make_blueprint(deps: SourceDeps) -> Blueprint:
         return redirect(url_for("source.submit_form"))
 
     @bp.route("/login", methods=["GET", "POST"])
+    @takes_a_turn
     def login() -> ViewResult:
         form = LoginForm()
         status = 200
