@@ -80,7 +80,7 @@ class Settings:
     serve_threads: int = 256
     max_connections: int = 4096
     # The codename pages (new codename, log-in) answered at once by one worker; 0: one per
-    # core. A flood of them then waits its turn without holding the interpreter, and every
+    # core but one. A flood of them then waits its turn without holding the interpreter, and every
     # other page is answered beside it (tipbox.web.source, docs/admin-guide.md).
     account_pages_at_once: int = 0
     # None: no onion services configured (TIPBOX_ONION_DIR unset); doctor skips tor.
