@@ -53,10 +53,11 @@ class HashingSlots:
     @classmethod
     def for_account_pages(cls, at_once: int) -> HashingSlots:
         """The same bound for the codename pages as a whole (``at_once``, 0: one per
-        core but one, as for hashing), run in the caller's thread. Rendering a page is Python holding the GIL: 100
-        clients asking for new codenames at once shared it with every other visitor, whose
-        landing page waited its 1/100th turn (p99 over 1 s in bench/hostile.py). Waiting
-        here for a turn holds no GIL, so other pages are answered beside the flood."""
+        core but one, as for hashing), run in the caller's thread. Rendering a page is
+        Python holding the GIL: 100 clients asking for new codenames at once shared it
+        with every other visitor, whose landing page waited its 1/100th turn (p50 0.3-1.3 s
+        in bench/hostile.py). Waiting here for a turn holds no GIL, so other pages are
+        answered beside the flood."""
         slots = at_once or max(1, _cores() - 1)
         return cls(slots=slots, queue=64 * slots, wait_seconds=20.0, low_priority=False)
 
