@@ -122,10 +122,12 @@ def test_a_source_creates_a_codename_and_submits_on_a_flooded_site(
     # One ticket for the codename, one per submission.
     assert spent == 1 + len(sent)
     requests = [(method, url.removeprefix(server.url)) for method, url in tab.request_log()]
-    uploads = [url for method, url in requests if method == "POST" and "/submit" in url]
-    # encrypt.js sends the proof in its header; the plain form in its address.
+    uploads = [url for method, url in requests
+               if method == "POST" and (url.startswith("/submit") or url == "/upload")]
+    # encrypt.js sends the proof in its header with the request that starts an upload in
+    # pieces; the plain form in its address.
     if javascript:
-        assert uploads == ["/submit/encrypted", "/submit/encrypted"]
+        assert uploads == ["/upload", "/upload"]
         assert ("GET", "/submit/ticket") in requests
     else:
         assert len(uploads) == 1 and uploads[0].startswith("/submit?t=1.submit.")
