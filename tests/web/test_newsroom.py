@@ -214,6 +214,11 @@ def test_odd_numbers_in_the_address_get_a_page_not_a_crash(journalist: FlaskClie
     resp = journalist.post("/bulk", data={"csrf_token": csrf_from(page), "source": ["²", "x"],
                                           "action": "download_unread"})
     assert resp.status_code == 302  # "select at least one source first"
+    for number in ("99999999999999999999", "2147483648"):  # more than a row id can be
+        assert journalist.get(f"/sources/{number}").status_code == 404
+        assert journalist.post(f"/sources/{number}/star",
+                               data={"csrf_token": csrf_from(page)}).status_code == 404
+    assert journalist.get("/sources/2147483647").status_code == 404  # no such source
 
 
 def test_with_a_retention_period_each_source_shows_when_it_will_be_deleted(

@@ -35,6 +35,10 @@ from tipbox.web.error_pages import error_page
 from tipbox.web.newsroom.auth import current_journalist, refusal, start_session
 from tipbox.web.newsroom.forms import ActionForm, ConfirmDeleteForm, LoginForm, ReplyForm
 
+# Larger numbers than a row id can be are "not found" at the router: the database would
+# overflow on them (a 500 with a traceback on SQLite).
+MAX_ROW_ID = 2**31 - 1
+
 F = TypeVar("F", bound=Callable[..., Any])
 ViewResult = str | BaseResponse | tuple[str, int]
 
@@ -138,7 +142,7 @@ def make_blueprint(deps: NewsroomDeps) -> Blueprint:
         return _bundle_response(deps, g.journalist_id, deps.inbox.bundle_entries(
             g.journalist_id, unread_only=True, include_replies=False))
 
-    @bp.get("/sources/<int:source_id>")
+    @bp.get(f"/sources/<int(max={MAX_ROW_ID}):source_id>")
     @login_required
     def source(source_id: int) -> ViewResult:
         view = deps.inbox.source(g.journalist_id, source_id)
@@ -147,7 +151,7 @@ def make_blueprint(deps: NewsroomDeps) -> Blueprint:
         return render_template("newsroom/source.html", source=view, reply_form=ReplyForm(),
                                delete_form=ConfirmDeleteForm(formdata=None))
 
-    @bp.post("/sources/<int:source_id>/star")
+    @bp.post(f"/sources/<int(max={MAX_ROW_ID}):source_id>/star")
     @login_required
     def star(source_id: int) -> ViewResult:
         checked_action()
@@ -156,7 +160,7 @@ def make_blueprint(deps: NewsroomDeps) -> Blueprint:
             return redirect(url_for("newsroom.inbox"))
         return redirect(url_for("newsroom.source", source_id=source_id))
 
-    @bp.post("/sources/<int:source_id>/read")
+    @bp.post(f"/sources/<int(max={MAX_ROW_ID}):source_id>/read")
     @login_required
     def mark_read(source_id: int) -> ViewResult:
         checked_action()
@@ -168,7 +172,7 @@ def make_blueprint(deps: NewsroomDeps) -> Blueprint:
             deps.inbox.mark_source_read(g.journalist_id, source_id, read)
         return redirect(url_for("newsroom.source", source_id=source_id))
 
-    @bp.post("/sources/<int:source_id>/items")
+    @bp.post(f"/sources/<int(max={MAX_ROW_ID}):source_id>/items")
     @login_required
     def items_action(source_id: int) -> ViewResult:
         checked_action()
@@ -188,7 +192,7 @@ def make_blueprint(deps: NewsroomDeps) -> Blueprint:
             return redirect(url_for("newsroom.source", source_id=source_id))
         abort(400)
 
-    @bp.post("/sources/<int:source_id>/delete")
+    @bp.post(f"/sources/<int(max={MAX_ROW_ID}):source_id>/delete")
     @login_required
     def delete_source(source_id: int) -> ViewResult:
         form = ConfirmDeleteForm()
@@ -199,7 +203,7 @@ def make_blueprint(deps: NewsroomDeps) -> Blueprint:
         flash(gettext("The source and everything it sent were deleted."))
         return redirect(url_for("newsroom.inbox"))
 
-    @bp.post("/sources/<int:source_id>/reply")
+    @bp.post(f"/sources/<int(max={MAX_ROW_ID}):source_id>/reply")
     @login_required
     def reply(source_id: int) -> ViewResult:
         form = ReplyForm()

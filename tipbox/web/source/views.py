@@ -366,7 +366,7 @@ def make_blueprint(deps: SourceDeps) -> Blueprint:
     def upload_status(token: str) -> ViewResult:
         return jsonify(deps.pieces.status(uploader(), token).as_dict())
 
-    @bp.put("/upload/<token>/items/<int:item>")
+    @bp.put("/upload/<token>/items/<int(max=65535):item>")
     @streams_body
     def upload_piece(token: str, item: int) -> ViewResult:
         owner = uploader()
