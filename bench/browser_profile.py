@@ -168,6 +168,8 @@ def categorize(node: dict[str, Any], unminified_url: str) -> str:
         return {"(idle)": "idle (waiting: WebCrypto's thread, the event loop)",
                 "(program)": "browser-internal (native, outside JavaScript)",
                 "(garbage collector)": "garbage collection"}[name]
+    if name == "encrypt" and not url:  # crypto.subtle.encrypt, the native call itself
+        return "AES-CFB (OpenPGP.js CFB on WebCrypto AES-CBC, its XOR)"
     if url == unminified_url or url.endswith("openpgp.js"):
         if 8658 <= line <= 8860:
             return "AES-CFB (OpenPGP.js CFB on WebCrypto AES-CBC, its XOR)"
