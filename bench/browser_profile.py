@@ -21,6 +21,9 @@ alike), for a file of --size random bytes held in a Blob:
 - WebCrypto AES-256-GCM over the same bytes in 1 MiB calls, no OpenPGP at all: the
   native ceiling.
 
+Beside each case, how far the page process's resident memory rose above what it was just
+before (sampled every 50 ms): what the encryption holds with no upload at all.
+
 In Chromium the 1 MiB SEIPDv1 case runs again under the DevTools protocol's sampling
 profiler (through Playwright's CDP session), with OpenPGP.js's unminified build put in the
 page so functions have names; its self time is summed into AES-CFB (OpenPGP.js's CFB on
@@ -43,6 +46,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from browser_encrypt import MemorySampler, firefox_processes
 from upload import (
     MIB,
     human_size,
@@ -213,11 +217,23 @@ def open_submit_page(goto: Any, click_and_load: Any, wait_for: Any, url: str) ->
     wait_for("#encrypt-note")
 
 
-def run_chromium(url: str, mib: int, rounds: int) -> tuple[dict[str, list[float]], Any]:
+Measured = tuple[float, float]  # milliseconds, MiB the page process rose
+
+
+def measured(call: Any, sampler: MemorySampler, kind: str) -> Measured:
+    sampler.sample()
+    idle = sampler.peak_rss_kib.get(kind, 0)
+    sampler.peak_rss_kib.clear()
+    with sampler:
+        ms = float(call())
+    return ms, (sampler.peak_rss_kib.get(kind, 0) - idle) / 1024
+
+
+def run_chromium(url: str, mib: int, rounds: int) -> tuple[dict[str, list[Measured]], Any]:
     from playwright.sync_api import sync_playwright
 
     args = ["--no-sandbox"] if os.geteuid() == 0 else []
-    results: dict[str, list[float]] = {}
+    results: dict[str, list[Measured]] = {}
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
         try:
@@ -233,7 +249,9 @@ def run_chromium(url: str, mib: int, rounds: int) -> tuple[dict[str, list[float]
             open_submit_page(page.goto, click_and_load, page.wait_for_selector, url)
             for _ in range(rounds):
                 for case in CASES:
-                    results.setdefault(case, []).append(page.evaluate(PAGE_CASE, [mib, case]))
+                    results.setdefault(case, []).append(
+                        measured(lambda c=case: page.evaluate(PAGE_CASE, [mib, c]),
+                                 MemorySampler(None), "renderer"))
             profile = chromium_profile(page, context, mib)
             context.close()
         finally:
@@ -241,11 +259,11 @@ def run_chromium(url: str, mib: int, rounds: int) -> tuple[dict[str, list[float]
     return results, profile
 
 
-def run_firefox(url: str, mib: int, rounds: int, workdir: Path) -> dict[str, list[float]]:
+def run_firefox(url: str, mib: int, rounds: int, workdir: Path) -> dict[str, list[Measured]]:
     sys.path.insert(0, str(REPO))
     from tests.browser.engines import FirefoxTab
 
-    results: dict[str, list[float]] = {}
+    results: dict[str, list[Measured]] = {}
     tab = FirefoxTab(True, workdir / "firefox-profile", workdir / "firefox.log")
     try:
         open_submit_page(tab.goto, tab.click_and_load, tab.wait_for, url)
@@ -254,20 +272,25 @@ def run_firefox(url: str, mib: int, rounds: int, workdir: Path) -> dict[str, lis
                 # The bridge evaluates a function's source; arguments go in the source.
                 function = PAGE_CASE.replace("async ([mib, name]) =>", "async (mib, name) =>")
                 source = f"() => ({function})({mib}, '{case}')"
-                results.setdefault(case, []).append(float(tab.evaluate(source)))
+                results.setdefault(case, []).append(
+                    measured(lambda s=source: tab.evaluate(s),
+                             MemorySampler(None, lambda: firefox_processes(tab.pid)),
+                             "Isolated Web Co"))
     finally:
         tab.close()
     return results
 
 
-def table(engine: str, mib: int, results: dict[str, list[float]]) -> list[str]:
+def table(engine: str, mib: int, results: dict[str, list[Measured]]) -> list[str]:
     lines = [f"### {engine}, {mib} MiB (median of rounds; ratio to what encrypt.js does)", "",
-             "| Case | s | MiB/s | / encrypt.js |", "|---|---|---|---|"]
-    best = {case: sorted(v)[len(v) // 2] / 1000 for case, v in results.items()}
+             "| Case | s | MiB/s | / encrypt.js | Page process rose, MiB (largest) |",
+             "|---|---|---|---|---|"]
+    best = {case: sorted(ms for ms, _ in v)[len(v) // 2] / 1000 for case, v in results.items()}
     for case in CASES:
         seconds = best[case]
+        rose = max(m for _, m in results[case])
         lines.append(f"| {LABELS[case]} | {seconds:.2f} | {mib / seconds:.1f} | "
-                     f"{best['v1-1m'] / seconds:.2f} |")
+                     f"{best['v1-1m'] / seconds:.2f} | {rose:.0f} |")
     return [*lines, ""]
 
 
