@@ -139,3 +139,59 @@ def test_an_upload_carries_on_after_the_server_restarted_in_its_middle(
         seen = watch_until_received(tab, seconds=300)
     assert "reconnecting" in seen
     all_decrypt_byte_exact(data_dir, newsroom, document)
+
+
+FILE_ROW_ENCRYPTED = """() => {
+    const bars = document.querySelectorAll('#encrypt-panel tr progress');
+    return bars.length ? Number(bars[bars.length - 2].value) : 0; }"""
+
+
+def test_over_a_slow_circuit_the_page_encrypts_a_few_pieces_ahead_not_the_whole_file(
+        engine: str, site: Site, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    # At 256 KiB/s a 2 MiB piece takes about 8 s to arrive, while the page could encrypt
+    # the whole file in a second. It encrypts the next piece meanwhile (it does not wait
+    # for the answer first), and holds the file back beyond that: OpenPGP.js left alone
+    # would read all of it into the page's memory ahead of the upload.
+    piece = 2 * MIB
+    document = a_file(tmp_path, 16 * MIB)
+    held_dir = site.data_dir / "store" / ".tmp"
+
+    most_held = 0
+
+    def held() -> int:
+        # The most the server has held: at the finish its unfinished files become the
+        # stored item and leave .tmp, which is not the page falling behind.
+        nonlocal most_held
+        most_held = max(most_held, sum(p.stat().st_size for p in held_dir.glob("*.part")))
+        return most_held
+
+    # How far the file's reading ran ahead of what the server held, at least and at most
+    # (the server's bytes are read before and after the page's, as they only grow).
+    least_ahead, most_ahead = 0, 0
+    with ExitStack() as stack:
+        circuit = stack.enter_context(ShapingProxy(site.relay.port, TOR_LIKE))
+        tab = open_private_tab(engine, tmp_path, request, stack)
+        new_codename(tab, circuit.url)
+        tab.set_files("#files", [document])
+        tab.click(SUBMIT)
+        deadline = time.monotonic() + 200
+        while time.monotonic() < deadline:
+            before = held()
+            try:
+                encrypted = int(tab.evaluate(FILE_ROW_ENCRYPTED))
+                if RECEIVED in tab.content():
+                    break
+            except Exception:  # noqa: S112 - the page is navigating to the confirmation
+                continue
+            after = held()
+            least_ahead = max(least_ahead, encrypted - after)
+            most_ahead = max(most_ahead, encrypted - before)
+            time.sleep(0.2)
+        else:
+            raise AssertionError("no confirmation after 200 s")
+    # At most: the piece on its way (of which the server may hold none yet), the next one,
+    # the two 1 MiB chunks OpenPGP.js may run ahead, and a chunk in each stream's queue.
+    # Without the holding back, the whole file was read at once (16 MiB ahead).
+    assert piece < least_ahead
+    assert most_ahead <= 5 * piece < document.stat().st_size
+    assert len(store_files(site.data_dir)) == 1
