@@ -95,6 +95,12 @@ def temp_files(data_dir: Path) -> list[Path]:
     return sorted(p for p in tmp.iterdir() if p.suffix != ".lock") if tmp.exists() else []
 
 
+def sqlite_bytes(data_dir: Path) -> bytes:
+    """Every byte SQLite keeps: the database file and, if there is one, its WAL."""
+    wal = data_dir / "tipbox.db-wal"
+    return (data_dir / "tipbox.db").read_bytes() + (wal.read_bytes() if wal.exists() else b"")
+
+
 def lock_files(data_dir: Path) -> list[Path]:
     tmp = data_dir / "store" / ".tmp"
     return sorted(tmp.glob("*.lock")) if tmp.exists() else []

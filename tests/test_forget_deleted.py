@@ -7,7 +7,6 @@ import datetime as dt
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from flask import Flask
@@ -17,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import QueuePool
 
 from tests.conftest import FAST_SCRYPT
-from tests.helpers import Newsroom, SourceBrowser
+from tests.helpers import Newsroom, SourceBrowser, sqlite_bytes
 from tests.newsroom_fixtures import add_journalist, submit
 from tipbox.codenames import CodenameHasher, generate_codename
 from tipbox.config import Settings
@@ -30,12 +29,6 @@ from tipbox.models import Item, Reply, Source, WebSession
 from tipbox.replies import ReplyService
 from tipbox.sources import SourceService
 from tipbox.storage import CiphertextStore
-
-
-def on_disk(data_dir: Path) -> bytes:
-    """Every byte SQLite keeps: the database file and, if there is one, its WAL."""
-    wal = data_dir / "tipbox.db-wal"
-    return (data_dir / "tipbox.db").read_bytes() + (wal.read_bytes() if wal.exists() else b"")
 
 
 @dataclass
@@ -58,7 +51,7 @@ class Instance:
                                   .order_by(Item.seq)))
 
     def kept(self) -> bytes:
-        return on_disk(self.settings.data_dir)
+        return sqlite_bytes(self.settings.data_dir)
 
 
 @pytest.fixture
@@ -138,11 +131,11 @@ def test_a_source_session_is_gone_from_the_database_and_its_log_after_log_out(
     cookie = client.get_cookie("tipbox_source")
     assert cookie is not None
     id_hash = hashlib.sha256(cookie.value.encode()).hexdigest().encode()
-    assert id_hash in on_disk(settings.data_dir)
+    assert id_hash in sqlite_bytes(settings.data_dir)
 
     browser.logout()
 
-    assert id_hash not in on_disk(settings.data_dir)
+    assert id_hash not in sqlite_bytes(settings.data_dir)
 
 
 def test_an_expired_session_is_gone_from_the_database_and_its_log_once_purged(
@@ -157,8 +150,8 @@ def test_an_expired_session_is_gone_from_the_database_and_its_log_once_purged(
         db.execute(update(WebSession).where(WebSession.id_hash == id_hash)
                    .values(expires_at=dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)))
     engine.dispose()
-    assert id_hash.encode() in on_disk(settings.data_dir)
+    assert id_hash.encode() in sqlite_bytes(settings.data_dir)
 
     SourceBrowser(app.test_client()).new_codename()  # the next saved session purges it
 
-    assert id_hash.encode() not in on_disk(settings.data_dir)
+    assert id_hash.encode() not in sqlite_bytes(settings.data_dir)

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.conftest import FAST_SCRYPT
-from tests.helpers import cli_env
+from tests.helpers import cli_env, sqlite_bytes
 from tests.newsroom_fixtures import add_journalist, store_ids, submit
 from tipbox.cli import main
 from tipbox.codenames import CodenameHasher, generate_codename
@@ -19,7 +19,7 @@ from tipbox.config import Settings
 from tipbox.crypto.keyring import load_keyring
 from tipbox.db import make_engine, make_session_factory
 from tipbox.inbox import InboxService
-from tipbox.models import AuditEntry, Source
+from tipbox.models import AuditEntry, Item, Source
 from tipbox.sources import SourceService
 from tipbox.storage import CiphertextStore, new_item_id
 
@@ -86,6 +86,23 @@ def test_prune_run_from_a_timer_leaves_no_counts_or_dates_in_any_log(
     assert remaining(db) == []
     with db() as s:
         assert s.scalar(select(func.count()).select_from(AuditEntry)) == audit_entries_at_init
+
+
+def test_what_prune_deleted_is_gone_from_the_database_file_and_its_log(
+        settings: Settings, db: sessionmaker[Session]) -> None:
+    assert settings.database_url.startswith("sqlite")
+    old = source_last_heard(settings, db, 100)
+    with db() as s:
+        designation = s.get_one(Source, old).designation.encode()
+        item_ids = [i.encode() for i in s.scalars(select(Item.id).where(Item.source_id == old))]
+    assert item_ids and all(marker in sqlite_bytes(settings.data_dir)
+                            for marker in [designation, *item_ids])
+
+    assert prune(settings, "--older-than", "30").exit_code == 0
+
+    assert remaining(db) == []
+    kept = sqlite_bytes(settings.data_dir)
+    assert not any(marker in kept for marker in [designation, *item_ids])
 
 
 def test_prune_keeps_unread_tips_unless_told(settings: Settings,
