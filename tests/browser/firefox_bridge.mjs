@@ -81,7 +81,26 @@ async function clickOn(element) {
 // Each command is a small, named use of puppeteer's API; nothing here evaluates strings
 // the tests did not write themselves.
 const commands = {
-  goto: async ({ url }) => { await page.goto(url, { waitUntil: 'load' }); },
+  goto: async ({ url }) => {
+    const before = requests.length;
+    try {
+      await page.goto(url, { waitUntil: 'load' });
+    } catch (error) {
+      // After Firefox showed its own error page (a form's POST cut off by the tests'
+      // shaping proxy, which Firefox had also retried once), puppeteer can miss the load
+      // event of the next navigation although the page arrived whole. Seen: the GET in
+      // the request log, the page's URL right and its document complete, yet goto timed
+      // out, three times in a row. Accept exactly that, and nothing less: a new GET of
+      // this URL, and a complete document that is this URL, not an error page for it.
+      const asked = requests.slice(before).some((r) => r.method === 'GET' && r.url === url);
+      const shown = await page.evaluate(() => [document.documentURI, document.readyState])
+        .catch(() => [null, null]);
+      if (!asked || shown[0] !== url || shown[1] !== 'complete') {
+        throw error;
+      }
+      process.stderr.write(`goto ${url}: loaded, but puppeteer missed its load event\n`);
+    }
+  },
   url: async () => page.url(),
   click: async ({ selector, ms }) => { await clickOn(await waitForElement(selector, ms, true)); },
   clickAndLoad: async ({ selector, ms }) => {
