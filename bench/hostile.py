@@ -24,8 +24,9 @@ The cases:
   1.5 MiB of its file at once (past the server's first read of 1 MiB, so its gpg runs, as
   for an upload that has been going for a while), then 20 KiB/s (an ordinary upload over
   Tor), never finishing while measured;
-- log-ins: codename creations and log-ins (memory-hard hashing) back to back, from
-  concurrent clients;
+- log-ins: concurrent clients creating codenames (a page, then one memory-hard hash each);
+- codename-log-ins: concurrent clients logging in with well-formed codenames this site
+  never gave out (one memory-hard hash each, as a guess or a mistyped codename costs);
 - pow-creations: the same flood of codename creations with the flood defence on, at its
   default settings (tipbox.flood): once the site counts more than 20 creations in ten
   minutes, each client must work out a ticket before it may create one. The clients
@@ -89,6 +90,8 @@ from upload import (
     running_server,
     stop_gpg_agents,
 )
+
+from tipbox.codenames import generate_codename
 
 KIB = 1024
 HOST = "127.0.0.1"
@@ -359,6 +362,26 @@ def _pace(uploads: list[_Upload], stop: threading.Event) -> None:
 
 
 def log_ins(count: int) -> Case:
+    """Clients creating codenames: a page, then one memory-hard hash each."""
+    def create(client: SourceClient) -> int:
+        fields = hidden_inputs(client.get("/generate"))
+        return client.post_form("/create", {k: fields[k] for k in (
+            "csrf_token", "codename", "mac")})
+    return codename_flood(count, create, "creating codenames", "codename creations")
+
+
+def codename_log_ins(count: int) -> Case:
+    """Clients logging in with codenames that are well formed but not this site's: each
+    costs the server one memory-hard hash, as a guess or a mistyped codename does."""
+    def log_in(client: SourceClient) -> int:
+        token = hidden_inputs(client.get("/login"))["csrf_token"]
+        return client.post_form("/login", {"csrf_token": token,
+                                           "codename": generate_codename()})
+    return codename_flood(count, log_in, "logging in with codenames", "codename log-ins")
+
+
+def codename_flood(count: int, attempt: Callable[[SourceClient], int], doing: str,
+                   what: str) -> Case:
     @contextlib.contextmanager
     def case(port: int) -> Iterator[str]:
         stop = threading.Event()
@@ -370,26 +393,24 @@ def log_ins(count: int) -> Case:
             for _ in range(5):
                 if stop.is_set():
                     return
-                client = SourceClient(port)
                 try:
-                    fields = hidden_inputs(client.get("/generate"))
-                    status = client.post_form("/create", {k: fields[k] for k in (
-                        "csrf_token", "codename", "mac")})
+                    status = attempt(SourceClient(port))
                 except (OSError, RuntimeError, http.client.HTTPException, KeyError):
                     status = 0
                 with lock:
                     outcomes[str(status)] = outcomes.get(str(status), 0) + 1
 
-        threads = [threading.Thread(target=client_loop, name=f"login-{i}") for i in range(count)]
+        threads = [threading.Thread(target=client_loop, name=f"codename-{i}")
+                   for i in range(count)]
         for thread in threads:
             thread.start()
         try:
-            yield f"{count} clients creating codenames"
+            yield f"{count} clients {doing}"
         finally:
             stop.set()
             for thread in threads:
                 thread.join(timeout=VISITOR_TIMEOUT * 6)
-            print(f"    codename creations by status: {outcomes}", file=sys.stderr)
+            print(f"    {what} by status: {outcomes}", file=sys.stderr)
     return case
 
 
@@ -596,6 +617,7 @@ CASES: dict[str, Callable[[argparse.Namespace], Case]] = {
     "kept-alive": lambda args: kept_alive(args.connections),
     "slow-uploads": lambda args: slow_uploads(args.uploads),
     "log-ins": lambda args: log_ins(args.log_ins),
+    "codename-log-ins": lambda args: codename_log_ins(args.log_ins),
     "pow-creations": lambda args: pow_creations(args.log_ins),
 }
 
