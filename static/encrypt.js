@@ -498,10 +498,7 @@
   async function sendInPieces(items, emptyFiles, current) {
     const link = pieceLink(current);
     current.pieces = link;
-    const started = await link.call('POST', config.pieces.url, JSON.stringify({
-      fingerprints: config.keys.map(function (k) { return k.fingerprint; }),
-      emptyFiles: emptyFiles,
-    }), 'application/json');
+    const started = await startUpload(link, emptyFiles, current);
     link.upload = started.upload;
     const meter = progressMeter(items);
     for (let index = 0; index < items.length; index++) {
@@ -516,6 +513,28 @@
     const done = await link.call('POST', link.path('/finish'), '', 'application/json');
     link.upload = null; // the newsroom's now: nothing left to cancel
     return done.next;
+  }
+
+  // The request that starts an upload carries the flood defence's proof, which the server
+  // spends. If its answer was lost (a broken circuit), the retry's proof is already spent;
+  // and a page left open long enough holds an expired one. Either way the server says a
+  // fresh proof may do, and pow.js fetches a ticket and works it out (a few tries at most).
+  async function startUpload(link, emptyFiles, current) {
+    const body = JSON.stringify({
+      fingerprints: config.keys.map(function (k) { return k.fingerprint; }),
+      emptyFiles: emptyFiles,
+    });
+    for (let fresh = 0; ; fresh++) {
+      try {
+        return await link.call('POST', config.pieces.url, body, 'application/json');
+      } catch (error) {
+        if (!(error instanceof Refused) || !error.options.freshProof || fresh >= 2 ||
+            !window.tipboxProof) {
+          throw error;
+        }
+        current.proof = await window.tipboxProof();
+      }
+    }
   }
 
   // The next piece is encrypted while the current one is on its way: two buffers, one
@@ -735,6 +754,9 @@
     const reply = answer.body || {};
     if (answer.status === 401) {
       throw new Refused(T.sessionEnded, { reload: true, plain: false });
+    }
+    if (reply.freshProof) {
+      throw new Refused(reply.error, { reload: false, freshProof: true });
     }
     // 409 without "reload": busy with an earlier try of the same piece, or holding other
     // bytes than it expects (sendPiece then asks how far it got).

@@ -45,6 +45,9 @@ class TipboxError(Exception):
     params: Mapping[str, object] = _NO_PARAMS
     retry_after: int | None = None
     log_cause: str = ""
+    # A fresh flood-defence ticket, worked out, may get the same request through (the
+    # JSON answer says so, and encrypt.js fetches one and tries again).
+    fresh_proof_helps: bool = False
 
 
 class ConfigError(TipboxError):
@@ -322,7 +325,11 @@ class DigestError(TipboxError):
 class ProofRefused(SubmissionRejected):
     """The flood defence's check (tipbox.flood) was missing, forged, meant for another
     page, expired, already used, unsolved, or sent before its wait was over. Nothing was
-    read or kept; ``reason`` says which, in one word, for tests and the code."""
+    read or kept; ``reason`` says which, in one word, for tests and the code. Whatever
+    the reason, a fresh ticket may pass: the page's own may have been spent by an earlier
+    try whose answer was lost, or have expired while the page stayed open."""
+
+    fresh_proof_helps = True
 
     def __init__(self, reason: str, message: str, status: int,
                  params: Mapping[str, object] | None = None,

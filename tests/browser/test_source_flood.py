@@ -10,6 +10,7 @@ bits). With JavaScript off, the wait is a second and the page reloads itself wit
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -131,3 +132,39 @@ def test_a_source_creates_a_codename_and_submits_on_a_flooded_site(
         assert ("GET", "/submit/ticket") in requests
     else:
         assert len(uploads) == 1 and uploads[0].startswith("/submit?t=1.submit.")
+
+
+PAGE_PROOF = "() => JSON.parse(document.getElementById('pow-config').textContent).proof"
+
+
+@pytest.mark.parametrize("javascript", [True], ids=["js-on"])
+def test_a_retry_whose_proof_was_spent_fetches_a_fresh_one_and_gets_through(
+        tab: Tab, javascript: bool, flooded: tuple[RunningServer, dict[str, str]],
+        newsroom: Newsroom) -> None:
+    server, env = flooded
+    tab.goto(server.url + "/generate")
+    went_on(tab, "#codename-shown", javascript)
+    tab.click_and_load("form[action='/create'] button[type=submit]")
+    went_on(tab, "#submit-form", javascript)
+    # As when the answer to the request that starts the upload was lost on a broken
+    # circuit: the server spent the page's ticket, and the page does not know it.
+    token = str(tab.evaluate(PAGE_PROOF)).split(" ")[0]
+    engine = make_engine(Settings.from_env(env).database_url)
+    try:
+        with make_session_factory(engine).begin() as db:
+            db.add(SpentTicket(nonce=token.split(".")[5],
+                               expires_at=dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)))
+    finally:
+        engine.dispose()
+
+    tab.fill("#message", MESSAGE)
+    tab.click("#submit-form button[type=submit]")
+    tab.wait_for_text(RECEIVED, seconds=120)
+
+    data_dir = Path(env["TIPBOX_DATA_DIR"])
+    assert [data for _, data in decrypted(data_dir, newsroom) if data == MESSAGE.encode()] \
+        == [MESSAGE.encode()]
+    requests = [(method, url.removeprefix(server.url)) for method, url in tab.request_log()]
+    # The first start was refused (already used), the second carried a fresh proof.
+    assert [r for r in requests if r == ("POST", "/upload")] == [("POST", "/upload")] * 2
+    assert ("GET", "/submit/ticket") in requests

@@ -226,6 +226,7 @@ def test_a_ticket_for_a_codename_does_not_pass_for_a_submission(
                           content_type="multipart/form-data")
     assert refused.status_code == 403
     assert "not made by this site for this page" in refused.get_json()["error"]
+    assert refused.get_json()["freshProof"] is True  # encrypt.js fetches one and retries
     missing = client.post("/submit", data={"csrf_token": token, "message": "x", "files": []},
                           content_type="multipart/form-data")
     assert missing.status_code == 429

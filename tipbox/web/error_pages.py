@@ -107,7 +107,8 @@ def _render_failure(failure: TipboxError) -> tuple[str | Response, int]:
             title, next_step = ERROR_TEXT.get(failure.status, ERROR_TEXT[500])
             message = gettext("%(problem)s. %(next_step)s", problem=gettext(title),
                               next_step=gettext(next_step))
-        return jsonify(error=message, reload=failure.reload_keys), failure.status
+        extra = {"freshProof": True} if failure.fresh_proof_helps else {}
+        return jsonify(error=message, reload=failure.reload_keys, **extra), failure.status
     if view_streams_body(_current_view()):
         return render_template("source/submit_failed.html", message=message,
                                status=failure.status), failure.status
