@@ -151,3 +151,19 @@ def test_initialise_refuses_new_secrets_for_a_database_that_has_sources(
     with pytest.raises(ConfigError, match="missing but the database already has sources"):
         initialise(settings)
     assert not settings.secrets_file.exists()
+
+
+def test_init_removes_the_temporaries_that_killed_writers_left_in_the_data_folder(
+        empty_settings: Settings) -> None:
+    initialise(empty_settings)
+    secrets_before = empty_settings.secrets_file.read_text()
+    data = empty_settings.data_dir
+    # As a `tipbox init` or `tipbox digest` SIGKILLed between writing and renaming leaves.
+    left = [data / ".instance-secrets.json.k1ll3d00", data / ".digest-state.json.k1ll3d00"]
+    for path in left:
+        path.write_text('{"flask_secret_key": "a copy nobody will ever use"}')
+
+    initialise(empty_settings)
+
+    assert not any(path.exists() for path in left)
+    assert empty_settings.secrets_file.read_text() == secrets_before

@@ -168,6 +168,13 @@ class Settings:
         return self.data_dir / "digest-state.json"
 
     @property
+    def written_whole(self) -> tuple[Path, ...]:
+        """The data folder's files written by tipbox.durable.write_whole, whose temporaries
+        a killed writer leaves: `tipbox init` and each worker's start remove those,
+        `tipbox doctor` reports them."""
+        return (self.secrets_file, self.digest_state_file)
+
+    @property
     def max_form_field_bytes(self) -> int:
         """Largest non-file form field kept in memory: the message, in UTF-8, plus slack."""
         return self.max_message_chars * 4 + 4 * KIB

@@ -18,6 +18,7 @@ from tipbox.audit import AuditLog
 from tipbox.config import Settings
 from tipbox.crypto.keyring import KEY_SUFFIXES
 from tipbox.db import make_engine, make_session_factory, upgrade
+from tipbox.durable import remove_dead_temps
 from tipbox.errors import ConfigError, KeyOperationRefused
 from tipbox.instance import InstanceSecrets
 from tipbox.key_registry import KeyService
@@ -62,11 +63,16 @@ class Initialised:
 
 
 def initialise(settings: Settings, *, trust_keys_folder: bool = False) -> Initialised:
-    """Create the data folder, the instance secrets and the database (or bring its schema
-    up to date), seal TOTP secrets left in clear, and import the keys folder's public keys.
+    """Create the data folder (removing what killed writers left in it), the instance
+    secrets and the database (or bring its schema up to date), seal TOTP secrets left in
+    clear, and import the keys folder's public keys.
     Safe to run again. Raises :class:`ConfigError` rather than make a secrets file that
     would lock sources or journalists out of an existing database."""
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # A writer killed mid-write leaves its temporary (a copy of the secrets, for the
+    # secrets file) for ever otherwise; a live writer's is kept (tipbox.durable).
+    for path in settings.written_whole:
+        remove_dead_temps(path)
     engine = make_engine(settings.database_url)
     try:
         _check_secrets_belong(settings, engine)

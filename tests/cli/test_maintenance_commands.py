@@ -206,3 +206,21 @@ def test_doctor_reports_a_store_that_the_database_names_nothing_of(
     assert "holds 1 file(s) and the database names none of them" in reported.output
     assert "check that TIPBOX_DATABASE_URL is this instance's database" in reported.output
     assert len(list(settings.store_dir.glob("*.gpg"))) == 1
+
+
+def test_doctor_reports_temporaries_that_killed_writers_left_in_the_data_folder(
+        settings: Settings) -> None:
+    from tipbox.provisioning import initialise
+
+    runner = CliRunner()
+    left = settings.data_dir / ".instance-secrets.json.k1ll3d00"
+    left.write_text('{"flask_secret_key": "a copy of the secrets"}')
+
+    reported = runner.invoke(main, ["doctor"], env=cli_env(settings))
+
+    assert reported.exit_code == 1
+    assert (f"The data folder ({settings.data_dir}) holds 1 temporary file(s) that a killed "
+            "writer left: .instance-secrets.json.k1ll3d00") in reported.output
+    assert left.exists()  # doctor only looks
+    initialise(settings)
+    assert runner.invoke(main, ["doctor"], env=cli_env(settings)).exit_code == 0

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import os
 import secrets
 import signal
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -229,6 +231,77 @@ def test_clients_that_never_close_after_a_last_answer_do_not_hold_up_other_visit
         for sock in silent:  # the server ended each of them in turn, ours unread
             sock.settimeout(PATIENCE)
             assert read_until_closed(sock)[-7:] == b"</html>"
+
+
+def worker_pid(server: RunningServer) -> int:
+    """The pid of the server's one gunicorn worker (bounded wait for it to be forked)."""
+    master = server.process.pid
+    deadline = time.monotonic() + PATIENCE
+    while time.monotonic() < deadline:
+        children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+        if children:
+            return int(children[0])
+        time.sleep(0.05)
+    pytest.fail("the server has no worker")
+
+
+def open_connections(pid: int, port: int) -> int:
+    """How many sockets process ``pid`` holds for connections on ``port``: its listener
+    not counted, nor sockets it has closed that the kernel still finishes."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):  # an fd closed while we look
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(target[len("socket:["):-1])
+    count = 0
+    for table in ("tcp", "tcp6"):
+        for row in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            fields = row.split()
+            local_port = int(fields[1].rsplit(":", 1)[1], 16)
+            listening = fields[3] == "0A"
+            if local_port == port and not listening and fields[9] in inodes:
+                count += 1
+    return count
+
+
+def test_sockets_lingering_after_a_last_answer_count_against_the_connection_limit(
+        tmp_path: Path, newsroom: Newsroom) -> None:
+    """A socket whose client never closes after "Connection: close" stays open up to 2 s
+    after its answer. Those are connections too: beyond TIPBOX_MAX_CONNECTIONS, new
+    connections wait in the kernel's backlog until a lingering one ends, instead of every
+    close of the last 2 s holding a socket on top of the limit."""
+    limit = 4
+    with running(tmp_path, newsroom, TIPBOX_SERVE_THREADS="2",
+                 TIPBOX_MAX_CONNECTIONS=str(limit)) as server, \
+            contextlib.ExitStack() as held:
+        worker = worker_pid(server)
+        counts: list[int] = []
+        done = threading.Event()
+
+        def sample() -> None:
+            deadline = time.monotonic() + PATIENCE
+            while not done.is_set() and time.monotonic() < deadline:
+                counts.append(open_connections(worker, server.port))
+                time.sleep(0.01)
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        try:
+            silent = []
+            for _ in range(3 * limit):
+                sock = held.enter_context(connect(server))
+                sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                silent.append(sock)
+            # Every one is answered in the end, while none of them closes its side.
+            pages = [read_until_closed(sock) for sock in silent]
+        finally:
+            done.set()
+            sampler.join(PATIENCE)
+    assert all(page.endswith(b"</html>") for page in pages)
+    # The server held as many as it may at some point (lingering clients filled the limit),
+    # and never more.
+    assert max(counts) == limit, counts
 
 
 MARKER = "sent-by-the-client-5e0d"

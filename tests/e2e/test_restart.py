@@ -113,3 +113,16 @@ def test_an_upload_in_progress_finishes_while_a_new_server_takes_the_port(
         log.close()
         if Path(f"/proc/{old_worker}").exists():
             os.kill(old_worker, signal.SIGKILL)
+
+
+def test_a_new_worker_removes_the_temporaries_killed_writers_left_in_the_data_folder(
+        server: RunningServer, server_env: dict[str, str]) -> None:
+    """Without `tipbox init`: the service's own start (here a reload's new worker) removes
+    what a `tipbox digest` or `tipbox init` SIGKILLed mid-write left, secrets included."""
+    data = Path(server_env["TIPBOX_DATA_DIR"])
+    left = [data / ".instance-secrets.json.k1ll3d00", data / ".digest-state.json.k1ll3d00"]
+    for path in left:
+        path.write_text("a copy nobody will ever use")
+    server.process.send_signal(signal.SIGHUP)  # gunicorn's reload: a new worker starts
+    until(lambda: not any(path.exists() for path in left), "the temporaries are removed")
+    until(lambda: "removed 2 temporary file(s)" in server.log(), "the log says so")

@@ -88,6 +88,7 @@ def doctor() -> None:
             _check_retention(services, settings.retention_days, problems, notes)
         if services.schema_current:
             _check_leftovers(services, problems)
+    _check_data_folder_temps(settings, problems)
     _check_free_space(settings, problems, notes)
     _check_onion_services(settings, problems, notes)
     for note in notes:
@@ -131,6 +132,17 @@ def _check_leftovers(services: Services, problems: list[str]) -> None:
             f"reply(ies), {found.temp_files} temp file(s), {found.orphans} file(s) without "
             "a row. The running service removes them within 10 minutes (or at its next "
             "start); `tipbox init` removes them now. Uploads in progress are never counted.")
+
+
+def _check_data_folder_temps(settings: Settings, problems: list[str]) -> None:
+    from tipbox.durable import dead_temps
+
+    left = [temp.name for path in settings.written_whole for temp in dead_temps(path)]
+    if left:
+        problems.append(
+            f"The data folder ({settings.data_dir}) holds {len(left)} temporary file(s) that "
+            f"a killed writer left: {', '.join(left)}. A copy of the instance secrets may be "
+            "among them: `tipbox init` removes them now, the service at its next start.")
 
 
 def _check_free_space(settings: Settings, problems: list[str], notes: list[str]) -> None:

@@ -185,6 +185,10 @@ class TipboxWorker(ThreadWorker):
             with contextlib.suppress(OSError):
                 sock.close()
             return
+        # gthread counted the connection down before closing it, but the socket is still
+        # open: counted again until _end_linger, the accept loop keeps lingering sockets
+        # within worker_connections (TIPBOX_MAX_CONNECTIONS) too.
+        self.nr_conns += 1
         self.lingering[sock] = (time.monotonic() + LINGER_SECONDS, 0)
 
     def _on_linger_readable(self, sock: socket.socket) -> None:
@@ -202,7 +206,10 @@ class TipboxWorker(ThreadWorker):
         self._end_linger(sock)
 
     def _end_linger(self, sock: socket.socket) -> None:
+        """The one way a linger ends (client closed, enough drained, or deadline), so
+        the socket is counted down here exactly once."""
         del self.lingering[sock]
+        self.nr_conns -= 1
         with contextlib.suppress(KeyError, ValueError):
             self.poller.unregister(sock)
         with contextlib.suppress(OSError):
