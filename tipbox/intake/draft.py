@@ -26,9 +26,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import CursorResult, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
@@ -37,6 +37,7 @@ from tipbox.clock import today
 from tipbox.crypto.gpg import Readable
 from tipbox.crypto.keyring import Keyring
 from tipbox.crypto.message_check import EncryptedMessageCheck, MessageRefused, Refusal
+from tipbox.db import rows_matched
 from tipbox.errors import (
     DatabaseUnavailable,
     StoreError,
@@ -303,7 +304,7 @@ class Draft:
                 touched = db.execute(update(Source).where(Source.id == source_id)
                                      .values(last_activity_on=day)
                                      .execution_options(synchronize_session=False))
-                if not cast(CursorResult[Any], touched).rowcount:
+                if not rows_matched(touched):
                     raise _source_gone()
                 sizes = [(self.store.tmp / item.temp_name).stat().st_size
                          for item in self.pending]  # the files', not what a state claims

@@ -50,6 +50,7 @@ from tipbox.config import MIB, Settings
 from tipbox.crypto.gpg import Readable
 from tipbox.crypto.keyring import Keyring
 from tipbox.crypto.message_check import EncryptedMessageCheck, MessageRefused
+from tipbox.db import rows_matched
 from tipbox.errors import (
     ByteCount,
     DatabaseUnavailable,
@@ -457,7 +458,7 @@ class PieceService:
                                .values(state=state.to_json(), held_bytes=state.held_bytes,
                                        idle_until=self._idle_until())
                                .execution_options(synchronize_session=False))
-            if not saved.rowcount:  # type: ignore[attr-defined]
+            if not rows_matched(saved):
                 raise UploadGone()  # the session ended while this piece arrived
 
     def _end(self, claim: StoreClaim) -> None:
