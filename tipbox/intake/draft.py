@@ -21,12 +21,12 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TypedDict
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -92,6 +92,23 @@ class PendingItem:
     recipients: tuple[str, ...]  # the fingerprints it is encrypted to
 
 
+class SavedPendingItem(TypedDict):
+    """A :class:`PendingItem` as JSON."""
+
+    temp_name: str
+    kind: str  # an ItemKind value
+    size: int
+    recipients: list[str]
+
+
+class SavedDraft(TypedDict):
+    """A :class:`DraftState` as JSON (:meth:`DraftState.to_dict`), kept in the database."""
+
+    items: list[SavedPendingItem]
+    skipped_empty_files: int
+    owner: str
+
+
 @dataclass
 class DraftState:
     """Everything a draft holds, as plain data a later request could reload.
@@ -105,15 +122,16 @@ class DraftState:
     # The claim itself while this process holds it (never saved).
     claim: StoreClaim | None = field(default=None, repr=False, compare=False)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> SavedDraft:
         return {"items": [{"temp_name": i.temp_name, "kind": i.kind.value, "size": i.size,
                            "recipients": list(i.recipients)} for i in self.items],
                 "skipped_empty_files": self.skipped_empty_files, "owner": self.owner}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> DraftState:
+    def from_dict(cls, data: SavedDraft) -> DraftState:
         """The state :meth:`to_dict` wrote; refuses anything that could name a file
-        outside the store's temp folder."""
+        outside the store's temp folder. Every field is checked and converted again,
+        whatever its type says: it comes back from the database."""
         owner = str(data.get("owner", ""))
         if owner and not TOKEN_RE.fullmatch(owner):
             raise ValueError("not a claim token")
