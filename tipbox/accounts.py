@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, cast
+from typing import Any
 
 import pyotp
 import segno
@@ -29,12 +29,13 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pyotp.exceptions import OTPVerificationError
-from sqlalchemy import CursorResult, Result, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import Session, sessionmaker
 
 from tipbox.audit import AuditLog
 from tipbox.codenames import eff_words
+from tipbox.db import rows_matched
 from tipbox.errors import (
     AccountError,
     InvalidUsername,
@@ -292,7 +293,7 @@ class AccountService:
                     .where(Journalist.id == journalist_id, Journalist.totp_secret == secret)
                     .values(totp_secret=self.sealer.seal(username, secret))
                     .execution_options(synchronize_session=False))
-                sealed += _rowcount(done)
+                sealed += rows_matched(done)
         return sealed
 
     def unopenable_secrets(self) -> list[str]:
@@ -338,7 +339,7 @@ class AccountService:
                            Journalist.failed_logins == row.failed_logins)
                     .values(failed_logins=failures, locked_until=attempt.locked_until)
                     .execution_options(synchronize_session=False))
-                if _rowcount(counted) == 1:
+                if rows_matched(counted) == 1:
                     return attempt
         raise LoginFailed()  # five lost races in a row: someone is hammering the account
 
@@ -360,7 +361,7 @@ class AccountService:
                        Journalist.is_active)
                 .values(**values)
                 .execution_options(synchronize_session=False))
-            return _rowcount(done) == 1
+            return rows_matched(done) == 1
 
     def _verify(self, passphrase_hash: str, candidate: str) -> bool:
         """Only within a log-in, which holds a hashing slot already."""
@@ -440,11 +441,6 @@ def _matching_step(totp_secret: str, raw_code: str, now: dt.datetime) -> int | N
 def _utc(value: dt.datetime) -> dt.datetime:
     # SQLite hands back naive datetimes; tipbox only ever writes UTC.
     return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value
-
-
-def _rowcount(result: Result[Any]) -> int:
-    # An UPDATE's result is a CursorResult; Session.execute is typed more loosely.
-    return cast(CursorResult[Any], result).rowcount
 
 
 @contextmanager

@@ -6,9 +6,9 @@ import logging
 import sqlite3
 from contextlib import closing
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import CursorResult, Engine, Result, create_engine, event
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -35,6 +35,14 @@ def make_engine(url: str) -> Engine:
         raise ConfigError(f"TIPBOX_DATABASE_URL is not a database URL tipbox can use "
                           f"({type(exc).__name__}). Write it as in the README, for example "
                           "postgresql+psycopg://USER:PASSWORD@HOST/DATABASE.") from None
+
+
+def rows_matched(result: Result[*tuple[Any, ...]]) -> int:
+    """How many rows an UPDATE or DELETE run through ``Session.execute`` matched."""
+    # Session.execute is typed as returning a Result; for an UPDATE or DELETE it is a
+    # CursorResult, which has the row count. tuple[Any, ...] is SQLAlchemy's own type for
+    # a result whose columns it does not know; an UPDATE without RETURNING has none.
+    return cast(CursorResult[*tuple[Any, ...]], result).rowcount
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Collection, Mapping
-from typing import Any
+from typing import TypedDict
 
 from tipbox.crypto.packets import TAG_PKESK, TAG_SEIPD, PacketError, new_length
 
@@ -53,6 +53,24 @@ class MessageRefused(PacketError):
     def __init__(self, reason: Refusal) -> None:
         super().__init__(reason.value)
         self.reason = reason
+
+
+class CheckSnapshot(TypedDict):
+    """Where a check stands between requests (:meth:`EncryptedMessageCheck.snapshot`),
+    saved as JSON with an upload sent in pieces. Hex strings hold the framing octets."""
+
+    uncovered: list[str]  # fingerprints no PKESK has named yet
+    seen_ids: list[str]  # key ids the PKESKs so far were to
+    done: bool
+    header: str
+    in_packet: bool
+    tag: int
+    remaining: int
+    partial: bool
+    pkesk: str
+    seipd_bytes: int
+    packets: int
+    bytes_seen: int
 
 
 class EncryptedMessageCheck:
@@ -102,7 +120,7 @@ class EncryptedMessageCheck:
 
     # --- carried across requests (an upload sent in pieces, tipbox.intake.pieces) ---------
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> CheckSnapshot:
         """Where the check stands, as plain JSON-able data: a few hundred octets of framing
         (a header in progress, at most one PKESK body, which are public), never any of the
         encrypted data."""
@@ -115,11 +133,11 @@ class EncryptedMessageCheck:
 
     @classmethod
     def resume(cls, recipients: Mapping[str, Collection[str]],
-               snapshot: Mapping[str, Any]) -> EncryptedMessageCheck:
+               snapshot: CheckSnapshot) -> EncryptedMessageCheck:
         """A check that carries on where :meth:`snapshot` left it, for the same keys.
 
-        Raises ValueError for a snapshot that does not fit them (never trusted blindly:
-        it comes back from the database)."""
+        Raises ValueError for a snapshot that does not fit them. Every field is checked and
+        converted again, whatever its type says: it comes back from the database."""
         check = cls(recipients)
         uncovered = {str(f) for f in snapshot["uncovered"]}
         seen = {str(k) for k in snapshot["seen_ids"]}

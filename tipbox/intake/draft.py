@@ -21,14 +21,14 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, cast
+from typing import TypedDict
 
-from sqlalchemy import CursorResult, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
@@ -37,6 +37,7 @@ from tipbox.clock import today
 from tipbox.crypto.gpg import Readable
 from tipbox.crypto.keyring import Keyring
 from tipbox.crypto.message_check import EncryptedMessageCheck, MessageRefused, Refusal
+from tipbox.db import rows_matched
 from tipbox.errors import (
     DatabaseUnavailable,
     StoreError,
@@ -91,6 +92,23 @@ class PendingItem:
     recipients: tuple[str, ...]  # the fingerprints it is encrypted to
 
 
+class SavedPendingItem(TypedDict):
+    """A :class:`PendingItem` as JSON."""
+
+    temp_name: str
+    kind: str  # an ItemKind value
+    size: int
+    recipients: list[str]
+
+
+class SavedDraft(TypedDict):
+    """A :class:`DraftState` as JSON (:meth:`DraftState.to_dict`), kept in the database."""
+
+    items: list[SavedPendingItem]
+    skipped_empty_files: int
+    owner: str
+
+
 @dataclass
 class DraftState:
     """Everything a draft holds, as plain data a later request could reload.
@@ -104,15 +122,16 @@ class DraftState:
     # The claim itself while this process holds it (never saved).
     claim: StoreClaim | None = field(default=None, repr=False, compare=False)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> SavedDraft:
         return {"items": [{"temp_name": i.temp_name, "kind": i.kind.value, "size": i.size,
                            "recipients": list(i.recipients)} for i in self.items],
                 "skipped_empty_files": self.skipped_empty_files, "owner": self.owner}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> DraftState:
+    def from_dict(cls, data: SavedDraft) -> DraftState:
         """The state :meth:`to_dict` wrote; refuses anything that could name a file
-        outside the store's temp folder."""
+        outside the store's temp folder. Every field is checked and converted again,
+        whatever its type says: it comes back from the database."""
         owner = str(data.get("owner", ""))
         if owner and not TOKEN_RE.fullmatch(owner):
             raise ValueError("not a claim token")
@@ -303,7 +322,7 @@ class Draft:
                 touched = db.execute(update(Source).where(Source.id == source_id)
                                      .values(last_activity_on=day)
                                      .execution_options(synchronize_session=False))
-                if not cast(CursorResult[Any], touched).rowcount:
+                if not rows_matched(touched):
                     raise _source_gone()
                 sizes = [(self.store.tmp / item.temp_name).stat().st_size
                          for item in self.pending]  # the files', not what a state claims

@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -49,7 +49,8 @@ from tipbox import clock
 from tipbox.config import MIB, Settings
 from tipbox.crypto.gpg import Readable
 from tipbox.crypto.keyring import Keyring
-from tipbox.crypto.message_check import EncryptedMessageCheck, MessageRefused
+from tipbox.crypto.message_check import CheckSnapshot, EncryptedMessageCheck, MessageRefused
+from tipbox.db import rows_matched
 from tipbox.errors import (
     ByteCount,
     DatabaseUnavailable,
@@ -63,7 +64,7 @@ from tipbox.errors import (
     UploadTooLarge,
 )
 from tipbox.i18n import N_
-from tipbox.intake.draft import REFUSALS, Draft, DraftState, PendingItem, Receipt
+from tipbox.intake.draft import REFUSALS, Draft, DraftState, PendingItem, Receipt, SavedDraft
 from tipbox.intake.limits import ReserveGuard, check_daily_quota
 from tipbox.models import ItemKind, Upload
 from tipbox.storage import CiphertextStore
@@ -116,7 +117,25 @@ class OpenItem:
     temp_name: str
     kind: ItemKind
     held: int = 0
-    check: dict[str, Any] | None = None
+    check: CheckSnapshot | None = None
+
+
+class SavedOpenItem(TypedDict):
+    """An :class:`OpenItem` as JSON."""
+
+    temp_name: str
+    kind: str  # an ItemKind value
+    held: int
+    check: CheckSnapshot | None
+
+
+class SavedUpload(TypedDict):
+    """An :class:`UploadState` as JSON (:meth:`UploadState.to_json`): an upload's row."""
+
+    fingerprints: list[str]
+    draft: SavedDraft
+    open: SavedOpenItem | None
+    finished: bool
 
 
 @dataclass
@@ -130,18 +149,21 @@ class UploadState:
     finished: bool = False
 
     def to_json(self) -> str:
-        open_item = None if self.open is None else {
+        open_item: SavedOpenItem | None = None if self.open is None else {
             "temp_name": self.open.temp_name, "kind": self.open.kind.value,
             "held": self.open.held, "check": self.open.check}
-        return json.dumps({"fingerprints": list(self.fingerprints),
-                           "draft": self.draft.to_dict(), "open": open_item,
-                           "finished": self.finished})
+        saved: SavedUpload = {"fingerprints": list(self.fingerprints),
+                              "draft": self.draft.to_dict(), "open": open_item,
+                              "finished": self.finished}
+        return json.dumps(saved)
 
     @classmethod
     def from_json(cls, raw: str, token: str) -> UploadState:
         """The state :meth:`to_json` wrote for the upload ``token``; refuses any name
-        outside that upload's own temp files."""
-        data = json.loads(raw)
+        outside that upload's own temp files. Every field is checked and converted again
+        (the check's snapshot when the check resumes), whatever its type says: it comes
+        back from the database."""
+        data: SavedUpload = json.loads(raw)
         draft = DraftState.from_dict(data["draft"])
         if draft.owner != token:
             raise ValueError("an upload state of another claim")
@@ -174,6 +196,20 @@ class ItemProgress:
     complete: bool
 
 
+class ItemProgressJSON(TypedDict):
+    kind: str  # an ItemKind value
+    held: int
+    complete: bool
+
+
+class UploadStatusJSON(TypedDict):
+    """An :class:`UploadStatus` as the page (static/encrypt.js) reads it."""
+
+    upload: str  # the token
+    finished: bool
+    items: list[ItemProgressJSON]
+
+
 @dataclass(frozen=True)
 class UploadStatus:
     """How far an upload got: what the page asks after a failed request."""
@@ -182,7 +218,7 @@ class UploadStatus:
     items: tuple[ItemProgress, ...] = field(default=())
     finished: bool = False
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> UploadStatusJSON:
         return {"upload": self.token, "finished": self.finished,
                 "items": [{"kind": i.kind.value, "held": i.held, "complete": i.complete}
                           for i in self.items]}
@@ -457,7 +493,7 @@ class PieceService:
                                .values(state=state.to_json(), held_bytes=state.held_bytes,
                                        idle_until=self._idle_until())
                                .execution_options(synchronize_session=False))
-            if not saved.rowcount:  # type: ignore[attr-defined]
+            if not rows_matched(saved):
                 raise UploadGone()  # the session ended while this piece arrived
 
     def _end(self, claim: StoreClaim) -> None:

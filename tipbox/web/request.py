@@ -44,7 +44,7 @@ class ServerBody:
             raise MalformedUpload(CUT_OFF) from None
 
 
-F = TypeVar("F", bound=Callable[..., Any])
+F = TypeVar("F", bound=Callable[..., object])  # any view: the mark keeps its type
 _STREAMS_BODY = "tipbox_streams_body"
 
 
@@ -61,7 +61,7 @@ def streams_body(view: F) -> F:
     return view
 
 
-def view_streams_body(view: Callable[..., Any] | None) -> bool:
+def view_streams_body(view: Callable[..., object] | None) -> bool:
     return bool(getattr(view, _STREAMS_BODY, False))
 
 

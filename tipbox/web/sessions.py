@@ -27,7 +27,7 @@ from sqlalchemy import delete
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.datastructures import CallbackDict
 
-from tipbox.db import forget_deleted
+from tipbox.db import forget_deleted, rows_matched
 from tipbox.models import WebSession
 
 # The only keys a session may hold to stay in a signed cookie rather than a row.
@@ -151,7 +151,7 @@ class DatabaseSessionInterface(SessionInterface):
                                 data=json.dumps(dict(session)), expires_at=expires))
             # Opportunistic clean-up keeps expired rows from piling up.
             purged = db.execute(delete(WebSession).where(WebSession.expires_at < _now()))
-            if purged.rowcount:  # type: ignore[attr-defined]
+            if rows_matched(purged):
                 forget_deleted(db)
         if sid != session.sid:
             session.sid = sid

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 from flask import make_response, render_template, request, url_for
 from flask_babel import gettext
@@ -33,6 +33,25 @@ _WORK_CSP = {"worker-src": "'self'", "trusted-types": TRUSTED_TYPES_POLICY}
 WAIT_CSP = {"script-src": "'self'", "require-trusted-types-for": "'script'", **_WORK_CSP}
 # The submission page adds the worker to what encrypt.js already needs.
 SUBMIT_CSP = {**SCRIPT_CSP, **_WORK_CSP}
+
+
+class SubmitPowConfig(TypedDict):
+    """What pow.js reads on the submission page (its ``pow-config`` JSON)."""
+
+    proof: str  # "ticket solution", or "" while the site is quiet
+    ticketUrl: str
+    worker: str
+    text: dict[str, str]
+
+
+class WaitPowConfig(TypedDict):
+    """What pow.js reads on the wait page (its ``pow-config`` JSON)."""
+
+    ticket: str
+    bits: int
+    next: str
+    worker: str
+    text: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -69,7 +88,7 @@ def proof_args(gate: Gate) -> dict[str, str]:
     return {"t": gate.ticket.token, **({"s": gate.solution} if gate.solution else {})}
 
 
-def submit_config(gate: Gate) -> dict[str, Any]:
+def submit_config(gate: Gate) -> SubmitPowConfig:
     """What pow.js needs on the submission page: the proof this page's ticket already
     carries (none while the site is quiet), where a fresh ticket comes from for a second
     attempt, the worker, and its words."""
@@ -88,16 +107,18 @@ def work_texts() -> dict[str, str]:
     }
 
 
-def wait_page(gate: Gate, endpoint: str, scripts: PowScripts, **view_args: Any) -> Response:
+def wait_page(gate: Gate, endpoint: str, scripts: PowScripts) -> Response:
     """The page a flooded site shows before ``endpoint``: it reloads itself onto
     ``endpoint`` with the ticket when the wait is over; with JavaScript, pow.js works out
-    the ticket meanwhile and goes on as soon as it has."""
+    the ticket meanwhile and goes on as soon as it has. ``endpoint`` takes no URL
+    arguments (the codename and submission pages)."""
     ticket = gate.ticket
     assert ticket is not None  # noqa: S101 - a wait page is shown under flood only
     seconds = gate.wait
-    next_url = url_for(endpoint, t=ticket.token, **view_args)
-    config = {"ticket": ticket.token, "bits": ticket.bits, "next": next_url,
-              "worker": url_for("static", filename=POW_WORKER), "text": work_texts()} \
+    next_url = url_for(endpoint, t=ticket.token)
+    config: WaitPowConfig | None = {
+        "ticket": ticket.token, "bits": ticket.bits, "next": next_url,
+        "worker": url_for("static", filename=POW_WORKER), "text": work_texts()} \
         if scripts.script else None
     response = make_response(render_template(
         "source/wait.html", seconds=seconds, next_url=next_url, pow_config=config,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypedDict
 
 from flask import (
     Blueprint,
@@ -63,8 +63,32 @@ from tipbox.web.source.flood_gate import (
 from tipbox.web.source.forms import CsrfOnlyForm, LoginForm, LogoutForm, NewCodenameForm
 from tipbox.web.source.guide import GuideLibrary
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
 ViewResult = str | Response | tuple[str | Response, int]
+
+
+class ArmoredKey(TypedDict):
+    """An active newsroom public key, as encrypt.js takes it."""
+
+    fingerprint: str
+    armored: str
+
+
+class PiecesConfig(TypedDict):
+    url: str  # where an upload in pieces starts
+
+
+class EncryptConfig(TypedDict):
+    """What encrypt.js reads from the submission page (its ``encrypt-config`` JSON)."""
+
+    keys: list[ArmoredKey]
+    maxMessageChars: int
+    maxBytes: int
+    maxFiles: int
+    spoolBytes: int
+    uploadUrl: str
+    pieces: PiecesConfig
+    text: dict[str, str]  # its words, in the page's language
 
 
 @dataclass(frozen=True)
@@ -90,7 +114,7 @@ def make_blueprint(deps: SourceDeps) -> Blueprint:
     bp = Blueprint("source", __name__)
 
     @bp.app_context_processor
-    def page_context() -> dict[str, Any]:
+    def page_context() -> dict[str, Any]:  # Flask's type for it: a TypedDict is refused
         logged_in = "source_id" in session
         keyring = g.get("keyring")
         return {"demo_key": keyring.is_demo if keyring else False,
@@ -107,24 +131,24 @@ def make_blueprint(deps: SourceDeps) -> Blueprint:
                 # request here would parse an upload body again on every error page.
                 "logout_form": LogoutForm(formdata=None) if logged_in else None}
 
-    def takes_a_turn(view: F) -> F:
+    def takes_a_turn(view: Callable[P, ViewResult]) -> Callable[P, ViewResult]:
         """A codename page waits for a turn (HashingBusy past the queue: the busy page)."""
         @functools.wraps(view)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> ViewResult:
             with deps.account_pages.slot():
                 return view(*args, **kwargs)
-        return wrapper  # type: ignore[return-value]
+        return wrapper
 
-    def login_required(view: F) -> F:
+    def login_required(view: Callable[P, ViewResult]) -> Callable[P, ViewResult]:
         @functools.wraps(view)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> ViewResult:
             source_id = session.get("source_id")
             if not isinstance(source_id, int) or not deps.sources.exists(source_id):
                 session.clear()
                 return redirect(url_for("source.login", expired=1))
             return view(*args, **kwargs)
 
-        return wrapper  # type: ignore[return-value]
+        return wrapper
 
     def log_in(source_id: int, codename: str) -> None:
         """Start a fresh session; the codename unlocks the reply key, kept in memory.
@@ -257,9 +281,9 @@ def make_blueprint(deps: SourceDeps) -> Blueprint:
         return jsonify(ticket=ticket.token if ticket else None,
                        bits=ticket.bits if ticket else 0)
 
-    export_cache: dict[tuple[str, tuple[str, ...]], list[dict[str, str]]] = {}
+    export_cache: dict[tuple[str, tuple[str, ...]], list[ArmoredKey]] = {}
 
-    def armored_keys(keyring: Keyring) -> list[dict[str, str]]:
+    def armored_keys(keyring: Keyring) -> list[ArmoredKey]:
         """The active public keys for encrypt.js, exported once per key set."""
         gpg = keyring.require()
         cache_key = (str(gpg.home), keyring.fingerprints)
@@ -402,7 +426,7 @@ def make_blueprint(deps: SourceDeps) -> Blueprint:
     return bp
 
 
-def _encrypt_config(settings: Settings, keys: list[dict[str, str]]) -> dict[str, Any]:
+def _encrypt_config(settings: Settings, keys: list[ArmoredKey]) -> EncryptConfig:
     """What encrypt.js needs: the keys, the limits, and its words in the page's language."""
     limit = format_decimal(settings.max_message_chars)
     return {
