@@ -10,9 +10,10 @@ arrived between requests:
   bytes the server holds of that item (:class:`~tipbox.errors.PieceOutOfPlace` otherwise)
   and continue the OpenPGP message seen so far (the packet check of
   :mod:`tipbox.crypto.message_check`, whose state is saved with the upload, so any worker,
-  or the server after a restart, carries on). The piece is checked and written as it
-  streams in, then fsynced, then the upload's row records it; a piece that fails half-way
-  is cut off the file again, so a refused piece leaves nothing.
+  or the server after a restart, carries on; what the row keeps is
+  :mod:`tipbox.intake.piece_state`). The piece is checked and written as it streams in,
+  then fsynced, then the upload's row records it; a piece that fails half-way is cut off
+  the file again, so a refused piece leaves nothing.
 - :meth:`PieceService.status` says how many bytes of each item are held.
 - :meth:`PieceService.finish` commits every item at once through
   :class:`~tipbox.intake.draft.Draft`, exactly as a one-request upload does: nothing is
@@ -34,13 +35,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import json
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TypedDict
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -49,7 +48,7 @@ from tipbox import clock
 from tipbox.config import MIB, Settings
 from tipbox.crypto.gpg import Readable
 from tipbox.crypto.keyring import Keyring
-from tipbox.crypto.message_check import CheckSnapshot, EncryptedMessageCheck, MessageRefused
+from tipbox.crypto.message_check import EncryptedMessageCheck, MessageRefused
 from tipbox.db import rows_matched
 from tipbox.errors import (
     ByteCount,
@@ -64,11 +63,12 @@ from tipbox.errors import (
     UploadTooLarge,
 )
 from tipbox.i18n import N_
-from tipbox.intake.draft import REFUSALS, Draft, DraftState, PendingItem, Receipt, SavedDraft
+from tipbox.intake.draft import REFUSALS, Draft, DraftState, PendingItem, Receipt
 from tipbox.intake.limits import ReserveGuard, check_daily_quota
+from tipbox.intake.piece_state import OpenItem, UploadState, UploadStatus
 from tipbox.models import ItemKind, Upload
 from tipbox.storage import CiphertextStore
-from tipbox.store_claims import TEMP_NAME_RE, TOKEN_RE, StoreClaim
+from tipbox.store_claims import TOKEN_RE, StoreClaim
 
 # The largest piece taken in one request. encrypt.js sends PIECE_BYTES; the margin lets a
 # later page choose larger ones without a server change.
@@ -108,120 +108,6 @@ class Piece:
     length: int
     kind: ItemKind = ItemKind.FILE
     last: bool = False
-
-
-@dataclass
-class OpenItem:
-    """The item pieces are arriving for: its temp file, the bytes held, the check's state."""
-
-    temp_name: str
-    kind: ItemKind
-    held: int = 0
-    check: CheckSnapshot | None = None
-
-
-class SavedOpenItem(TypedDict):
-    """An :class:`OpenItem` as JSON."""
-
-    temp_name: str
-    kind: str  # an ItemKind value
-    held: int
-    check: CheckSnapshot | None
-
-
-class SavedUpload(TypedDict):
-    """An :class:`UploadState` as JSON (:meth:`UploadState.to_json`): an upload's row."""
-
-    fingerprints: list[str]
-    draft: SavedDraft
-    open: SavedOpenItem | None
-    finished: bool
-
-
-@dataclass
-class UploadState:
-    """What an upload's row holds between requests: the keys its page encrypted to, the
-    complete items (a :class:`DraftState`), the open one. Never a file name."""
-
-    fingerprints: tuple[str, ...]
-    draft: DraftState
-    open: OpenItem | None = None
-    finished: bool = False
-
-    def to_json(self) -> str:
-        open_item: SavedOpenItem | None = None if self.open is None else {
-            "temp_name": self.open.temp_name, "kind": self.open.kind.value,
-            "held": self.open.held, "check": self.open.check}
-        saved: SavedUpload = {"fingerprints": list(self.fingerprints),
-                              "draft": self.draft.to_dict(), "open": open_item,
-                              "finished": self.finished}
-        return json.dumps(saved)
-
-    @classmethod
-    def from_json(cls, raw: str, token: str) -> UploadState:
-        """The state :meth:`to_json` wrote for the upload ``token``; refuses any name
-        outside that upload's own temp files. Every field is checked and converted again
-        (the check's snapshot when the check resumes), whatever its type says: it comes
-        back from the database."""
-        data: SavedUpload = json.loads(raw)
-        draft = DraftState.from_dict(data["draft"])
-        if draft.owner != token:
-            raise ValueError("an upload state of another claim")
-        open_item = None
-        if data["open"] is not None:
-            raw_open = data["open"]
-            match = TEMP_NAME_RE.fullmatch(str(raw_open["temp_name"]))
-            if not match or match[1] != token:
-                raise ValueError("not a temp file of this upload")
-            open_item = OpenItem(str(raw_open["temp_name"]), ItemKind(raw_open["kind"]),
-                                 int(raw_open["held"]), raw_open["check"])
-        return cls(tuple(str(f) for f in data["fingerprints"]), draft, open_item,
-                   bool(data["finished"]))
-
-    @property
-    def held_bytes(self) -> int:
-        return sum(i.size for i in self.draft.items) + (self.open.held if self.open else 0)
-
-    def status(self, token: str) -> UploadStatus:
-        items = [ItemProgress(i.kind, i.size, True) for i in self.draft.items]
-        if self.open is not None:
-            items.append(ItemProgress(self.open.kind, self.open.held, False))
-        return UploadStatus(token, tuple(items), self.finished)
-
-
-@dataclass(frozen=True)
-class ItemProgress:
-    kind: ItemKind
-    held: int  # bytes of its ciphertext the server holds
-    complete: bool
-
-
-class ItemProgressJSON(TypedDict):
-    kind: str  # an ItemKind value
-    held: int
-    complete: bool
-
-
-class UploadStatusJSON(TypedDict):
-    """An :class:`UploadStatus` as the page (static/encrypt.js) reads it."""
-
-    upload: str  # the token
-    finished: bool
-    items: list[ItemProgressJSON]
-
-
-@dataclass(frozen=True)
-class UploadStatus:
-    """How far an upload got: what the page asks after a failed request."""
-
-    token: str
-    items: tuple[ItemProgress, ...] = field(default=())
-    finished: bool = False
-
-    def as_dict(self) -> UploadStatusJSON:
-        return {"upload": self.token, "finished": self.finished,
-                "items": [{"kind": i.kind.value, "held": i.held, "complete": i.complete}
-                          for i in self.items]}
 
 
 class PieceService:

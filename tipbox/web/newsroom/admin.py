@@ -6,7 +6,7 @@ import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import ParamSpec
 
 from flask import (
     Blueprint,
@@ -37,7 +37,7 @@ from tipbox.web.newsroom.auth import (
 )
 from tipbox.web.newsroom.forms import ActionForm, ConfirmForm, KeyCodeForm, PasteKeyForm
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
 ViewResult = str | Response | tuple[str, int]
 # Where the confirm page may send an admin back to: plain admin paths only.
 # What an admin reads after each account action, one whole sentence each for translators.
@@ -58,10 +58,10 @@ class AdminDeps:
 def make_admin_blueprint(deps: AdminDeps) -> Blueprint:
     bp = Blueprint("admin", __name__, url_prefix="/admin")
 
-    def admin_session(view: F) -> F:
+    def admin_session(view: Callable[P, ViewResult]) -> Callable[P, ViewResult]:
         """An admin's session, however long ago the passphrase was last given."""
         @functools.wraps(view)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> ViewResult:
             account = current_journalist(deps.accounts)
             if account is None:
                 return redirect(url_for("newsroom.login"))
@@ -71,20 +71,20 @@ def make_admin_blueprint(deps: AdminDeps) -> Blueprint:
             g.journalist_id = account.id
             return view(*args, **kwargs)
 
-        return wrapper  # type: ignore[return-value]
+        return wrapper
 
-    def admin_required(view: F) -> F:
+    def admin_required(view: Callable[P, ViewResult]) -> Callable[P, ViewResult]:
         """An admin who gave the passphrase and a TOTP code in the last 15 minutes. Anyone
         else is sent to confirm first; a form posted after that long is not acted on."""
         @functools.wraps(view)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> ViewResult:
             if not recently_confirmed():
                 if request.method != "GET":
                     flash(gettext("Nothing was changed: confirm it is you, then do it again."))
                 return redirect(url_for("admin.confirm", next=_page_to_return_to()))
             return view(*args, **kwargs)
 
-        return admin_session(wrapper)  # type: ignore[return-value]
+        return admin_session(wrapper)
 
     def _page_to_return_to() -> str:
         if request.method == "GET":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, ParamSpec
 
 from flask import (
     Blueprint,
@@ -39,7 +39,7 @@ from tipbox.web.newsroom.forms import ActionForm, ConfirmDeleteForm, LoginForm, 
 # overflow on them (a 500 with a traceback on SQLite).
 MAX_ROW_ID = 2**31 - 1
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
 ViewResult = str | BaseResponse | tuple[str, int]
 
 
@@ -61,9 +61,9 @@ def make_blueprint(deps: NewsroomDeps) -> Blueprint:
                 "demo_key": deps.keys.current().is_demo,
                 "retention_days": deps.settings.retention_days, "today": today()}
 
-    def login_required(view: F) -> F:
+    def login_required(view: Callable[P, ViewResult]) -> Callable[P, ViewResult]:
         @functools.wraps(view)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> ViewResult:
             account = current_journalist(deps.accounts)
             if account is None:
                 return redirect(url_for("newsroom.login"))
@@ -71,7 +71,7 @@ def make_blueprint(deps: NewsroomDeps) -> Blueprint:
             g.journalist_id = account.id
             return view(*args, **kwargs)
 
-        return wrapper  # type: ignore[return-value]
+        return wrapper
 
     def checked_action() -> None:
         if not ActionForm().validate_on_submit():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ParamSpec, TypedDict
+from typing import Any, ParamSpec
 
 from flask import (
     Blueprint,
@@ -18,7 +18,7 @@ from flask import (
     session,
     url_for,
 )
-from flask_babel import format_decimal, gettext
+from flask_babel import gettext
 from flask_wtf.csrf import validate_csrf
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.wrappers import Response
@@ -46,12 +46,13 @@ from tipbox.models import ItemKind
 from tipbox.replies import ReplyKeyCache, ReplyService
 from tipbox.sources import SourceService
 from tipbox.storage import CiphertextStore
-from tipbox.web.browser_encryption import SCRIPT_CSP, SPOOL_TO_STORAGE_BYTES, BrowserEncryption
+from tipbox.web.browser_encryption import SCRIPT_CSP, BrowserEncryption
 from tipbox.web.error_pages import error_page, wants_json
 from tipbox.web.locales import BY_CODE, page_language
 from tipbox.web.request import streamed_body, streams_body
 from tipbox.web.security import content_security_policy
 from tipbox.web.sessions import ServerSession, session_key
+from tipbox.web.source.encrypt_config import ArmoredKeys, encrypt_config
 from tipbox.web.source.flood_gate import (
     SUBMIT_CSP,
     PowScripts,
@@ -65,30 +66,6 @@ from tipbox.web.source.guide import GuideLibrary
 
 P = ParamSpec("P")
 ViewResult = str | Response | tuple[str | Response, int]
-
-
-class ArmoredKey(TypedDict):
-    """An active newsroom public key, as encrypt.js takes it."""
-
-    fingerprint: str
-    armored: str
-
-
-class PiecesConfig(TypedDict):
-    url: str  # where an upload in pieces starts
-
-
-class EncryptConfig(TypedDict):
-    """What encrypt.js reads from the submission page (its ``encrypt-config`` JSON)."""
-
-    keys: list[ArmoredKey]
-    maxMessageChars: int
-    maxBytes: int
-    maxFiles: int
-    spoolBytes: int
-    uploadUrl: str
-    pieces: PiecesConfig
-    text: dict[str, str]  # its words, in the page's language
 
 
 @dataclass(frozen=True)
@@ -112,6 +89,7 @@ class SourceDeps:
 
 def make_blueprint(deps: SourceDeps) -> Blueprint:
     bp = Blueprint("source", __name__)
+    armored_keys = ArmoredKeys()
 
     @bp.app_context_processor
     def page_context() -> dict[str, Any]:  # Flask's type for it: a TypedDict is refused
@@ -190,7 +168,7 @@ def make_blueprint(deps: SourceDeps) -> Blueprint:
     @bp.get("/public-key")
     def public_key() -> ViewResult:
         """The active newsroom key(s), to verify the fingerprint or to encrypt oneself."""
-        armored = "\n".join(key["armored"] for key in armored_keys(g.keyring))
+        armored = "\n".join(key["armored"] for key in armored_keys.of(g.keyring))
         return Response(armored, mimetype="application/pgp-keys", headers={
             "Content-Disposition": 'attachment; filename="newsroom-public-key.asc"'})
 
@@ -259,7 +237,7 @@ def make_blueprint(deps: SourceDeps) -> Blueprint:
             settings=deps.settings, fingerprints=keyring.fingerprints,
             replies=replies, reply_form=CsrfOnlyForm(formdata=None),
             browser=browser,
-            encrypt_config=_encrypt_config(deps.settings, armored_keys(keyring))
+            encrypt_config=encrypt_config(deps.settings, armored_keys.of(keyring))
             if browser else None,
             # Without JavaScript the ticket rides in the form's address.
             submit_action=url_for("source.submit", _external=False, **proof_args(gate)),
@@ -280,20 +258,6 @@ def make_blueprint(deps: SourceDeps) -> Blueprint:
         ticket = deps.flood.new_ticket(SUBMIT)
         return jsonify(ticket=ticket.token if ticket else None,
                        bits=ticket.bits if ticket else 0)
-
-    export_cache: dict[tuple[str, tuple[str, ...]], list[ArmoredKey]] = {}
-
-    def armored_keys(keyring: Keyring) -> list[ArmoredKey]:
-        """The active public keys for encrypt.js, exported once per key set."""
-        gpg = keyring.require()
-        cache_key = (str(gpg.home), keyring.fingerprints)
-        found = export_cache.get(cache_key)
-        if found is None:
-            found = [{"fingerprint": fpr, "armored": str(gpg.export_public(fpr))}
-                     for fpr in keyring.fingerprints]
-            export_cache.clear()  # only the current key set is ever needed
-            export_cache[cache_key] = found
-        return found
 
     # Deleting a reply is final, so each deletion has a page of its own that asks first
     # (a second page rather than a script: it works with JavaScript off).
@@ -424,74 +388,6 @@ def make_blueprint(deps: SourceDeps) -> Blueprint:
         return render_template("source/logged_out.html")
 
     return bp
-
-
-def _encrypt_config(settings: Settings, keys: list[ArmoredKey]) -> EncryptConfig:
-    """What encrypt.js needs: the keys, the limits, and its words in the page's language."""
-    limit = format_decimal(settings.max_message_chars)
-    return {
-        "keys": keys,
-        "maxMessageChars": settings.max_message_chars,
-        "maxBytes": settings.max_submission_bytes,
-        "maxFiles": settings.max_files,
-        "spoolBytes": SPOOL_TO_STORAGE_BYTES,
-        # Where encrypt.js posts; the form's own action stays the plain route, for the
-        # "send without in-browser encryption" fallback.
-        "uploadUrl": url_for("source.submit_encrypted"),
-        # Uploads that resume (tipbox.intake.pieces): where they start; the piece size
-        # comes with the start's answer.
-        "pieces": {"url": url_for("source.upload_start")},
-        "text": {
-            "heading": gettext("Encrypting and sending"),
-            "message": gettext("Message"),
-            "encrypt": gettext("Encrypted"),
-            "upload": gettext("Sent"),
-            "total": gettext("Total"),
-            "cancel": gettext("Cancel"),
-            "retry": gettext("Try again"),
-            "reload": gettext("Reload the page"),
-            "plain": gettext("Send without in-browser encryption"),
-            "plainHint": gettext(
-                "Then the server encrypts your message and files as they arrive, as it "
-                "does when JavaScript is off."),
-            "done": gettext("Sent and stored. Opening the confirmation…"),
-            "cancelled": gettext("Cancelled. Nothing from this attempt was kept."),
-            "nothing": gettext(
-                "There was nothing to send: write a message or choose at least one "
-                "non-empty file, then press Submit again."),
-            "tooLong": gettext(
-                "The message is longer than %(limit)s characters, so nothing was sent. "
-                "Shorten it, or put the text in a file and attach it.", limit=limit),
-            "tooMany": gettext(
-                "You chose more than %(limit)s files, so nothing was sent: send the files in "
-                "several submissions.", limit=settings.max_files),
-            "tooLarge": gettext(
-                "Together these files are larger than this site accepts in one submission, "
-                "so nothing was sent. Send fewer or smaller files at a time."),
-            "encryptFailed": gettext(
-                "Your browser could not encrypt this submission, so nothing was sent."),
-            "networkFailed": gettext(
-                "The upload stopped before it finished (the connection broke or the site "
-                "did not answer), so nothing from this attempt was kept."),
-            "memoryFailed": gettext(
-                "Your browser could not hold this much encrypted data for the upload, so "
-                "nothing from this attempt was kept. Send fewer or smaller files at a time, "
-                "or send without in-browser encryption."),
-            "sessionEnded": gettext(
-                "Your session ended, so nothing from this attempt was kept. Log in again "
-                "with your codename and send it again."),
-            # Filled in by encrypt.js: sizes in binary units, the time left as h:mm:ss.
-            "progress": gettext("%(sent)s of %(total)s sent"),
-            "progressRate": gettext("%(sent)s of %(total)s sent, %(rate)s per second, about "
-                                    "%(left)s left"),
-            "reconnecting": gettext(
-                "Reconnecting… The connection broke; the upload carries on where it stopped "
-                "as soon as the site answers again. Keep this page open."),
-            "serverFailed": gettext(
-                "The site did not accept this submission, and nothing from this attempt "
-                "was kept."),
-        },
-    }
 
 
 def _piece_from(item: int, args: Mapping[str, str], length: int | None) -> Piece:
