@@ -542,23 +542,13 @@
   // filled meanwhile. Pieces still go one request at a time, in order, as the server
   // takes them; the page holds two pieces at most.
   async function sendItem(link, index, item, stream, pieceBytes, meter, current) {
-    const reader = stream.getReader();
-    current.reader = reader;
     const buffers = [new Uint8Array(pieceBytes), new Uint8Array(pieceBytes)];
     let filling = 0;
     let filled = 0;
     let offset = 0;
     let sending = null; // the piece on its way: a promise of the offset after it
     try {
-      for (;;) {
-        if (current.cancelled) {
-          throw new Cancelled();
-        }
-        const next = await reader.read();
-        if (next.done) {
-          break;
-        }
-        const chunk = next.value;
+      await drain(stream, current, async function (chunk) {
         taken(item, chunk.byteLength);
         let pos = 0;
         while (pos < chunk.byteLength) {
@@ -578,19 +568,16 @@
           filled += take;
           pos += take;
         }
-      }
+      });
       if (sending) {
         await sending;
       }
     } catch (error) {
-      reader.cancel().catch(function () {});
       taken(item, 0); // a held-back read wakes and sees the cancel
       if (link.xhr) {
         link.xhr.abort(); // a piece still on its way
       }
       throw error;
-    } finally {
-      current.reader = null;
     }
     await sendPiece(link, index, item, offset, buffers[filling].subarray(0, filled), true, meter,
                     current);

@@ -86,6 +86,13 @@ class ShapingProxy:
             for task in list(self._tasks):
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
+            # And every other task still pending (a pump or its sender whose connection
+            # task was already done): a coroutine left pending would be closed by the
+            # garbage collector after the loop, an error pytest reports as a failure.
+            rest = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+            for task in rest:
+                task.cancel()
+            await asyncio.gather(*rest, return_exceptions=True)
             await self._server.wait_closed()
 
         asyncio.run_coroutine_threadsafe(stop(), self._loop).result(timeout=30)
