@@ -80,17 +80,19 @@ class ChromiumTab:
     def goto(self, url: str) -> None:
         from playwright.sync_api import Error
 
-        # Chromium may still be showing its error page for a failed request (it can take
-        # two turns on a loaded machine); once it has, the page can go elsewhere. Three
-        # tries at most.
-        for attempt in range(3):
+        # After a form's POST that a broken connection cut off, Chromium may navigate to
+        # the same address by itself (again and again within a second, seen three times
+        # in a row in CI), and each such navigation interrupts ours. Wait for it to
+        # settle, pause, and ask again: five tries at most, a few seconds in all.
+        for attempt in range(5):
             try:
                 self.page.goto(url)
                 return
             except Error as error:
-                if "interrupted by another navigation" not in error.message or attempt == 2:
+                if "interrupted by another navigation" not in error.message or attempt == 4:
                     raise
                 self.page.wait_for_load_state()
+                self.page.wait_for_timeout(1000 * (attempt + 1))
 
     def url(self) -> str:
         return str(self.page.url)
