@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import socket
 import struct
+import termios
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -138,6 +140,9 @@ class ShapingProxy:
                 pump.cancel()
             await asyncio.gather(both_done, return_exceptions=True)
             if cut.is_set():
+                # What the client sent before the cut reaches the server whole: a reset
+                # throws away what is still queued, in asyncio's buffer or the kernel's.
+                await delivered(server_writer)
                 reset(client_writer)
                 reset(server_writer)
             else:
@@ -199,6 +204,26 @@ class ShapingProxy:
         if entry is None and not cut.is_set():
             with contextlib.suppress(OSError):
                 writer.write_eof()
+
+
+async def delivered(writer: asyncio.StreamWriter, seconds: float = 5.0) -> None:
+    """Wait until the peer has acknowledged every byte written (asyncio's buffer empty
+    and the kernel's send queue too), or ``seconds`` have passed: a peer that stopped
+    reading, or a connection already broken, is not waited for longer."""
+    sock = writer.get_extra_info("socket")
+    for _ in range(max(1, int(seconds / 0.01))):
+        if writer.transport.is_closing():
+            return
+        queued = writer.transport.get_write_buffer_size()
+        if queued == 0 and sock is not None:
+            try:
+                queued = struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ,
+                                                        b"\0\0\0\0"))[0]
+            except OSError:
+                return
+        if queued == 0:
+            return
+        await asyncio.sleep(0.01)
 
 
 def reset(writer: asyncio.StreamWriter) -> None:
