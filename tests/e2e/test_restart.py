@@ -66,7 +66,10 @@ def test_an_upload_in_progress_finishes_while_a_new_server_takes_the_port(
         server: RunningServer, server_env: dict[str, str], newsroom: Newsroom,
         tmp_path: Path, stop: str) -> None:
     master = server.process.pid
-    old_worker = int(Path(f"/proc/{master}/task/{master}/children").read_text().split()[0])
+    children = Path(f"/proc/{master}/task/{master}/children")
+    # The master listens (and the server counts as up) a moment before it forks its worker.
+    until(lambda: children.read_text().split(), "the master forked its worker")
+    old_worker = int(children.read_text().split()[0])
     source = HttpSource(server.url)
     source.new_codename()
     _, html, _ = source.request("/submit")
