@@ -81,6 +81,15 @@ class HashingSlots:
     def slot(self) -> Iterator[None]:
         """Hold a slot for the block, or raise :class:`HashingBusy` at once when the queue
         is full, or when no slot freed up in time."""
+        self.acquire()
+        try:
+            yield
+        finally:
+            self.release()
+
+    def acquire(self) -> None:
+        """Take a slot, waiting in the queue if need be; :class:`HashingBusy` as for
+        :meth:`slot`. Every successful call needs one :meth:`release`."""
         if not self._free.acquire(blocking=False):
             with self._lock:
                 if self._waiting >= self.queue:
@@ -93,10 +102,10 @@ class HashingSlots:
                     self._waiting -= 1
             if not got:
                 raise HashingBusy()
-        try:
-            yield
-        finally:
-            self._free.release()
+
+    def release(self) -> None:
+        """Give back a slot taken by :meth:`acquire`."""
+        self._free.release()
 
     def compute(self, work: Callable[..., T], *args: object) -> T:
         """``work(*args)`` in a slot (see :meth:`slot`) and at low priority (:meth:`run`)."""

@@ -4,8 +4,12 @@ not left waiting or shown a 500; once a slot frees up, the same request works.""
 
 from __future__ import annotations
 
+import concurrent.futures
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+from flask import request
 
 from tests.helpers import SourceBrowser, csrf_from, hidden, slots_taken
 from tipbox.config import Settings
@@ -87,7 +91,37 @@ def test_codename_pages_take_turns_while_every_other_page_is_answered(
         for path in ("/generate", "/login"):
             busy = client.get(path)
             assert busy.status_code == 503 and busy.headers["Retry-After"] == "60"
+        # Refused before any check of the form: the busy page, not a stale-form page.
+        unchecked = client.post("/create", data={"codename": "x", "mac": "y"})
+        assert unchecked.status_code == 503 and "The site is busy" in unchecked.text
         for path in ("/", "/guide", "/submit"):
             assert client.get(path).status_code == 200, path
 
     assert client.get("/generate").status_code == 200  # a turn is free again
+
+
+def test_a_codename_page_waits_for_its_turn_before_the_app_starts_on_it(
+        settings: Settings) -> None:
+    """A burst of codename requests waits in front of the app: no session opened, no
+    form checked, no Python of Flask's run for them until their turn, so the landing
+    page's visitors are not queued behind the burst's set-up."""
+    turns = HashingSlots(slots=1, queue=4, wait_seconds=30, low_priority=False)
+    app = create_source_app(settings, account_pages=turns)
+    reached_the_app: list[str] = []
+    app.before_request_funcs.setdefault(None, []).insert(
+        0, lambda: reached_the_app.append(request.path))
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        turns.acquire()  # the flood's request before it holds the only turn
+        try:
+            waiting = pool.submit(app.test_client().get, "/generate")
+            deadline = time.monotonic() + 10
+            while turns.waiting == 0 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert turns.waiting == 1
+            assert app.test_client().get("/").status_code == 200
+            assert reached_the_app == ["/"]  # /generate still waits outside the app
+        finally:
+            turns.release()
+        assert waiting.result(timeout=10).status_code == 200
+    assert reached_the_app == ["/", "/generate"]

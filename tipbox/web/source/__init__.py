@@ -25,7 +25,8 @@ from tipbox.web.browser_encryption import BrowserEncryption
 from tipbox.web.error_pages import error_page
 from tipbox.web.source.flood_gate import PowScripts
 from tipbox.web.source.guide import GuideLibrary
-from tipbox.web.source.views import SourceDeps, make_blueprint
+from tipbox.web.source.turns import refuse_when_marked, take_turns
+from tipbox.web.source.views import TAKES_A_TURN, SourceDeps, make_blueprint
 
 log = logging.getLogger(__name__)
 
@@ -73,13 +74,15 @@ def create_source_app(settings: Settings | None = None, *,
                          FloodPolicy.from_settings(settings), clock or clocks.seconds),
         pow_scripts=PowScripts.load(REPO_ROOT / "static"),
         pieces=PieceService(store, plumbing.sessions, settings),
-        account_pages=account_pages
-        or HashingSlots.for_account_pages(settings.account_pages_at_once),
     )
     # First of all before-request checks: while offline, even a form without a CSRF
     # token gets the 503 page, not advice to reload and send it again.
     run_first(app, _keyring_or_offline_page(keys))
     app.register_blueprint(make_blueprint(deps))
+    take_turns(app, account_pages or HashingSlots.for_account_pages(settings.account_pages_at_once),
+               TAKES_A_TURN)
+    # Before even the offline check: a request refused a turn gets the busy page.
+    run_first(app, refuse_when_marked)
     return app
 
 

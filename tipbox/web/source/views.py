@@ -30,7 +30,6 @@ from tipbox.crypto.keyring import Keyring, KeyringSource
 from tipbox.crypto.reply_keys import ReplyKeyDeriver
 from tipbox.errors import MalformedUpload, SessionEnded, SubmissionRejected
 from tipbox.flood import CREATE, SUBMIT, FloodGuard
-from tipbox.hashing_slots import HashingSlots
 from tipbox.intake.draft import Draft
 from tipbox.intake.multipart import NOT_A_FORM
 from tipbox.intake.pieces import PIECE_BYTES, Piece, PieceService, UploadOwner
@@ -67,6 +66,10 @@ from tipbox.web.source.guide import GuideLibrary
 P = ParamSpec("P")
 ViewResult = str | Response | tuple[str | Response, int]
 
+# The codename pages: a flood of them is answered a few at a time, each waiting for its
+# turn before the app starts on it (tipbox.web.source.turns).
+TAKES_A_TURN = ("source.generate", "source.create", "source.login")
+
 
 @dataclass(frozen=True)
 class SourceDeps:
@@ -84,7 +87,6 @@ class SourceDeps:
     flood: FloodGuard
     pow_scripts: PowScripts
     pieces: PieceService
-    account_pages: HashingSlots  # the codename pages' turns (HashingSlots.for_account_pages)
 
 
 def make_blueprint(deps: SourceDeps) -> Blueprint:
@@ -108,14 +110,6 @@ def make_blueprint(deps: SourceDeps) -> Blueprint:
                 # formdata=None: this form only renders the nav's token. Reading the
                 # request here would parse an upload body again on every error page.
                 "logout_form": LogoutForm(formdata=None) if logged_in else None}
-
-    def takes_a_turn(view: Callable[P, ViewResult]) -> Callable[P, ViewResult]:
-        """A codename page waits for a turn (HashingBusy past the queue: the busy page)."""
-        @functools.wraps(view)
-        def wrapper(*args: P.args, **kwargs: P.kwargs) -> ViewResult:
-            with deps.account_pages.slot():
-                return view(*args, **kwargs)
-        return wrapper
 
     def login_required(view: Callable[P, ViewResult]) -> Callable[P, ViewResult]:
         @functools.wraps(view)
@@ -173,7 +167,6 @@ def make_blueprint(deps: SourceDeps) -> Blueprint:
             "Content-Disposition": 'attachment; filename="newsroom-public-key.asc"'})
 
     @bp.get("/generate")
-    @takes_a_turn
     def generate() -> ViewResult:
         # Under flood, a wait (or work) comes first; its ticket then rides in the form.
         gate = deps.flood.gate(CREATE, *proof_from_request())
@@ -187,7 +180,6 @@ def make_blueprint(deps: SourceDeps) -> Blueprint:
                                bits=int(codename_bits()), again=proof_args(gate))
 
     @bp.post("/create")
-    @takes_a_turn
     def create() -> ViewResult:
         form = NewCodenameForm()
         codename = normalize_codename(form.codename.data or "")
@@ -200,7 +192,6 @@ def make_blueprint(deps: SourceDeps) -> Blueprint:
         return redirect(url_for("source.submit_form"))
 
     @bp.route("/login", methods=["GET", "POST"])
-    @takes_a_turn
     def login() -> ViewResult:
         form = LoginForm()
         status = 200

@@ -1,0 +1,87 @@
+"""The codename pages wait for their turn before Flask starts on them.
+
+A flood of new codenames and log-ins arrives as a burst: 100 clients starting at once
+put 100 requests in the worker's threads within a moment. Taken in the view, the turn
+came after Flask had pushed each request's context, opened its session and checked its
+CSRF token, a few milliseconds of Python each holding the interpreter lock, all at once;
+the landing page's visitors in that first second waited behind the burst (p99 210-310 ms
+in bench/hostile.py's codename floods, every slow visit within the flood's first second).
+Taken here, in front of the app, a waiting request has cost nothing but its head, and the
+burst is answered one turn at a time (p99 15-64 ms in the same runs).
+
+A request refused a turn (the queue full, or no turn in time) still goes to the app,
+marked, so that it gets the app's own busy page (translated, with Retry-After): the
+first check before every request raises :class:`HashingBusy` for it
+(:func:`refuse_when_marked`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from flask import Flask, request
+
+from tipbox.errors import HashingBusy
+from tipbox.hashing_slots import HashingSlots
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+# Set in the WSGI environment of a request that found no turn.
+REFUSED_A_TURN = "tipbox.refused_a_turn"
+
+
+class TakingTurns:
+    """WSGI middleware: a request for one of ``paths`` holds one of ``turns`` while the
+    app answers it, its whole body included."""
+
+    def __init__(self, app: WSGIApplication, turns: HashingSlots,
+                 paths: frozenset[str]) -> None:
+        self.app = app
+        self.turns = turns
+        self.paths = paths
+
+    def __call__(self, environ: WSGIEnvironment,
+                 start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") not in self.paths:
+            return self.app(environ, start_response)
+        try:
+            self.turns.acquire()
+        except HashingBusy:
+            environ[REFUSED_A_TURN] = True
+            return self.app(environ, start_response)
+        try:
+            return [_whole(self.app(environ, start_response))]
+        finally:
+            self.turns.release()
+
+
+def _whole(body: Iterable[bytes]) -> bytes:
+    """The answer read to its end (a codename page is a few KiB), its iterable closed as
+    WSGI asks, so that nothing of the request runs after its turn is given back."""
+    try:
+        return b"".join(body)
+    finally:
+        close = getattr(body, "close", None)
+        if close is not None:
+            close()
+
+
+def refuse_when_marked() -> None:
+    """The before-request check that turns a request refused a turn into the busy page."""
+    if request.environ.get(REFUSED_A_TURN):
+        raise HashingBusy()
+
+
+def take_turns(app: Flask, turns: HashingSlots, endpoints: Iterable[str]) -> None:
+    """Put ``app``'s pages for ``endpoints`` behind ``turns``. Call it after the views are
+    registered: their paths are read from the URL map (fixed paths only)."""
+    wanted = set(endpoints)
+    paths = frozenset(rule.rule for rule in app.url_map.iter_rules()
+                      if rule.endpoint in wanted)
+    missing = wanted - {rule.endpoint for rule in app.url_map.iter_rules()}
+    if missing or any("<" in path for path in paths):
+        raise ValueError(f"cannot take turns for {sorted(wanted)}: unknown endpoints "
+                         f"{sorted(missing)} or paths with variables {sorted(paths)}")
+    app.wsgi_app = TakingTurns(app.wsgi_app, turns, paths)  # type: ignore[method-assign]
