@@ -554,7 +554,7 @@ POW_CASES = {"pow-creations"}
 
 
 def run_case(instance: Instance, name: str, hostile: Case, visits: int,
-             rate: float) -> CaseResult:
+             rate: float, slow_ms: float | None = None) -> CaseResult:
     print(f"  {name}...", file=sys.stderr)
     if name in POW_CASES:
         # A data folder of its own: what earlier cases created would count as a flood.
@@ -565,6 +565,10 @@ def run_case(instance: Instance, name: str, hostile: Case, visits: int,
     with running_server(instance) as server:
         with ServerRss(server.process.pid) as rss, hostile(server.port) as held:
             latencies = visitors_apart(server.port, visits, rate)
+        if slow_ms is not None:
+            # When in the case the slow visits came (visit i starts at i / rate seconds).
+            slow = [f"#{i} {seconds(t)}" for i, t in enumerate(latencies) if t * 1000 > slow_ms]
+            print(f"    visits over {slow_ms:g} ms: {', '.join(slow) or 'none'}", file=sys.stderr)
         _check_alive(server)
     return CaseResult(name, held, latencies, rss.peak_kib, rss.gpg_peak_kib,
                       rss.total_pss_peak_kib)
@@ -631,6 +635,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--uploads", type=int, default=200, help="concurrent slow uploads")
     parser.add_argument("--log-ins", type=int, default=100, help="concurrent codename clients")
     parser.add_argument("--only", default=",".join(CASES), help="comma-separated cases")
+    parser.add_argument("--slow-ms", type=float, default=None,
+                        help="list the visits slower than this (their order tells when)")
     args = parser.parse_args(argv)
     names = [n for n in args.only.split(",") if n]
     unknown = set(names) - set(CASES)
@@ -645,7 +651,7 @@ def main(argv: list[str]) -> int:
         try:
             for name in names:
                 results.append(run_case(instance, name, CASES[name](args), args.visitors,
-                                        args.rate))
+                                        args.rate, args.slow_ms))
         finally:
             stop_gpg_agents(root)
     print(render(results, argv, args.visitors, args.rate))
