@@ -532,7 +532,14 @@
             !window.tipboxProof) {
           throw error;
         }
-        current.proof = await window.tipboxProof();
+        try {
+          current.proof = await window.tipboxProof();
+        } catch (ignored) {
+          // The fresh ticket did not come (the circuit broke again): the refusal above
+          // says what to do (reload, let the check finish, send again); a failed fetch
+          // would only say that something went wrong.
+          throw error;
+        }
       }
     }
   }

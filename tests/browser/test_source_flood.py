@@ -142,20 +142,7 @@ def test_a_retry_whose_proof_was_spent_fetches_a_fresh_one_and_gets_through(
         tab: Tab, javascript: bool, flooded: tuple[RunningServer, dict[str, str]],
         newsroom: Newsroom) -> None:
     server, env = flooded
-    tab.goto(server.url + "/generate")
-    went_on(tab, "#codename-shown", javascript)
-    tab.click_and_load("form[action='/create'] button[type=submit]")
-    went_on(tab, "#submit-form", javascript)
-    # As when the answer to the request that starts the upload was lost on a broken
-    # circuit: the server spent the page's ticket, and the page does not know it.
-    token = str(tab.evaluate(PAGE_PROOF)).split(" ")[0]
-    engine = make_engine(Settings.from_env(env).database_url)
-    try:
-        with make_session_factory(engine).begin() as db:
-            db.add(SpentTicket(nonce=token.split(".")[5],
-                               expires_at=dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)))
-    finally:
-        engine.dispose()
+    on_the_submit_page_with_its_ticket_spent(tab, javascript, server, env)
 
     tab.fill("#message", MESSAGE)
     tab.click("#submit-form button[type=submit]")
@@ -168,3 +155,43 @@ def test_a_retry_whose_proof_was_spent_fetches_a_fresh_one_and_gets_through(
     # The first start was refused (already used), the second carried a fresh proof.
     assert [r for r in requests if r == ("POST", "/upload")] == [("POST", "/upload")] * 2
     assert ("GET", "/submit/ticket") in requests
+
+
+@pytest.mark.parametrize("javascript", [True], ids=["js-on"], indirect=True)
+def test_a_fresh_proof_that_cannot_be_fetched_leaves_the_refusal_that_says_what_to_do(
+        tab: Tab, javascript: bool, flooded: tuple[RunningServer, dict[str, str]]) -> None:
+    server, env = flooded
+    on_the_submit_page_with_its_ticket_spent(tab, javascript, server, env)
+    stored = store_files(Path(env["TIPBOX_DATA_DIR"]))
+    # The circuit breaks again just as the page asks for a fresh ticket (pow.js fetches
+    # it; the upload's own requests are XHR and go through).
+    tab.evaluate("() => { window.fetch = () => Promise.reject("
+                 "new TypeError('NetworkError when attempting to fetch resource.')); }")
+
+    tab.fill("#message", MESSAGE)
+    tab.click("#submit-form button[type=submit]")
+    tab.wait_for_text("already used once", seconds=120)
+
+    status = tab.inner_text("#encrypt-panel .status")
+    assert "Reload the page, let the check finish, then send again." in status
+    assert "could not encrypt" not in status
+    assert store_files(Path(env["TIPBOX_DATA_DIR"])) == stored
+
+
+def on_the_submit_page_with_its_ticket_spent(tab: Tab, javascript: bool, server: RunningServer,
+                                             env: dict[str, str]) -> None:
+    """A new codename's submit page whose flood-defence ticket the server already spent,
+    as when the answer to the request that starts the upload was lost on a broken
+    circuit: the page does not know it."""
+    tab.goto(server.url + "/generate")
+    went_on(tab, "#codename-shown", javascript)
+    tab.click_and_load("form[action='/create'] button[type=submit]")
+    went_on(tab, "#submit-form", javascript)
+    token = str(tab.evaluate(PAGE_PROOF)).split(" ")[0]
+    engine = make_engine(Settings.from_env(env).database_url)
+    try:
+        with make_session_factory(engine).begin() as db:
+            db.add(SpentTicket(nonce=token.split(".")[5],
+                               expires_at=dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)))
+    finally:
+        engine.dispose()
