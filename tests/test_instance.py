@@ -4,8 +4,11 @@ written, whatever stops its first writing."""
 from __future__ import annotations
 
 import errno
+import multiprocessing
 import os
 from collections.abc import Iterator
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
 import pytest
@@ -55,3 +58,31 @@ def test_secrets_are_never_written_over(tmp_path: Path) -> None:
 
     assert InstanceSecrets.load(path) == first
     assert sorted(p.name for p in tmp_path.iterdir()) == ["instance-secrets.json"]
+
+
+def _made_at_once(path: Path, start: Barrier, results: Queue[str]) -> None:
+    start.wait(10)
+    try:
+        results.put(InstanceSecrets.load_or_create(path).codename_pepper.hex())
+    except Exception as exc:  # reported to the test, which fails on it
+        results.put(f"{type(exc).__name__}: {exc}")
+
+
+def test_two_inits_at_the_same_instant_both_end_with_the_one_set_of_secrets(
+        tmp_path: Path) -> None:
+    """As when two `tipbox init` run at once on a new data folder: neither fails, and both
+    go on with the secrets that were written, never with a set of their own."""
+    context = multiprocessing.get_context("fork")
+    for round_ in range(10):  # a race: several rounds, each with four processes
+        path = tmp_path / str(round_) / "instance-secrets.json"
+        start = context.Barrier(4)
+        results: Queue[str] = context.Queue()
+        inits = [context.Process(target=_made_at_once, args=(path, start, results))
+                 for _ in range(4)]
+        for init in inits:
+            init.start()
+        made = [results.get(timeout=30) for _ in inits]
+        for init in inits:
+            init.join(10)
+        assert made == [InstanceSecrets.load(path).codename_pepper.hex()] * 4
+        assert [p.name for p in path.parent.iterdir()] == ["instance-secrets.json"]

@@ -65,8 +65,12 @@ class InstanceSecrets:
         """The instance's secrets; made if there are none, and completed if the file was
         written by an older tipbox (secrets it has are kept, never replaced)."""
         if not path.exists():
-            cls.generate().save(path)
-            return cls.load(path)
+            try:
+                cls.generate().save(path)
+            except FileExistsError:
+                pass  # another `tipbox init` wrote it at the same instant: theirs is kept
+            else:
+                return cls.load(path)
         # Under a lock, and read again under it: two `tipbox init` at once must not
         # each add a different key.
         with _locked(path):

@@ -8,6 +8,10 @@ Plain Python, no click and no printing: `tipbox init` and `tipbox demo` call
 from __future__ import annotations
 
 import enum
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,6 +73,28 @@ def initialise(settings: Settings, *, trust_keys_folder: bool = False) -> Initia
     Safe to run again. Raises :class:`ConfigError` rather than make a secrets file that
     would lock sources or journalists out of an existing database."""
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with _one_at_a_time(settings.data_dir):
+        return _initialise(settings, trust_keys_folder)
+
+
+@contextmanager
+def _one_at_a_time(data_dir: Path) -> Iterator[None]:
+    """Two `tipbox init` at once on one data folder (a deploy script and an admin by hand)
+    take turns: run together on a new folder, both created the database's tables and one
+    failed halfway (SQLite's "table already exists"). The second now finds the work done."""
+    fd = os.open(data_dir / INIT_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+# Held by `tipbox init` while it runs; empty, and left in place (removing it would race).
+INIT_LOCK = ".init.lock"
+
+
+def _initialise(settings: Settings, trust_keys_folder: bool) -> Initialised:
     # A writer killed mid-write leaves its temporary (a copy of the secrets, for the
     # secrets file) for ever otherwise; a live writer's is kept (tipbox.durable).
     for path in settings.written_whole:

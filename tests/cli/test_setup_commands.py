@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -34,6 +37,21 @@ def test_init_creates_the_data_folder_and_can_run_again(env: dict[str, str]) -> 
     secrets_file = data / "instance-secrets.json"
     assert secrets_file.stat().st_mode & 0o777 == 0o600
     assert data.stat().st_mode & 0o777 == 0o700
+
+
+def test_two_inits_at_once_on_a_new_data_folder_both_succeed(env: dict[str, str]) -> None:
+    """A deploy script and an admin by hand, say: the real command, twice at once, in
+    several rounds (without turns, one of two failed within three rounds here)."""
+    tipbox = Path(sys.executable).parent / "tipbox"
+    for round_ in range(4):
+        data = Path(env["TIPBOX_DATA_DIR"]) / str(round_)
+        both = [subprocess.Popen([str(tipbox), "init"], env={
+            **os.environ, **env, "TIPBOX_DATA_DIR": str(data)}, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+        outputs = [init.communicate(timeout=120)[0] for init in both]
+        assert [init.returncode for init in both] == [0, 0], outputs
+        assert InstanceSecrets.load(data / "instance-secrets.json")
+        assert (data / "tipbox.db").exists()
 
 
 def test_init_completes_an_older_secrets_file_and_keeps_what_it_has(
