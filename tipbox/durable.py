@@ -34,7 +34,7 @@ def write_whole(path: Path, payload: str, *, replace: bool = True) -> None:
     put it in place: renamed over an existing file, or, with ``replace=False``, linked,
     which refuses to replace one (FileExistsError). The folder is synced too, so the new
     file survives once this returns."""
-    fd, temp = _owned_temp(path)
+    fd, temp = owned_temp(path)
     try:
         try:
             data = payload.encode()
@@ -52,13 +52,15 @@ def write_whole(path: Path, payload: str, *, replace: bool = True) -> None:
     fsync_folder(path.parent)
 
 
-def _owned_temp(path: Path) -> tuple[int, Path]:
-    """A new temporary beside ``path``, its fd holding the temporary's flock.
+def owned_temp(path: Path, suffix: str = "") -> tuple[int, Path]:
+    """A new temporary beside ``path`` (``.NAME.XXXXXXXX`` and ``suffix``, mode 0600), its
+    fd holding the temporary's flock. The caller renames or removes the temporary, then
+    closes the fd: until then no sweep takes it.
 
     A sweep may take and remove the temporary between its creation and our lock; then the
     lock is on a file no longer there, and we make another (as store_claims does)."""
     for _attempt in range(100):
-        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
         fcntl.flock(fd, fcntl.LOCK_EX)
         try:
             if os.fstat(fd).st_ino == os.stat(name).st_ino:
@@ -80,11 +82,23 @@ def remove_dead_temps(path: Path) -> int:
     return len(_scan(path, remove=True))
 
 
+def remove_dead_temps_in(folder: Path, suffix: str) -> int:
+    """Remove what killed writers left in ``folder`` of any file's temporaries made with
+    ``suffix`` (:func:`owned_temp`), as for backups, whose every file has a new name; a
+    live writer's is untouched. How many were removed."""
+    own = re.compile(r"\..+\.[a-z0-9_]{8}" + re.escape(suffix))
+    return len(_scan_folder(folder, own, remove=True))
+
+
 def _scan(path: Path, *, remove: bool) -> list[Path]:
     # mkstemp's names: the prefix, then 8 of [a-z0-9_].
     own = re.compile(re.escape(f".{path.name}.") + r"[a-z0-9_]{8}")
+    return _scan_folder(path.parent, own, remove=remove)
+
+
+def _scan_folder(folder: Path, own: re.Pattern[str], *, remove: bool) -> list[Path]:
     try:
-        candidates = sorted(p for p in path.parent.iterdir() if own.fullmatch(p.name))
+        candidates = sorted(p for p in folder.iterdir() if own.fullmatch(p.name))
     except FileNotFoundError:
         return []
     dead = []

@@ -4,6 +4,8 @@ never holding anything in clear."""
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
+import os
 import subprocess
 from pathlib import Path
 
@@ -98,6 +100,31 @@ def test_the_backup_file_holds_nothing_in_clear_and_no_partial_file_is_left(
     assert b"newsroom" not in data  # the key file's name and its user id
     assert oct(out.stat().st_mode & 0o777) == "0o600"
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_a_backup_removes_what_killed_backups_left_and_not_one_still_being_written(
+        instance: Instance, tmp_path: Path) -> None:
+    # What a backup killed mid-write leaves: its partial file, its lock gone with it.
+    dead = tmp_path / ".monday.backup.k3x9_q2a.partial"
+    dead.write_bytes(b"ciphertext of a backup that never finished")
+    # A backup still being written beside this one: its partial, locked by its writer.
+    live = tmp_path / ".tuesday.backup.zz81mmq0.partial"
+    live.write_bytes(b"being written")
+    others = [tmp_path / "notes.partial", tmp_path / ".monday.backup.short.partial"]
+    for other in others:
+        other.write_text("not a backup's")
+    writer = os.open(live, os.O_RDONLY)
+    try:
+        fcntl.flock(writer, fcntl.LOCK_EX)
+        made = make_backup(instance.settings, tmp_path / "wednesday.backup",
+                           Encryption(passphrase=PASSPHRASE))
+    finally:
+        os.close(writer)
+
+    assert made.swept == 1
+    assert not dead.exists()
+    assert live.read_bytes() == b"being written"
+    assert all(other.exists() for other in others)
 
 
 def test_a_backup_never_overwrites_a_file(instance: Instance, tmp_path: Path) -> None:

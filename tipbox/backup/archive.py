@@ -29,7 +29,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,9 +41,12 @@ from tipbox.clock import today
 from tipbox.config import Settings
 from tipbox.crypto.keyring import KEY_SUFFIXES
 from tipbox.db import make_engine
-from tipbox.durable import fsync_folder
+from tipbox.durable import fsync_folder, owned_temp, remove_dead_temps_in
 from tipbox.errors import BackupError
 from tipbox.storage import SUFFIX, early_writeback
+
+# A backup being written, beside the file it will become.
+PARTIAL = ".partial"
 
 FORMAT = 1
 HEADER = "tipbox-backup.json"
@@ -64,6 +66,7 @@ class BackupMade:
     gone: int  # files deleted while the backup ran; the restore drops their rows
     key_files: int
     size: int  # bytes of the encrypted backup
+    swept: int = 0  # partial files of killed backups removed from the folder first
 
 
 def make_backup(settings: Settings, out: Path, encryption: Encryption, *,
@@ -86,11 +89,15 @@ def write_backup(settings: Settings, snapshot: Snapshot, out: Path, encryption: 
     backup leaves nothing that looks like one."""
     _check_out(out)
     stamp = int(dt.datetime.combine(clock(), dt.time(), tzinfo=dt.UTC).timestamp())
-    fd, temp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".partial")
-    temp = Path(temp_name)
+    # A backup killed mid-write (SIGKILL, power cut) leaves its partial file, ciphertext
+    # but as large as the instance; each backup holds its own partial's lock, so those
+    # of dead ones are told apart from one still being written beside this one.
+    swept = remove_dead_temps_in(out.parent, PARTIAL)
+    lock, temp = owned_temp(out, suffix=PARTIAL)
     try:
         # Writeback starts while gpg still writes: the final fsync then has little left.
-        with os.fdopen(fd, "wb") as output, early_writeback(temp):
+        # A second fd for writing: closing it keeps the lock, held by ``lock``.
+        with os.fdopen(os.dup(lock), "wb") as output, early_writeback(temp):
             copied, gone, keys = _write_encrypted(settings, snapshot, encryption, output,
                                                   stamp)
             output.flush()
@@ -101,8 +108,10 @@ def write_backup(settings: Settings, snapshot: Snapshot, out: Path, encryption: 
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
+    finally:
+        os.close(lock)  # lets go of the partial only once its name is gone
     fsync_folder(out.parent)
-    return BackupMade(out, copied, len(gone), keys, out.stat().st_size)
+    return BackupMade(out, copied, len(gone), keys, out.stat().st_size, swept)
 
 
 def _check_out(out: Path) -> None:

@@ -31,6 +31,9 @@ def backup(out: Path, recipient_key: Path | None) -> None:
             check_passphrase(passphrase)
             encryption = Encryption(passphrase=passphrase)
         made = make_backup(settings, out.resolve(), encryption)
+    if made.swept:
+        click.echo(f"Removed {made.swept} unfinished file(s) that interrupted backups had left "
+                   f"in {out.resolve().parent}.")
     click.echo(f"Backup written: {made.path} ({made.size} bytes; {made.files} store file(s), "
                f"{made.key_files} key file(s)).")
     if made.gone:
