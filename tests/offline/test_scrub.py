@@ -294,12 +294,18 @@ def test_a_run_killed_while_mat2_works_leaves_its_work_folder_for_the_next_run_t
     with subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                           stderr=subprocess.DEVNULL) as proc:
         deadline = time.monotonic() + 60
-        while not list(out.glob(".tipbox-work-*/scrub-*/tmp")) and proc.poll() is None:
+        while not _mat2_working_in(out) and proc.poll() is None:
             assert time.monotonic() < deadline, "mat2 never started"
             time.sleep(0.01)
         proc.kill()
     left = [p.name for p in out.iterdir() if p.name.startswith(".tipbox-work-")]
     assert len(left) == 1  # what the kill leaves, with the copy of big.zip given to mat2
+    # mat2 dies with it, its work unfinished: it wrote no cleaned copy after the kill.
+    deadline = time.monotonic() + 60
+    while _mat2_working_in(out) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert _mat2_working_in(out) == []
+    assert [p.name for p in (out / left[0]).rglob("*.cleaned.*")] == []
 
     again = run_open(bundle, out, newsroom.secret_home, cwd=tmp_path, env=env)
 
@@ -307,3 +313,20 @@ def test_a_run_killed_while_mat2_works_leaves_its_work_folder_for_the_next_run_t
     assert f"removed {left[0]} in {out}, the work folder of an earlier tipbox-open" \
         in again.stderr
     assert [p.name for p in out.iterdir() if p.name.startswith(".tipbox-")] == []
+
+
+def _mat2_working_in(out: Path) -> list[int]:
+    """The mat2 processes at work in a work folder of ``out`` (each runs in its own area
+    there)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cwd = os.readlink(proc / "cwd")
+            command = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue  # gone meanwhile, or not ours to read
+        if cwd.startswith(str(out / ".tipbox-work-")) and b"mat2" in command:
+            found.append(int(proc.name))
+    return found

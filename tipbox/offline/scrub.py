@@ -27,6 +27,7 @@ as the only bound on the temporary folder where no namespace can be made.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import functools
 import os
@@ -117,7 +118,7 @@ def _run(mat2: str, staged: Path, area: Path, limit: int, over: str, limits: Lim
         # is safe here: tipbox-open runs no other thread.)
         proc = subprocess.Popen(command, cwd=area, env=env, stdin=subprocess.DEVNULL,
                                 stdout=log, stderr=log, start_new_session=True,
-                                preexec_fn=partial(_bound_files, writable))
+                                preexec_fn=partial(_bound_files, writable, os.getpid()))
         try:
             stopped = _watch(proc, area, limit, over, limits)
         finally:
@@ -134,12 +135,29 @@ def _run(mat2: str, staged: Path, area: Path, limit: int, over: str, limits: Lim
         raise NotScrubbed(f"mat2 could not clean it: {_last_words(said, staged, proc)}")
 
 
-def _bound_files(max_bytes: int) -> None:
+def _bound_files(max_bytes: int, parent: int) -> None:
     """In mat2's process, before it starts: no file it writes grows past ``max_bytes``
     (a write past it fails with EFBIG, or SIGXFSZ ends a program that does not ignore
-    it), and no crash of it leaves a core dump, which would hold the plaintext."""
+    it), no crash of it leaves a core dump, which would hold the plaintext, and it dies
+    with tipbox-open (``parent``), which a SIGKILL stops before it can stop mat2."""
     resource.setrlimit(resource.RLIMIT_FSIZE, (max_bytes, max_bytes))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    _die_with_parent(parent)
+
+
+# prctl(2): the signal a process gets when the thread that made it ends.
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent: int) -> None:
+    """SIGKILL for this process once ``parent`` is gone (Linux; elsewhere nothing). It
+    passes through exec, so it reaches mat2 itself (unshare and sh exec it in turn); what
+    mat2 starts in its turn ends with its own work."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # it died before the line above: nobody would say so
+        os._exit(1)
 
 
 # Run in the new namespace: a tmpfs of $1 bytes over the folder $2, then the command.
