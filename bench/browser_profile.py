@@ -21,12 +21,13 @@ alike), for a file of --size random bytes held in a Blob:
   sends it);
 - WebCrypto AES-256-GCM over the same bytes in 1 MiB calls, no OpenPGP at all: the
   native ceiling;
-- the 1 MiB SEIPDv1 case again in a dedicated Worker (same origin: OpenPGP.js's bundle and
-  the same steps in a bench-only script that exists in static/ for the run only), the
-  Blob posted to it, the ciphertext either posted back to the page chunk by chunk with
-  its buffer transferred (v1-1m-worker, at most 4 chunks unacknowledged) or only counted
-  in the worker (v1-1m-worker-count): whether the page process's memory rises less when
-  the encryption's garbage is the worker's (a Worker runs in the page's process, in both
+- SEIPDv1 again in a dedicated Worker (same origin: OpenPGP.js's bundle and the same steps
+  in a bench-only script that exists in static/ for the run only), the Blob posted to it:
+  v1-1m-worker posts the ciphertext back to the page chunk by chunk, buffers transferred
+  (at most 4 chunks unacknowledged); v1-1m-worker-return also sends each buffer back to
+  the worker, which drops it; v1-1m-worker-count (and -256k-, -64k- with smaller chunks)
+  only counts it in the worker. Whether the page process's memory rises less when the
+  encryption's garbage is the worker's (a Worker runs in the page's process, in both
   engines).
 
 Beside each case, how far the page process's resident memory rose above what it was just
@@ -76,7 +77,8 @@ UNMINIFIED = REPO / "node_modules" / "openpgp" / "dist" / "openpgp.js"
 SAMPLING_US = 500
 SETTLE_SECONDS = 3
 CASES = ("read", "v1-64k", "v1-1m", "v1-4m", "v2-gcm", "webcrypto-gcm", "v1-1m-worker",
-         "v1-1m-worker-count")
+         "v1-1m-worker-count", "v1-1m-worker-return", "v1-256k-worker-count",
+         "v1-64k-worker-count")
 LABELS = {
     "read": "read only (File.stream(), 64 KiB chunks)",
     "v1-64k": "SEIPDv1 AES-256-CFB + SHA-1, 64 KiB chunks in",
@@ -86,6 +88,10 @@ LABELS = {
     "webcrypto-gcm": "WebCrypto AES-256-GCM alone, 1 MiB calls",
     "v1-1m-worker": "SEIPDv1, 1 MiB chunks, in a Worker, ciphertext transferred to the page",
     "v1-1m-worker-count": "SEIPDv1, 1 MiB chunks, in a Worker, ciphertext counted there",
+    "v1-1m-worker-return": "SEIPDv1, 1 MiB chunks, in a Worker, ciphertext transferred to "
+                           "the page and back",
+    "v1-256k-worker-count": "SEIPDv1, 256 KiB chunks, in a Worker, ciphertext counted there",
+    "v1-64k-worker-count": "SEIPDv1, 64 KiB chunks, in a Worker, ciphertext counted there",
 }
 # The Worker cases: a bench-only script, OpenPGP.js's IIFE bundle with WORKER_BODY after it,
 # written into static/ (which the throwaway instance serves from this checkout) for the
@@ -125,7 +131,7 @@ WORKER_BODY = r"""
       flush(controller) { if (filled) { controller.enqueue(buffer.subarray(0, filled)); } },
     });
   };
-  async function run(blob, armored, transfer, most) {
+  async function run(blob, armored, chunkSize, transfer, most) {
     const keys = [];
     for (const armoredKey of armored) {
       const key = await openpgp.readKey({ armoredKey });
@@ -137,7 +143,7 @@ WORKER_BODY = r"""
       keys.push(key);
     }
     const message = await openpgp.createMessage({
-      binary: blob.stream().pipeThrough(regroup(1048576)), format: 'binary' });
+      binary: blob.stream().pipeThrough(regroup(chunkSize)), format: 'binary' });
     const config = { preferredSymmetricAlgorithm: openpgp.enums.symmetric.aes256,
                      preferredCompressionAlgorithm: openpgp.enums.compression.uncompressed,
                      aeadProtect: false };
@@ -164,12 +170,12 @@ WORKER_BODY = r"""
   }
   self.onmessage = (event) => {
     const data = event.data;
-    if (data.ack) {
+    if (data.ack) {  // with the chunk's buffer in the -return case, dropped here
       ahead--;
       if (credit) { const resolve = credit; credit = null; resolve(); }
       return;
     }
-    run(data.blob, data.armored, data.transfer, data.most).then(
+    run(data.blob, data.armored, data.chunkSize, data.transfer, data.most).then(
       (result) => self.postMessage(result),
       (error) => self.postMessage({ error: String(error && error.stack || error) }));
   };
@@ -244,7 +250,10 @@ async ([mib, name]) => {
   };
   const started = performance.now();
   let produced = 0;
-  if (name.startsWith('v1-1m-worker')) {
+  if (name.includes('-worker')) {
+    // v1-<chunks>-worker[-count|-return]; no suffix: transferred to the page.
+    const [, chunkName, mode] = name.match(/^v1-(\w+)-worker-?(\w*)$/);
+    const chunkSize = { '64k': 65536, '256k': 262144, '1m': 1048576 }[chunkName];
     const worker = new Worker('/static/WORKER_FILE');
     let received = 0;
     let timer = null;
@@ -256,7 +265,11 @@ async ([mib, name]) => {
           const data = event.data;
           if (data.chunk) {
             received += data.chunk.byteLength;
-            worker.postMessage({ ack: true });
+            if (mode === 'return') {
+              worker.postMessage({ ack: true, chunk: data.chunk }, [data.chunk.buffer]);
+            } else {
+              worker.postMessage({ ack: true });
+            }
           } else if (data.error) {
             reject(new Error(name + ': ' + data.error));
           } else {
@@ -264,10 +277,10 @@ async ([mib, name]) => {
           }
         };
         worker.onerror = (event) => reject(new Error(name + ': worker: ' + event.message));
-        worker.postMessage({ blob, armored: config.keys.map((k) => k.armored),
-                             transfer: name === 'v1-1m-worker', most: 64 * mib + 1024 });
+        worker.postMessage({ blob, armored: config.keys.map((k) => k.armored), chunkSize,
+                             transfer: mode !== 'count', most: 64 * mib + 1024 });
       });
-      produced = name === 'v1-1m-worker' ? received : result.done;
+      produced = mode === 'count' ? result.done : received;
     } finally {
       clearTimeout(timer);
       worker.terminate();
