@@ -80,8 +80,9 @@ def initialise(settings: Settings, *, trust_keys_folder: bool = False) -> Initia
 @contextmanager
 def _one_at_a_time(data_dir: Path) -> Iterator[None]:
     """Two `tipbox init` at once on one data folder (a deploy script and an admin by hand)
-    take turns: run together on a new folder, both created the database's tables and one
-    failed halfway (SQLite's "table already exists"). The second now finds the work done."""
+    take turns: run together on a new folder, both wrote the secrets file and migrated the
+    database, and one failed halfway (FileExistsError, or "Cannot use the database
+    (OperationalError)"). The second now finds the work done."""
     fd = os.open(data_dir / INIT_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
