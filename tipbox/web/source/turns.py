@@ -9,6 +9,12 @@ in bench/hostile.py's codename floods, every slow visit within the flood's first
 Taken here, in front of the app, a waiting request has cost nothing but its head, and the
 burst is answered one turn at a time (p99 15-64 ms in the same runs).
 
+A form's body is read before the turn, into memory (the codename pages' forms are a few
+hundred bytes; past the app's limit for forms it refuses them unread): read while holding the
+turn, a body trickling in a byte every few minutes would hold it for as long as the body
+stall limit allows, and every other source would be told the site is busy. A body that
+does not arrive whole (stalled, cut off) gets the app's 400 page, without a turn.
+
 A request refused a turn (the queue full, or no turn in time) still goes to the app,
 marked, so that it gets the app's own busy page (translated, with Retry-After): the
 first check before every request raises :class:`HashingBusy` for it
@@ -17,19 +23,23 @@ first check before every request raises :class:`HashingBusy` for it
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from flask import Flask, request
+from werkzeug.exceptions import BadRequest
 
 from tipbox.errors import HashingBusy
 from tipbox.hashing_slots import HashingSlots
+from tipbox.web.app_factory import SMALL_FORM_BYTES
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
-# Set in the WSGI environment of a request that found no turn.
+# Set in the WSGI environment of a request that found no turn, or whose body was lost.
 REFUSED_A_TURN = "tipbox.refused_a_turn"
+BODY_LOST = "tipbox.body_lost"
 
 
 class TakingTurns:
@@ -46,6 +56,9 @@ class TakingTurns:
                  start_response: StartResponse) -> Iterable[bytes]:
         if environ.get("PATH_INFO") not in self.paths:
             return self.app(environ, start_response)
+        if not _read_ahead(environ):
+            environ[BODY_LOST] = True
+            return self.app(environ, start_response)
         try:
             self.turns.acquire()
         except HashingBusy:
@@ -55,6 +68,27 @@ class TakingTurns:
             return [_whole(self.app(environ, start_response))]
         finally:
             self.turns.release()
+
+
+def _read_ahead(environ: WSGIEnvironment) -> bool:
+    """Put a small body (by its Content-Length) in memory, in place of the socket it comes
+    from; False if it did not arrive whole. A larger body, or one of no stated length,
+    is left for the app, which refuses it before reading."""
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return True  # the app's own parsing says what is wrong with it
+    if length <= 0 or length > SMALL_FORM_BYTES:
+        return True
+    try:
+        body = environ["wsgi.input"].read(length)
+    except (OSError, ValueError):  # stalled past the limit, reset, or cut short
+        body = b""
+    environ["wsgi.input"] = io.BytesIO(body if len(body) == length else b"")
+    if len(body) != length:
+        environ["CONTENT_LENGTH"] = "0"
+        return False
+    return True
 
 
 def _whole(body: Iterable[bytes]) -> bytes:
@@ -69,7 +103,10 @@ def _whole(body: Iterable[bytes]) -> bytes:
 
 
 def refuse_when_marked() -> None:
-    """The before-request check that turns a request refused a turn into the busy page."""
+    """The before-request check that turns a request refused a turn into the busy page,
+    and one whose body was lost into the 400 page."""
+    if request.environ.get(BODY_LOST):
+        raise BadRequest()
     if request.environ.get(REFUSED_A_TURN):
         raise HashingBusy()
 
