@@ -89,6 +89,7 @@ def test_the_sweep_removes_only_temporaries_of_the_file_it_is_given(tmp_path: Pa
         other.write_text("not ours")
     left = tmp_path / ".instance-secrets.json.k1ll3d_0"
     left.write_text("secrets of a writer killed before this version locked its temporaries")
+    left.chmod(0o600)  # as mkstemp made it; another mode is not a temporary of ours
 
     assert remove_dead_temps(target) == 1
     assert not left.exists()

@@ -162,6 +162,7 @@ def test_init_removes_the_temporaries_that_killed_writers_left_in_the_data_folde
     left = [data / ".instance-secrets.json.k1ll3d00", data / ".digest-state.json.k1ll3d00"]
     for path in left:
         path.write_text('{"flask_secret_key": "a copy nobody will ever use"}')
+        path.chmod(0o600)  # as mkstemp made it
 
     initialise(empty_settings)
 

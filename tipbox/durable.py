@@ -107,9 +107,12 @@ def _scan_folder(folder: Path, own: re.Pattern[str], *, remove: bool) -> list[Pa
         if fd is None:
             continue
         try:
-            dead.append(temp)
             if remove:
-                temp.unlink(missing_ok=True)  # under its lock: no writer can have it now
+                try:
+                    temp.unlink(missing_ok=True)  # under its lock: no writer can have it
+                except OSError:
+                    continue  # not ours to remove after all (a sticky folder): left
+            dead.append(temp)
         finally:
             os.close(fd)
     return dead
@@ -126,7 +129,10 @@ def _take_if_dead(temp: Path) -> int | None:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         held = os.fstat(fd)
-        if stat.S_ISREG(held.st_mode) and held.st_ino == os.stat(temp).st_ino:
+        # What mkstemp made for this user: a regular file, ours, mode 0600. Anything else
+        # bearing such a name is some other program's, whatever its lock.
+        if stat.S_ISREG(held.st_mode) and held.st_uid == os.geteuid() \
+                and stat.S_IMODE(held.st_mode) == 0o600 and held.st_ino == os.stat(temp).st_ino:
             return fd
     except (BlockingIOError, FileNotFoundError):
         pass

@@ -104,15 +104,23 @@ def test_the_backup_file_holds_nothing_in_clear_and_no_partial_file_is_left(
 
 def test_a_backup_removes_what_killed_backups_left_and_not_one_still_being_written(
         instance: Instance, tmp_path: Path) -> None:
-    # What a backup killed mid-write leaves: its partial file, its lock gone with it.
-    dead = tmp_path / ".monday.backup.k3x9_q2a.partial"
+    # What a backup killed mid-write leaves: its partial file (mkstemp's mode 0600), its
+    # lock gone with it.
+    dead = tmp_path / ".monday.backup.k3x9_q2a.tipbox-partial"
     dead.write_bytes(b"ciphertext of a backup that never finished")
     # A backup still being written beside this one: its partial, locked by its writer.
-    live = tmp_path / ".tuesday.backup.zz81mmq0.partial"
+    live = tmp_path / ".tuesday.backup.zz81mmq0.tipbox-partial"
     live.write_bytes(b"being written")
-    others = [tmp_path / "notes.partial", tmp_path / ".monday.backup.short.partial"]
+    for partial in (dead, live):
+        partial.chmod(0o600)
+    # Other programs' files, some with names much like a backup's partial.
+    others = [tmp_path / "notes.partial", tmp_path / ".monday.backup.short.tipbox-partial",
+              tmp_path / ".report.20261202.partial", tmp_path / ".movie.download.partial",
+              tmp_path / ".shared.k3x9_q2a.tipbox-partial"]
     for other in others:
         other.write_text("not a backup's")
+        other.chmod(0o600)
+    others[-1].chmod(0o644)  # the right name, but not what a backup makes
     writer = os.open(live, os.O_RDONLY)
     try:
         fcntl.flock(writer, fcntl.LOCK_EX)

@@ -21,6 +21,7 @@ from tipbox.config import Settings
 from tipbox.db import make_engine, make_session_factory
 from tipbox.errors import BackupError
 from tipbox.models import Item
+from tipbox.provisioning import INIT_LOCK
 
 
 def backed_up(instance: Instance, tmp_path: Path) -> Path:
@@ -127,6 +128,17 @@ def test_a_restore_refuses_a_data_folder_in_use_and_leaves_it_untouched(
 
     after = {p: p.read_bytes() for p in instance.settings.data_dir.rglob("*") if p.is_file()}
     assert after == before
+
+
+def test_a_data_folder_holding_only_the_lock_of_a_failed_init_is_restored_into(
+        instance: Instance, target: Settings, tmp_path: Path) -> None:
+    backup = backed_up(instance, tmp_path)
+    target.data_dir.mkdir(mode=0o700)
+    (target.data_dir / INIT_LOCK).touch()  # what an init that failed leaves
+
+    restore_backup(target, backup, passphrase=PASSPHRASE)
+
+    assert item_ids(target) == item_ids(instance.settings)
 
 
 # A SQLite database lives in the data folder, and is refused with it (above).

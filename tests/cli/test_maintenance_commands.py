@@ -215,6 +215,7 @@ def test_doctor_reports_temporaries_that_killed_writers_left_in_the_data_folder(
     runner = CliRunner()
     left = settings.data_dir / ".instance-secrets.json.k1ll3d00"
     left.write_text('{"flask_secret_key": "a copy of the secrets"}')
+    left.chmod(0o600)  # as mkstemp made it
 
     reported = runner.invoke(main, ["doctor"], env=cli_env(settings))
 

@@ -346,21 +346,24 @@ def test_a_malformed_request_head_leaves_only_its_kind_in_the_log(
     assert MARKER not in log  # but not what the client wrote
 
 
+@pytest.mark.parametrize("head", [
+    b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+    b"Content-Length: 1000\r\n\r\ncodename=a",
+    b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+    b"Transfer-Encoding: chunked\r\n\r\n5\r\ncoden",
+], ids=["content-length", "chunked"])
 def test_a_log_in_whose_body_trickles_in_holds_no_turn_of_the_codename_pages(
-        tmp_path: Path, newsroom: Newsroom) -> None:
+        tmp_path: Path, newsroom: Newsroom, head: bytes) -> None:
     """The codename pages are answered one at a time here; a client that sends a log-in's
     head and then its body a byte now and then must not keep every other source from
     logging in or getting a codename while the server waits for that body."""
-    with running(tmp_path, newsroom, TIPBOX_ACCOUNT_PAGES_AT_ONCE="1") as server:
-        head = (b"POST /login HTTP/1.1\r\nHost: x\r\n"
-                b"Content-Type: application/x-www-form-urlencoded\r\n"
-                b"Content-Length: 1000\r\n\r\ncodename=a")
-        with connect(server) as stalled:
-            stalled.sendall(head)
-            time.sleep(1)  # for the server to reach the body; it then waits for the rest
-            for path in ("/login", "/generate"):  # not the busy page after 20 s
-                status, _, _ = HttpSource(server.url).request(path)
-                assert status == 200, path
+    with running(tmp_path, newsroom, TIPBOX_ACCOUNT_PAGES_AT_ONCE="1") as server, \
+            connect(server) as stalled:
+        stalled.sendall(head)
+        time.sleep(1)  # for the server to reach the body; it then waits for the rest
+        for path in ("/login", "/generate"):  # not the busy page after 20 s
+            status, _, _ = HttpSource(server.url).request(path)
+            assert status == 200, path
 
 
 def test_a_log_in_whose_body_stalls_gets_the_bad_request_page_and_no_turn(

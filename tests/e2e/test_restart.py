@@ -126,6 +126,7 @@ def test_a_new_worker_removes_the_temporaries_killed_writers_left_in_the_data_fo
     left = [data / ".instance-secrets.json.k1ll3d00", data / ".digest-state.json.k1ll3d00"]
     for path in left:
         path.write_text("a copy nobody will ever use")
+        path.chmod(0o600)  # as mkstemp made it
     server.process.send_signal(signal.SIGHUP)  # gunicorn's reload: a new worker starts
     until(lambda: not any(path.exists() for path in left), "the temporaries are removed")
     until(lambda: "removed 2 temporary file(s)" in server.log(), "the log says so")

@@ -45,8 +45,9 @@ from tipbox.durable import fsync_folder, owned_temp, remove_dead_temps_in
 from tipbox.errors import BackupError
 from tipbox.storage import SUFFIX, early_writeback
 
-# A backup being written, beside the file it will become.
-PARTIAL = ".partial"
+# A backup being written, beside the file it will become: a suffix no other program
+# uses, since what killed backups left is removed by it (and by its lock).
+PARTIAL = ".tipbox-partial"
 
 FORMAT = 1
 HEADER = "tipbox-backup.json"
@@ -102,9 +103,12 @@ def write_backup(settings: Settings, snapshot: Snapshot, out: Path, encryption: 
                                                   stamp)
             output.flush()
             os.fsync(output.fileno())
-        if out.exists():  # made by someone else while this ran: theirs stays
-            raise BackupError(f"{out} appeared while the backup ran. Give a new file name.")
-        os.rename(temp, out)
+        try:
+            os.link(temp, out)  # refuses a file made by someone else while this ran
+        except FileExistsError:
+            raise BackupError(f"{out} appeared while the backup ran. Give a new file "
+                              "name.") from None
+        temp.unlink()
     except BaseException:
         temp.unlink(missing_ok=True)
         raise

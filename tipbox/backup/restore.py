@@ -42,6 +42,7 @@ from tipbox.crypto.keyring import KEY_SUFFIXES
 from tipbox.db import make_engine
 from tipbox.durable import fsync_folder
 from tipbox.errors import BackupError
+from tipbox.provisioning import INIT_LOCK
 from tipbox.storage import SUFFIX, early_writeback, is_item_id
 
 _DATABASE_MEMBERS = {"database.sqlite3": "sqlite", "database.pgdump": "postgresql"}
@@ -80,6 +81,7 @@ def restore_backup(settings: Settings, backup: Path, *, passphrase: bytes | None
         _refuse_live_folder(settings.data_dir)
         _load_database(settings, staging, unpacked)
         if settings.data_dir.exists():
+            (settings.data_dir / INIT_LOCK).unlink(missing_ok=True)
             settings.data_dir.rmdir()  # empty, as just checked
         os.rename(staging, settings.data_dir)
     except BaseException:
@@ -111,7 +113,9 @@ def refuse_live_target(settings: Settings) -> None:
 
 
 def _refuse_live_folder(data: Path) -> None:
-    if data.exists() and (not data.is_dir() or any(data.iterdir())):
+    # `tipbox init`'s lock file alone (left by an init that failed) is no instance.
+    if data.exists() and (not data.is_dir() or any(p.name != INIT_LOCK
+                                                   for p in data.iterdir())):
         raise BackupError(f"{data} is not empty: a restore never overwrites an instance. "
                           "Restore into a new, empty folder (set TIPBOX_DATA_DIR), or move "
                           "this one aside first if you mean to replace it.")

@@ -72,23 +72,34 @@ class TakingTurns:
 
 def _read_ahead(environ: WSGIEnvironment) -> bool:
     """Put a small body (by its Content-Length) in memory, in place of the socket it comes
-    from; False if it did not arrive whole. A larger body, or one of no stated length,
-    is left for the app, which refuses it before reading."""
+    from; False, with an empty body put in its place, if it did not arrive whole or came
+    without a length. A body over the app's limit for forms is left for the app, which
+    refuses it by its length, unread."""
+    if environ.get("HTTP_TRANSFER_ENCODING"):
+        # Chunked: no browser sends a form so, and read under the turn such a body would
+        # hold it for as long as a byte came now and then.
+        _no_body(environ)
+        return False
     try:
         length = int(environ.get("CONTENT_LENGTH") or 0)
     except ValueError:
-        return True  # the app's own parsing says what is wrong with it
+        return True  # gunicorn refuses such a head before the app; nothing to read here
     if length <= 0 or length > SMALL_FORM_BYTES:
         return True
     try:
         body = environ["wsgi.input"].read(length)
-    except (OSError, ValueError):  # stalled past the limit, reset, or cut short
+    except Exception:  # stalled past the limit, reset, cut short: gunicorn's errors too
         body = b""
-    environ["wsgi.input"] = io.BytesIO(body if len(body) == length else b"")
     if len(body) != length:
-        environ["CONTENT_LENGTH"] = "0"
+        _no_body(environ)
         return False
+    environ["wsgi.input"] = io.BytesIO(body)
     return True
+
+
+def _no_body(environ: WSGIEnvironment) -> None:
+    environ["wsgi.input"] = io.BytesIO(b"")
+    environ["CONTENT_LENGTH"] = "0"
 
 
 def _whole(body: Iterable[bytes]) -> bytes:
