@@ -105,11 +105,9 @@ WORKER_AHEAD = 4  # chunks posted to the page and not yet acknowledged, at most
 # In the worker: the same keys, config and 1 MiB regrouping as the v1-1m case; each
 # ciphertext chunk is either counted there, or posted to the page with its buffer
 # transferred (a chunk that is a view into a larger buffer is copied first, counted).
-WORKER_BODY = r"""
-;(function () {
-  'use strict';
-  let credit = null;  // resolves when the page acknowledges a chunk
-  let ahead = 0;
+# encrypt.js's regrouping of the file's chunks into chunks of ``size``, for the page's
+# cases and the Worker's alike.
+REGROUP = r"""
   const regroup = (size) => {
     let buffer = new Uint8Array(size);
     let filled = 0;
@@ -131,6 +129,14 @@ WORKER_BODY = r"""
       flush(controller) { if (filled) { controller.enqueue(buffer.subarray(0, filled)); } },
     });
   };
+"""
+
+WORKER_BODY = r"""
+;(function () {
+  'use strict';
+  let credit = null;  // resolves when the page acknowledges a chunk
+  let ahead = 0;
+  /*REGROUP*/
   async function run(blob, armored, chunkSize, transfer, most) {
     const keys = [];
     for (const armoredKey of armored) {
@@ -180,7 +186,7 @@ WORKER_BODY = r"""
       (error) => self.postMessage({ error: String(error && error.stack || error) }));
   };
 })();
-""".replace("AHEAD", str(WORKER_AHEAD))
+""".replace("AHEAD", str(WORKER_AHEAD)).replace("  /*REGROUP*/\n", REGROUP)
 
 
 # One case, in the page: the same steps encrypt.js takes (its keys, its config), the
@@ -218,27 +224,7 @@ async ([mib, name]) => {
     });
     keys.push(key);
   }
-  const regroup = (size) => {
-    let buffer = new Uint8Array(size);
-    let filled = 0;
-    return new TransformStream({
-      transform(chunk, controller) {
-        let offset = 0;
-        while (offset < chunk.byteLength) {
-          const take = Math.min(size - filled, chunk.byteLength - offset);
-          buffer.set(chunk.subarray(offset, offset + take), filled);
-          filled += take;
-          offset += take;
-          if (filled === size) {
-            controller.enqueue(buffer);
-            buffer = new Uint8Array(size);
-            filled = 0;
-          }
-        }
-      },
-      flush(controller) { if (filled) { controller.enqueue(buffer.subarray(0, filled)); } },
-    });
-  };
+  /*REGROUP*/
   const drain = async (stream) => {
     const reader = stream.getReader();
     let total = 0;
@@ -314,7 +300,7 @@ async ([mib, name]) => {
   if (produced < blob.size) { throw new Error(name + ': produced ' + produced + ' bytes'); }
   return ms;
 }
-""".replace("WORKER_FILE", WORKER_FILE)
+""".replace("WORKER_FILE", WORKER_FILE).replace("  /*REGROUP*/\n", REGROUP)
 
 
 def categorize(node: dict[str, Any], unminified_url: str) -> str:
