@@ -103,12 +103,11 @@ def write_backup(settings: Settings, snapshot: Snapshot, out: Path, encryption: 
                                                   stamp)
             output.flush()
             os.fsync(output.fileno())
-        try:
-            os.link(temp, out)  # refuses a file made by someone else while this ran
-        except FileExistsError:
-            raise BackupError(f"{out} appeared while the backup ran. Give a new file "
-                              "name.") from None
-        temp.unlink()
+        if out.exists():  # made by someone else while this ran: theirs stays
+            raise BackupError(f"{out} appeared while the backup ran. Give a new file name.")
+        # A rename, not a hard link that would refuse a file made since the check above:
+        # backups go to USB sticks, and FAT and exFAT have no hard links.
+        os.rename(temp, out)
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
