@@ -26,6 +26,9 @@ DO $$BEGIN
     CREATE ROLE tipbox LOGIN CREATEDB PASSWORD 'tipbox-test-only';
   END IF;
 END$$;
+-- A test database is dropped WITH (FORCE), which must also end an autovacuum worker
+-- that may be in it at that moment; without this the drop is refused (tests/helpers.py).
+GRANT pg_signal_backend TO tipbox;
 SQL
 port=$(pg_lsclusters --no-header | awk -v v="$ver" '$1 == v && $2 == "main" {print $3}')
 echo "postgresql+psycopg://tipbox:tipbox-test-only@127.0.0.1:${port}/postgres"

@@ -767,8 +767,7 @@
   function progressMeter(items) {
     const total = Math.max(1, items.reduce(function (sum, item) { return sum + item.size; }, 0));
     const samples = [];
-    const line = element('p', { class: 'rate', id: 'encrypt-rate' });
-    panel.insertBefore(line, statusLine);
+    const line = rateLine;
     items.forEach(function (item) { item.sent = 0; });
     return {
       update: function (item, sent, complete) {
@@ -816,6 +815,7 @@
 
   let rows = [];
   let totalBar = null;
+  let rateLine = null;
   let statusLine = null;
   let buttonBox = null;
 
@@ -864,6 +864,11 @@
     } else {
       totalBar = null;
     }
+    // The rate and status lines are there, empty, from the start, and keep one line's
+    // height (tipbox.css): text appearing in them must not move the Cancel button below
+    // while the source reaches for it.
+    rateLine = element('p', { class: 'rate', id: 'encrypt-rate' });
+    panel.appendChild(rateLine);
     statusLine = element('p', { class: 'status', role: 'status', 'aria-live': 'polite' });
     panel.appendChild(statusLine);
     buttonBox = element('p', { class: 'actions' });

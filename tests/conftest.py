@@ -20,6 +20,7 @@ from tests.helpers import (
     Clock,
     Newsroom,
     SourceBrowser,
+    fresh_postgres_database,
     instance_sealer,
     log_in,
     make_newsroom,
@@ -134,21 +135,8 @@ def postgres_url() -> Iterator[str]:
         if os.environ.get("CI"):
             pytest.fail("CI must set TIPBOX_TEST_DATABASE_URL (see .ci/run)")
         pytest.skip("no PostgreSQL: set TIPBOX_TEST_DATABASE_URL to run this test")
-    import secrets
-
-    from sqlalchemy import create_engine, text
-
-    name = f"tipbox_test_{secrets.token_hex(6)}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = base.rsplit("/", 1)[0] + "/" + name
-    try:
+    with fresh_postgres_database(base) as url:
         yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import threading
+import time
 import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -286,20 +287,40 @@ def reply_service(settings: Settings) -> ReplyService:
 
 
 @contextmanager
-def extra_postgres_database(next_to: str) -> Iterator[str]:
-    """One more fresh database on the PostgreSQL server of the URL ``next_to`` (a test
-    database from the ``postgres_url`` fixture), dropped when the block ends."""
+def fresh_postgres_database(server_url: str) -> Iterator[str]:
+    """A new, empty database on the PostgreSQL server of ``server_url`` (any database's
+    URL on it), dropped when the block ends, whoever is still connected to it."""
     import secrets
 
     from sqlalchemy import create_engine, text
 
     name = f"tipbox_test_{secrets.token_hex(6)}"
-    admin = create_engine(next_to, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
     try:
-        yield next_to.rsplit("/", 1)[0] + "/" + name
-    finally:
         with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        try:
+            yield server_url.rsplit("/", 1)[0] + "/" + name
+        finally:
+            _drop_database(admin, name)
+    finally:
         admin.dispose()
+
+
+def _drop_database(admin: Any, name: str) -> None:
+    # FORCE ends the sessions a test left open. It refuses, for a role that is neither
+    # superuser nor in pg_signal_backend, when an autovacuum worker happens to be in the
+    # database (its process has no role the test's can be a member of): .ci/postgres.sh
+    # grants pg_signal_backend, and the worker is gone a moment later anyway.
+    from sqlalchemy import text
+    from sqlalchemy.exc import ProgrammingError
+
+    for attempt in range(40):  # at most about 10 s
+        try:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            return
+        except ProgrammingError as error:
+            if "pg_signal_backend" not in str(error) or attempt == 39:
+                raise
+            time.sleep(0.25)

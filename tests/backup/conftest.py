@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.conftest import FAST_SCRYPT, TEST_MIN_FREE_BYTES
-from tests.helpers import extra_postgres_database
+from tests.helpers import fresh_postgres_database
 from tests.newsroom_fixtures import submit
 from tipbox.codenames import CodenameHasher, generate_codename
 from tipbox.config import Settings
@@ -64,6 +64,6 @@ def target(instance: Instance, tmp_path: Path) -> Iterator[Settings]:
         yield Settings(data_dir=data_dir, keys_dir=keys_dir, scrypt=FAST_SCRYPT,
                        min_free_bytes=TEST_MIN_FREE_BYTES)
         return
-    with extra_postgres_database(url) as other:
+    with fresh_postgres_database(url) as other:
         yield Settings(data_dir=data_dir, keys_dir=keys_dir, database_url=other,
                        scrypt=FAST_SCRYPT, min_free_bytes=TEST_MIN_FREE_BYTES)

@@ -69,13 +69,35 @@ async function waitForElement(selector, ms, visible) {
 // browser closes the target), so a click is the mouse's, at the element's centre, once
 // the element is scrolled into the viewport (WebDriver refuses a move outside it; the
 // submission page is taller than the window since it gained its advice panel).
-async function clickOn(element) {
-  await element.evaluate((el) => { el.scrollIntoView({ block: 'center' }); });
-  const box = await element.boundingBox();
-  if (box === null) {
-    throw new Error('the element is not laid out');
+//
+// A click at a point lands on whatever is there when it arrives: if the page moved the
+// element after its box was read, it would miss without a word. So, as Playwright does
+// before it clicks, the point is checked to be the element's (it or a child is on top
+// there) and the box to have stayed put over a short wait; if not, both are read again.
+async function clickOn(element, ms) {
+  const deadline = Date.now() + timeout(ms).timeout;
+  for (;;) {
+    await element.evaluate((el) => { el.scrollIntoView({ block: 'center' }); });
+    const box = await element.boundingBox();
+    if (box === null) {
+      throw new Error('the element is not laid out');
+    }
+    const x = box.x + box.width / 2;
+    const y = box.y + box.height / 2;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const again = await element.boundingBox();
+    const onTop = await element.evaluate((el, px, py) => {
+      const hit = document.elementFromPoint(px, py);
+      return hit !== null && el.contains(hit);
+    }, x, y);
+    if (again !== null && again.x === box.x && again.y === box.y && onTop) {
+      await page.mouse.click(x, y);
+      return;
+    }
+    if (Date.now() > deadline) {
+      throw new Error('the element did not stay in one place, uncovered, long enough to click');
+    }
   }
-  await page.mouse.click(box.x + box.width / 2, box.y + box.height / 2);
 }
 
 // Each command is a small, named use of puppeteer's API; nothing here evaluates strings
@@ -102,11 +124,13 @@ const commands = {
     }
   },
   url: async () => page.url(),
-  click: async ({ selector, ms }) => { await clickOn(await waitForElement(selector, ms, true)); },
+  click: async ({ selector, ms }) => {
+    await clickOn(await waitForElement(selector, ms, true), ms);
+  },
   clickAndLoad: async ({ selector, ms }) => {
     const element = await waitForElement(selector, ms, true);
     await Promise.all([page.waitForNavigation({ waitUntil: 'load', ...timeout(ms) }),
-                       clickOn(element)]);
+                       clickOn(element, ms)]);
   },
   fill: async ({ selector, value }) => {
     const element = await waitForElement(selector, undefined, false);

@@ -19,7 +19,7 @@ from click.testing import CliRunner
 
 from tests.e2e.server import HttpSource, RunningServer, tipbox_server
 from tests.e2e.test_journey import HttpJournalist, add_journalist, tipbox_open
-from tests.helpers import Newsroom, csrf_from, extra_postgres_database
+from tests.helpers import Newsroom, csrf_from, fresh_postgres_database
 from tipbox.cli import main
 
 pytestmark = pytest.mark.e2e
@@ -46,7 +46,7 @@ def database_urls(request: pytest.FixtureRequest) -> Iterator[tuple[str | None, 
         yield None, None
         return
     first = request.getfixturevalue("postgres_url")
-    with extra_postgres_database(first) as second:
+    with fresh_postgres_database(first) as second:
         yield first, second
 
 
