@@ -16,6 +16,39 @@
 'use strict';
 
 (function () {
+  // What the page and the worker share (this file runs in both: see workerMain). Declared
+  // before the worker's early return, which would leave anything declared after it
+  // uninitialised there.
+  const CHUNK_BYTES = 1024 * 1024; // plaintext is handed to OpenPGP.js in pieces this big
+  const ROLL_UP_BYTES = 8 * 1024 * 1024; // ciphertext is handed to a Blob in pieces this big
+  // How far the encryption may read ahead of the ciphertext the upload has taken (see
+  // countedChunks): two of its own chunks, so OpenPGP.js always has the next one.
+  const AHEAD_BYTES = 2 * CHUNK_BYTES;
+  const SPOOL_PREFIX = 'tipbox-upload-'; // folders of spooled ciphertext in private storage
+  const MAX_FILENAME_BYTES = 255; // an OpenPGP literal data packet's limit
+  const RETRY_SECONDS = [1, 2, 4, 8, 15, 30]; // then every 30 s, for as long as it takes
+
+  let config = null;
+  let T = null;
+  let keys = null;
+  // How the upload in pieces reports to the page and asks it for things: calls in the
+  // page (pageUi), messages from the worker (workerUi).
+  let ui = null;
+
+  class Cancelled extends Error {}
+
+  class Refused extends Error {
+    constructor(message, options) {
+      super(message);
+      this.options = options || {};
+    }
+  }
+
+  if (typeof document === 'undefined') {
+    workerMain();
+    return;
+  }
+
   const form = document.getElementById('submit-form');
   const configElement = document.getElementById('encrypt-config');
   const panel = document.getElementById('encrypt-panel');
@@ -25,25 +58,12 @@
     return; // The plain form stays as it is.
   }
 
-  const config = JSON.parse(configElement.textContent);
-  const T = config.text;
-  const CHUNK_BYTES = 1024 * 1024; // plaintext is handed to OpenPGP.js in pieces this big
-  const ROLL_UP_BYTES = 8 * 1024 * 1024; // ciphertext is handed to a Blob in pieces this big
-  // How far the encryption may read ahead of the ciphertext the upload has taken (see
-  // countedChunks): two of its own chunks, so OpenPGP.js always has the next one.
-  const AHEAD_BYTES = 2 * CHUNK_BYTES;
-  const SPOOL_PREFIX = 'tipbox-upload-'; // folders of spooled ciphertext in private storage
-  const MAX_FILENAME_BYTES = 255; // an OpenPGP literal data packet's limit
-  // SEIPDv1 (integrity protected with MDC) and AES-256: what GnuPG 2.2 and sq both read.
-  const PGP_CONFIG = {
-    aeadProtect: false,
-    preferredSymmetricAlgorithm: openpgp.enums.symmetric.aes256,
-    preferredCompressionAlgorithm: openpgp.enums.compression.uncompressed,
-  };
+  config = JSON.parse(configElement.textContent);
+  T = config.text;
+  const workerUrl = trustedWorkerUrl(config.worker);
 
   let busy = false;
   let job = null;
-  let keys = null;
 
   document.getElementById('encrypt-note').hidden = false;
   const restartNote = document.getElementById('restart-note'); // for the plain form only
@@ -63,12 +83,23 @@
     }
   });
 
-  class Cancelled extends Error {}
-
-  class Refused extends Error {
-    constructor(message, options) {
-      super(message);
-      this.options = options || {};
+  // Cancel, in the page or in the worker: whatever the attempt is waiting for gives up.
+  function stopJob(current) {
+    current.cancelled = true;
+    if (current.wakeReader) {
+      current.wakeReader();
+    }
+    if (current.reader) {
+      current.reader.cancel().catch(function () {});
+    }
+    if (current.xhr) {
+      current.xhr.abort();
+    }
+    if (current.pieces) {
+      current.pieces.cancel();
+    }
+    if (current.worker) {
+      current.worker.postMessage({ type: 'cancel' });
     }
   }
 
@@ -90,18 +121,29 @@
     files.forEach(function (file, i) {
       items.push({ field: 'files', label: file.name, file: file, size: file.size, index: i + 1 });
     });
-    const current = { cancelled: false, reader: null, xhr: null, spool: null, pieces: null };
+    items.forEach(function (item, position) { item.position = position; });
+    const current = { cancelled: false, reader: null, xhr: null, spool: null, pieces: null,
+                      worker: null };
     let next = null; // the confirmation page, once the server has kept everything
     job = current;
     setBusy(true);
     showPanel(items);
+    delete panel.dataset.sentBy; // set again once this attempt's sender is known
     try {
       keys = keys || await readKeys();
       // The flood defence's proof (static/pow.js), when the site asks for one: it goes
       // with the request that starts the submission.
       current.proof = window.tipboxProof ? await window.tipboxProof() : null;
-      next = config.pieces ? await sendInPieces(items, chosen.length - files.length, current)
-        : await sendWhole(items, files, chosen.length - files.length, current);
+      const emptyFiles = chosen.length - files.length;
+      if (!config.pieces) {
+        next = await sendWhole(items, files, emptyFiles, current);
+      } else if (workerUrl) {
+        next = await sendInWorker(items, emptyFiles, current);
+      } else {
+        ui = pageUi;
+        panel.dataset.sentBy = 'page';
+        next = await sendInPieces(items, emptyFiles, current);
+      }
     } catch (error) {
       if (current.cancelled || error instanceof Cancelled) {
         fail(T.cancelled, {});
@@ -162,6 +204,15 @@
 
   // --- encryption -------------------------------------------------------------------
 
+  // SEIPDv1 (integrity protected with MDC) and AES-256: what GnuPG 2.2 and sq both read.
+  function pgpConfig() {
+    return {
+      aeadProtect: false,
+      preferredSymmetricAlgorithm: openpgp.enums.symmetric.aes256,
+      preferredCompressionAlgorithm: openpgp.enums.compression.uncompressed,
+    };
+  }
+
   async function readKeys() {
     if (!config.keys.length) {
       throw new Error('no newsroom key');
@@ -216,11 +267,10 @@
       filename: item.field === 'files' ? safeFilename(item.file.name, item.index) : '',
     });
     const encrypted = await openpgp.encrypt({
-      message: message, encryptionKeys: keys, format: 'binary', config: PGP_CONFIG,
+      message: message, encryptionKeys: keys, format: 'binary', config: pgpConfig(),
     });
     if (encrypted instanceof Uint8Array) {
-      item.row.encrypt.value = item.size;
-      updateTotal();
+      (ui || pageUi).encrypted(item, item.size);
     }
     return encrypted;
   }
@@ -251,8 +301,7 @@
           throw new Cancelled();
         }
         read += chunk.byteLength;
-        item.row.encrypt.value = read;
-        updateTotal();
+        (ui || pageUi).encrypted(item, read);
         let offset = 0;
         while (offset < chunk.byteLength) {
           const take = Math.min(CHUNK_BYTES - filled, chunk.byteLength - offset);
@@ -492,7 +541,6 @@
   // there, for as long as the page is open and the session lives. A piece is let go only
   // once the server holds it, so nothing is encrypted twice.
 
-  const RETRY_SECONDS = [1, 2, 4, 8, 15, 30]; // then every 30 s, for as long as it takes
   const RATE_WINDOW_MS = 10000; // the rate shown is the last ten seconds'
 
   async function sendInPieces(items, emptyFiles, current) {
@@ -500,7 +548,7 @@
     current.pieces = link;
     const started = await startUpload(link, emptyFiles, current);
     link.upload = started.upload;
-    const meter = progressMeter(items);
+    const meter = ui.meter(items);
     for (let index = 0; index < items.length; index++) {
       items[index].ahead = AHEAD_BYTES;
       items[index].taken = 0;
@@ -529,11 +577,11 @@
         return await link.call('POST', config.pieces.url, body, 'application/json');
       } catch (error) {
         if (!(error instanceof Refused) || !error.options.freshProof || fresh >= 2 ||
-            !window.tipboxProof) {
+            !ui.canProve()) {
           throw error;
         }
         try {
-          current.proof = await window.tipboxProof();
+          current.proof = await ui.freshProof();
         } catch (ignored) {
           // The fresh ticket did not come (the circuit broke again): the refusal above
           // says what to do (reload, let the check finish, send again); a failed fetch
@@ -616,7 +664,7 @@
       }
       if (answer && answer.status === 200) {
         meter.update(item, end, last);
-        reconnected();
+        ui.reconnected();
         return end;
       }
       if (answer && answer.status !== 409) {
@@ -656,7 +704,7 @@
           link.xhr = xhr;
           xhr.open(method, url);
           xhr.setRequestHeader('Accept', 'application/json');
-          xhr.setRequestHeader('X-CSRFToken', form.elements.csrf_token.value);
+          xhr.setRequestHeader('X-CSRFToken', ui.csrfToken());
           if (current.proof && method === 'POST' && url === config.pieces.url) {
             xhr.setRequestHeader('Tipbox-Proof', current.proof);
           }
@@ -694,7 +742,7 @@
             }
           }
           if (answer && answer.status === 200 && answer.body) {
-            reconnected();
+            ui.reconnected();
             return answer.body;
           }
           if (answer) {
@@ -704,7 +752,7 @@
         }
       },
       pause: function (attempt) {
-        setStatus(T.reconnecting, false);
+        ui.reconnecting();
         const seconds = RETRY_SECONDS[Math.min(attempt, RETRY_SECONDS.length - 1)];
         return new Promise(function (resolve, reject) {
           const timer = setTimeout(function () { link.wake = null; resolve(); },
@@ -721,25 +769,132 @@
         }
       },
       // After a failure or a cancel: the server removes what it held (best effort; it
-      // also goes when the session ends or the upload stays idle).
-      stop: function () {
-        if (link.upload) {
-          const xhr = new XMLHttpRequest();
-          xhr.open('POST', link.path('/cancel'));
-          xhr.setRequestHeader('Accept', 'application/json');
-          xhr.setRequestHeader('X-CSRFToken', form.elements.csrf_token.value);
-          xhr.send('');
-          link.upload = null;
+      // also goes when the session ends or the upload stays idle). `then`, if given, is
+      // called once the request is over, or at once when there is none.
+      stop: function (then) {
+        const over = then || function () {};
+        if (!link.upload) {
+          over();
+          return;
         }
+        const xhr = new XMLHttpRequest();
+        xhr.open('POST', link.path('/cancel'));
+        xhr.timeout = 30000;
+        xhr.setRequestHeader('Accept', 'application/json');
+        xhr.setRequestHeader('X-CSRFToken', ui.csrfToken());
+        xhr.onloadend = over;
+        xhr.send('');
+        link.upload = null;
       },
     };
     return link;
   }
 
-  function reconnected() {
-    if (statusLine && statusLine.textContent === T.reconnecting) {
-      setStatus('', false);
+  // --- the upload in pieces, from a dedicated worker --------------------------------
+  //
+  // Run on the page's own thread, the encryption's buffers stay in the page's heap long
+  // after use: Firefox's page rose by about 600 MiB for a 1 GiB file, in a worker by about
+  // 200 (docs/benchmarks.md). So the worker (this same file, see workerMain) reads the
+  // files, encrypts and sends the pieces; the page keeps only the panel, which the worker's
+  // messages move, and answers when the worker asks for a fresh proof of work. A browser
+  // without workers, or one whose worker would not start, sends from the page as before.
+
+  const pageUi = {
+    meter: function (items) { return progressMeter(items); },
+    encrypted: function (item, bytes) {
+      item.row.encrypt.value = bytes;
+      updateTotal();
+    },
+    reconnecting: function () { setStatus(T.reconnecting, false); },
+    reconnected: function () {
+      if (statusLine && statusLine.textContent === T.reconnecting) {
+        setStatus('', false);
+      }
+    },
+    canProve: function () { return Boolean(window.tipboxProof); },
+    freshProof: function () { return window.tipboxProof(); },
+    csrfToken: function () { return form.elements.csrf_token.value; },
+  };
+
+  function trustedWorkerUrl(url) {
+    if (!url || typeof Worker === 'undefined') {
+      return null;
     }
+    if (window.trustedTypes && window.trustedTypes.createPolicy) {
+      // The page's CSP names this policy; it makes exactly the worker's address a script
+      // URL, and nothing else.
+      const policy = window.trustedTypes.createPolicy('tipbox-encrypt', {
+        createScriptURL: function (value) {
+          if (value !== url) {
+            throw new TypeError('tipbox-encrypt makes only the worker\'s URL');
+          }
+          return value;
+        },
+      });
+      return policy.createScriptURL(url);
+    }
+    return url;
+  }
+
+  function sendInWorker(items, emptyFiles, current) {
+    return new Promise(function (resolve, reject) {
+      const worker = new Worker(workerUrl);
+      let started = false;
+      let meter = null;
+      current.worker = worker;
+      worker.onmessage = function (event) {
+        const m = event.data;
+        if (m.type === 'ready') {
+          started = true;
+          panel.dataset.sentBy = 'worker';
+        } else if (m.type === 'begin') {
+          meter = progressMeter(items);
+        } else if (m.type === 'encrypted') {
+          pageUi.encrypted(items[m.position], m.bytes);
+        } else if (m.type === 'sent') {
+          meter.update(items[m.position], m.bytes, m.complete);
+        } else if (m.type === 'reconnecting') {
+          pageUi.reconnecting();
+        } else if (m.type === 'reconnected') {
+          pageUi.reconnected();
+        } else if (m.type === 'proof') {
+          const answer = pageUi.canProve() ? pageUi.freshProof() : Promise.reject(new Error());
+          answer.then(function (proof) { worker.postMessage({ type: 'proof', proof: proof }); },
+                      function () { worker.postMessage({ type: 'proof', proof: null }); });
+        } else if (m.type === 'done') {
+          current.worker = null;
+          worker.terminate();
+          resolve(m.next);
+        } else if (m.type === 'failed') {
+          // Not terminated: the worker still tells the server to drop what it held, then
+          // closes itself.
+          current.worker = null;
+          reject(m.kind === 'cancelled' ? new Cancelled()
+            : m.kind === 'refused' ? new Refused(m.message, m.options) : new Error(m.message));
+        }
+      };
+      worker.onerror = function (event) {
+        event.preventDefault();
+        worker.terminate();
+        current.worker = null;
+        if (started || current.cancelled) {
+          reject(current.cancelled ? new Cancelled() : new Error('the worker stopped'));
+          return;
+        }
+        // It never started (its script could not load): send from the page instead.
+        ui = pageUi;
+        panel.dataset.sentBy = 'page';
+        sendInPieces(items, emptyFiles, current).then(resolve, reject);
+      };
+      worker.postMessage({
+        type: 'start', config: config, emptyFiles: emptyFiles, proof: current.proof,
+        csrfToken: pageUi.csrfToken(), canProve: pageUi.canProve(),
+        items: items.map(function (item) {
+          return { field: item.field, label: item.label, text: item.text, file: item.file,
+                   size: item.size, index: item.index, position: item.position };
+        }),
+      });
+    });
   }
 
   // Throws the refusal the source reads, unless trying again may do (the server busy or
@@ -926,21 +1081,8 @@
   }
 
   function cancel() {
-    if (!job) {
-      return;
-    }
-    job.cancelled = true;
-    if (job.wakeReader) {
-      job.wakeReader();
-    }
-    if (job.reader) {
-      job.reader.cancel().catch(function () {});
-    }
-    if (job.xhr) {
-      job.xhr.abort();
-    }
-    if (job.pieces) {
-      job.pieces.cancel();
+    if (job) {
+      stopJob(job);
     }
   }
 
@@ -958,5 +1100,105 @@
         control.disabled = value;
       }
     });
+  }
+
+  // --- in the worker --------------------------------------------------------------
+  //
+  // `new Worker(config.worker)` loads this file again, in a worker: no document there, so
+  // it comes here. OpenPGP.js comes from our origin beside it (the worker's own CSP,
+  // tipbox/web/browser_encryption.py, allows that and connections to this origin only).
+  // One submission per worker: the page makes a new one for each attempt.
+  function workerMain() {
+    let bundle = 'vendor/openpgp.min.js';
+    if (self.trustedTypes && self.trustedTypes.createPolicy) {
+      bundle = self.trustedTypes.createPolicy('tipbox-openpgp', {
+        createScriptURL: function (value) {
+          if (value !== 'vendor/openpgp.min.js') {
+            throw new TypeError('tipbox-openpgp makes only OpenPGP.js\'s URL');
+          }
+          return value;
+        },
+      }).createScriptURL(bundle);
+    }
+    importScripts(bundle);
+    let current = null;
+    let proofAnswer = null;
+    let start = null;
+    const post = function (message) { self.postMessage(message); };
+    ui = {
+      meter: function () {
+        post({ type: 'begin' });
+        return {
+          update: function (item, bytes, complete) {
+            post({ type: 'sent', position: item.position, bytes: bytes,
+                   complete: Boolean(complete) });
+          },
+        };
+      },
+      encrypted: function (item, bytes) {
+        post({ type: 'encrypted', position: item.position, bytes: bytes });
+      },
+      reconnecting: function () { post({ type: 'reconnecting' }); },
+      reconnected: function () { post({ type: 'reconnected' }); },
+      canProve: function () { return start.canProve; },
+      freshProof: function () {
+        return new Promise(function (resolve, reject) {
+          proofAnswer = function (proof) {
+            proofAnswer = null;
+            if (proof) {
+              resolve(proof);
+            } else {
+              reject(new Error('no fresh proof'));
+            }
+          };
+          post({ type: 'proof' });
+        });
+      },
+      csrfToken: function () { return start.csrfToken; },
+    };
+    self.onmessage = async function (event) {
+      const m = event.data;
+      if (m.type === 'cancel') {
+        if (current) {
+          stopJob(current);
+        }
+        return;
+      }
+      if (m.type === 'proof') {
+        if (proofAnswer) {
+          proofAnswer(m.proof);
+        }
+        return;
+      }
+      if (m.type !== 'start' || current) {
+        return;
+      }
+      start = m;
+      config = m.config;
+      T = config.text;
+      current = { cancelled: false, reader: null, xhr: null, spool: null, pieces: null,
+                  proof: m.proof };
+      try {
+        keys = await readKeys();
+        const next = await sendInPieces(m.items, m.emptyFiles, current);
+        post({ type: 'done', next: next });
+      } catch (error) {
+        if (current.cancelled || error instanceof Cancelled) {
+          post({ type: 'failed', kind: 'cancelled' });
+        } else if (error instanceof Refused) {
+          post({ type: 'failed', kind: 'refused', message: error.message,
+                 options: error.options });
+        } else {
+          post({ type: 'failed', kind: 'error', message: String(error) });
+        }
+      } finally {
+        if (current.pieces) {
+          current.pieces.stop(function () { self.close(); });
+        } else {
+          self.close();
+        }
+      }
+    };
+    post({ type: 'ready' });
   }
 }());

@@ -146,6 +146,10 @@ FILE_ROW_ENCRYPTED = """() => {
     return bars.length ? Number(bars[bars.length - 2].value) : 0; }"""
 
 
+# Who sends, once it is known: 'worker', or 'page' when encrypt.js fell back to its thread.
+SENT_BY = "() => document.getElementById('encrypt-panel').dataset.sentBy || ''"
+
+
 def test_over_a_slow_circuit_the_page_encrypts_a_few_pieces_ahead_not_the_whole_file(
         engine: str, site: Site, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     # At 256 KiB/s a 2 MiB piece takes about 8 s to arrive, while the page could encrypt
@@ -168,6 +172,7 @@ def test_over_a_slow_circuit_the_page_encrypts_a_few_pieces_ahead_not_the_whole_
     # How far the file's reading ran ahead of what the server held, at least and at most
     # (the server's bytes are read before and after the page's, as they only grow).
     least_ahead, most_ahead = 0, 0
+    sent_by = set()
     with ExitStack() as stack:
         circuit = stack.enter_context(ShapingProxy(site.relay.port, TOR_LIKE))
         tab = open_private_tab(engine, tmp_path, request, stack)
@@ -179,6 +184,7 @@ def test_over_a_slow_circuit_the_page_encrypts_a_few_pieces_ahead_not_the_whole_
             before = held()
             try:
                 encrypted = int(tab.evaluate(FILE_ROW_ENCRYPTED))
+                sent_by.add(tab.evaluate(SENT_BY))
                 if RECEIVED in tab.content():
                     break
             except Exception:  # noqa: S112 - the page is navigating to the confirmation
@@ -195,3 +201,6 @@ def test_over_a_slow_circuit_the_page_encrypts_a_few_pieces_ahead_not_the_whole_
     assert piece < least_ahead
     assert most_ahead <= 5 * piece < document.stat().st_size
     assert len(store_files(site.data_dir)) == 1
+    # ... and all of it in encrypt.js's dedicated worker, not on the page's own thread
+    # (whose heap Firefox let grow by hundreds of MiB for a large file).
+    assert sent_by - {""} == {"worker"}

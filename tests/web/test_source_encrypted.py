@@ -129,9 +129,10 @@ def test_submit_page_loads_pow_openpgpjs_and_encrypt_js_from_our_origin_with_int
     assert csp["connect-src"] == "'self'"
     assert csp["default-src"] == "'none'"
     assert csp["require-trusted-types-for"] == "'script'"
-    # pow.js's worker, from our origin, made through its one Trusted Types policy.
+    # Workers from our origin only: pow.js's and encrypt.js's own (it runs again in one),
+    # each made through its script's one Trusted Types policy.
     assert csp["worker-src"] == "'self'"
-    assert csp["trusted-types"] == "tipbox-pow"
+    assert csp["trusted-types"] == "tipbox-encrypt tipbox-pow"
     assert "unsafe" not in resp.headers["Content-Security-Policy"]
 
     config = json.loads(re.search(r'id="encrypt-config">(.*?)</script>', html, re.S).group(1))
@@ -140,6 +141,24 @@ def test_submit_page_loads_pow_openpgpjs_and_encrypt_js_from_our_origin_with_int
     assert config["uploadUrl"] == "/submit/encrypted"  # the plain form keeps /submit
     assert 'action="/submit"' in html
     assert "PRIVATE" not in html
+    assert config["worker"] == "/static/encrypt.js"
+
+
+def test_encrypt_js_runs_as_a_worker_that_may_load_openpgpjs_and_upload_to_our_origin_only(
+        js_browser: SourceBrowser) -> None:
+    # A dedicated worker's CSP is its script's response header, not the page's.
+    with js_browser.client.get("/static/encrypt.js") as served:
+        assert served.status_code == 200
+        policy = served.headers["Content-Security-Policy"]
+    csp = dict(d.strip().split(" ", 1) for d in policy.split(";"))
+    assert csp["default-src"] == "'none'"
+    assert csp["script-src"] == "'self'" and csp["connect-src"] == "'self'"
+    assert csp["require-trusted-types-for"] == "'script'"
+    assert csp["trusted-types"] == "tipbox-openpgp"
+    assert "unsafe" not in policy and "worker-src" not in csp
+    # Every other static file keeps the CSP that allows nothing to run.
+    with js_browser.client.get("/static/vendor/openpgp.min.js") as bundle:
+        assert "script-src" not in bundle.headers["Content-Security-Policy"]
 
 
 @pytest.mark.parametrize("path", ["/", "/generate", "/login", "/static/tipbox.css"])

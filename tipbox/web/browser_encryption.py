@@ -27,15 +27,29 @@ SPOOL_TO_STORAGE_BYTES = 200 * 1024 * 1024
 ENCRYPT_SCRIPT = "encrypt.js"
 _BANNER_RE = re.compile(rb"^/\*! OpenPGP\.js v(\d+\.\d+\.\d+)\b")
 
+# The one Trusted Types policy encrypt.js makes in the page: it turns exactly the address
+# of its worker (encrypt.js itself, run again in a dedicated worker) into a script URL.
+ENCRYPT_POLICY = "tipbox-encrypt"
 # Only the page that encrypts may run scripts: our own files, no inline code, no eval, and
-# (Trusted Types) no string ever turned into HTML or code. OpenPGP.js needs WebAssembly
-# only for argon2 passwords, which encrypting to public keys never uses, so no
-# 'wasm-unsafe-eval'. connect-src lets encrypt.js upload to this origin only.
+# (Trusted Types) no string ever turned into HTML or code but the worker's address. OpenPGP.js
+# needs WebAssembly only for argon2 passwords, which encrypting to public keys never uses,
+# so no 'wasm-unsafe-eval'. connect-src lets encrypt.js upload to this origin only.
 SCRIPT_CSP = {
     "script-src": "'self'",
     "connect-src": "'self'",
+    "worker-src": "'self'",
     "require-trusted-types-for": "'script'",
-    "trusted-types": "'none'",
+    "trusted-types": ENCRYPT_POLICY,
+}
+# A dedicated worker's CSP is its script's response header, not the page's: encrypt.js is
+# served with this one. In the worker it loads OpenPGP.js from beside it (through its one
+# policy, which makes exactly that address a script URL) and uploads to this origin.
+WORKER_POLICY = "tipbox-openpgp"
+WORKER_CSP = {
+    "script-src": "'self'",
+    "connect-src": "'self'",
+    "require-trusted-types-for": "'script'",
+    "trusted-types": WORKER_POLICY,
 }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from flask import Flask, g, request
+from flask import Flask, Response, g, request
 from flask.typing import ResponseReturnValue
 
 from tipbox import clock as clocks
@@ -21,8 +21,9 @@ from tipbox.replies import ReplyKeyCache, ReplyService
 from tipbox.sources import SourceService
 from tipbox.storage import CiphertextStore
 from tipbox.web.app_factory import build_app, run_first
-from tipbox.web.browser_encryption import BrowserEncryption
+from tipbox.web.browser_encryption import ENCRYPT_SCRIPT, WORKER_CSP, BrowserEncryption
 from tipbox.web.error_pages import error_page
+from tipbox.web.security import content_security_policy
 from tipbox.web.source.flood_gate import PowScripts
 from tipbox.web.source.guide import GuideLibrary
 from tipbox.web.source.turns import refuse_when_marked, take_turns
@@ -83,7 +84,17 @@ def create_source_app(settings: Settings | None = None, *,
                TAKES_A_TURN)
     # Before even the offline check: a request refused a turn gets the busy page.
     run_first(app, refuse_when_marked)
+    app.after_request(_worker_csp)
     return app
+
+
+def _worker_csp(response: Response) -> Response:
+    """encrypt.js also runs as a dedicated worker, whose CSP is the one its script is
+    served with: it may load OpenPGP.js and upload, to this origin only."""
+    if request.endpoint == "static" and (request.view_args or {}).get("filename") == \
+            ENCRYPT_SCRIPT:
+        response.headers["Content-Security-Policy"] = content_security_policy(WORKER_CSP)
+    return response
 
 
 def _keyring_or_offline_page(keys: KeyringSource) -> Callable[[], ResponseReturnValue | None]:

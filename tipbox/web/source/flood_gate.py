@@ -18,7 +18,7 @@ from flask_babel import gettext
 from werkzeug.wrappers import Response
 
 from tipbox.flood import Gate
-from tipbox.web.browser_encryption import SCRIPT_CSP, Script, sri
+from tipbox.web.browser_encryption import ENCRYPT_POLICY, SCRIPT_CSP, Script, sri
 from tipbox.web.security import content_security_policy
 
 POW_SCRIPT = "pow.js"
@@ -31,8 +31,9 @@ _WORK_CSP = {"worker-src": "'self'", "trusted-types": TRUSTED_TYPES_POLICY}
 # The wait page runs pow.js and its worker, from our origin, and nothing else: no
 # connect-src (it fetches nothing; default-src 'none' stands).
 WAIT_CSP = {"script-src": "'self'", "require-trusted-types-for": "'script'", **_WORK_CSP}
-# The submission page adds the worker to what encrypt.js already needs.
-SUBMIT_CSP = {**SCRIPT_CSP, **_WORK_CSP}
+# The submission page adds pow.js's worker and policy to what encrypt.js already needs.
+SUBMIT_CSP = {**SCRIPT_CSP, **_WORK_CSP,
+              "trusted-types": f"{ENCRYPT_POLICY} {TRUSTED_TYPES_POLICY}"}
 
 
 class SubmitPowConfig(TypedDict):
