@@ -123,10 +123,13 @@ def test_a_new_worker_removes_the_temporaries_killed_writers_left_in_the_data_fo
     """Without `tipbox init`: the service's own start (here a reload's new worker) removes
     what a `tipbox digest` or `tipbox init` SIGKILLed mid-write left, secrets included."""
     data = Path(server_env["TIPBOX_DATA_DIR"])
+    # The first worker answers only once its own start's sweep is over: otherwise it may
+    # take one of the two below and the new worker the other.
+    until(lambda: answers(server.port), "the first worker answers")
     left = [data / ".instance-secrets.json.k1ll3d00", data / ".digest-state.json.k1ll3d00"]
     for path in left:
-        path.write_text("a copy nobody will ever use")
-        path.chmod(0o600)  # as mkstemp made it
+        # 0600 from the start, as mkstemp makes it.
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     server.process.send_signal(signal.SIGHUP)  # gunicorn's reload: a new worker starts
     until(lambda: not any(path.exists() for path in left), "the temporaries are removed")
     until(lambda: "removed 2 temporary file(s)" in server.log(), "the log says so")
