@@ -140,9 +140,7 @@
       } else if (workerUrl) {
         next = await sendInWorker(items, emptyFiles, current);
       } else {
-        ui = pageUi;
-        panel.dataset.sentBy = 'page';
-        next = await sendInPieces(items, emptyFiles, current);
+        next = await sendFromPage(items, emptyFiles, current);
       }
     } catch (error) {
       if (current.cancelled || error instanceof Cancelled) {
@@ -816,10 +814,20 @@
     csrfToken: function () { return form.elements.csrf_token.value; },
   };
 
+  // The worker's address as `new Worker` takes it; null (send from the page) when this
+  // browser has no workers or its policy cannot be made.
   function trustedWorkerUrl(url) {
     if (!url || typeof Worker === 'undefined') {
       return null;
     }
+    try {
+      return workerScriptUrl(url);
+    } catch (error) {
+      return null;
+    }
+  }
+
+  function workerScriptUrl(url) {
     if (window.trustedTypes && window.trustedTypes.createPolicy) {
       // The page's CSP names this policy; it makes exactly the worker's address a script
       // URL, and nothing else.
@@ -836,9 +844,20 @@
     return url;
   }
 
+  function sendFromPage(items, emptyFiles, current) {
+    ui = pageUi;
+    panel.dataset.sentBy = 'page';
+    return sendInPieces(items, emptyFiles, current);
+  }
+
   function sendInWorker(items, emptyFiles, current) {
+    let worker = null;
+    try {
+      worker = new Worker(workerUrl);
+    } catch (error) {
+      return sendFromPage(items, emptyFiles, current);
+    }
     return new Promise(function (resolve, reject) {
-      const worker = new Worker(workerUrl);
       let started = false;
       let meter = null;
       current.worker = worker;
@@ -882,9 +901,7 @@
           return;
         }
         // It never started (its script could not load): send from the page instead.
-        ui = pageUi;
-        panel.dataset.sentBy = 'page';
-        sendInPieces(items, emptyFiles, current).then(resolve, reject);
+        sendFromPage(items, emptyFiles, current).then(resolve, reject);
       };
       worker.postMessage({
         type: 'start', config: config, emptyFiles: emptyFiles, proof: current.proof,
