@@ -9,9 +9,10 @@
  *
  * Rules kept here: no inline script, no eval, no innerHTML (the page's CSP enforces all
  * three); nothing is ever sent unencrypted unless the source presses "Send without
- * in-browser encryption" after a failure; files are read as streams, never whole, and
- * their ciphertext waits for the upload in Blobs or, when large, in the site's private
- * storage (see openSpool).
+ * in-browser encryption" after a failure; files are read as streams, never whole. Their
+ * ciphertext is sent in pieces as it is made, from a dedicated worker that runs this same
+ * file (see sendInWorker and workerMain), or, for a server without the piece routes, waits
+ * for one upload in Blobs or, when large, in the site's private storage (see openSpool).
  */
 'use strict';
 
