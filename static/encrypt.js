@@ -135,6 +135,9 @@
       // The flood defence's proof (static/pow.js), when the site asks for one: it goes
       // with the request that starts the submission.
       current.proof = window.tipboxProof ? await window.tipboxProof() : null;
+      if (current.cancelled) {
+        throw new Cancelled(); // pressed while the keys were read or the proof worked out
+      }
       const emptyFiles = chosen.length - files.length;
       if (!config.pieces) {
         next = await sendWhole(items, files, emptyFiles, current);
@@ -878,9 +881,11 @@
         } else if (m.type === 'reconnected') {
           pageUi.reconnected();
         } else if (m.type === 'proof') {
+          // A null proof is an answer too: the site has gone quiet and asks for none.
           const answer = pageUi.canProve() ? pageUi.freshProof() : Promise.reject(new Error());
-          answer.then(function (proof) { worker.postMessage({ type: 'proof', proof: proof }); },
-                      function () { worker.postMessage({ type: 'proof', proof: null }); });
+          answer.then(function (proof) {
+            worker.postMessage({ type: 'proof', ok: true, proof: proof });
+          }, function () { worker.postMessage({ type: 'proof', ok: false }); });
         } else if (m.type === 'done') {
           current.worker = null;
           worker.terminate();
@@ -1160,11 +1165,14 @@
       reconnected: function () { post({ type: 'reconnected' }); },
       canProve: function () { return start.canProve; },
       freshProof: function () {
+        if (current.cancelled) {
+          return Promise.reject(new Cancelled());
+        }
         return new Promise(function (resolve, reject) {
-          proofAnswer = function (proof) {
+          proofAnswer = function (answer) {
             proofAnswer = null;
-            if (proof) {
-              resolve(proof);
+            if (answer.ok) {
+              resolve(answer.proof);
             } else {
               reject(new Error('no fresh proof'));
             }
@@ -1180,11 +1188,14 @@
         if (current) {
           stopJob(current);
         }
+        if (proofAnswer) {
+          proofAnswer({ ok: false }); // the page stops working it out: the start gives up
+        }
         return;
       }
       if (m.type === 'proof') {
         if (proofAnswer) {
-          proofAnswer(m.proof);
+          proofAnswer(m);
         }
         return;
       }

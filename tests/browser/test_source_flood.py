@@ -178,6 +178,24 @@ def test_a_fresh_proof_that_cannot_be_fetched_leaves_the_refusal_that_says_what_
     assert store_files(Path(env["TIPBOX_DATA_DIR"])) == stored
 
 
+@pytest.mark.parametrize("javascript", [True], ids=["js-on"])
+def test_cancel_while_a_fresh_proof_is_awaited_cancels_and_keeps_nothing(
+        tab: Tab, javascript: bool, flooded: tuple[RunningServer, dict[str, str]]) -> None:
+    server, env = flooded
+    on_the_submit_page_with_its_ticket_spent(tab, javascript, server, env)
+    stored = store_files(Path(env["TIPBOX_DATA_DIR"]))
+    # The fresh ticket never comes (a circuit that stalls): the source gives up waiting.
+    tab.evaluate("() => { window.fetch = () => { window.ticketAsked = true;"
+                 " return new Promise(() => {}); }; }")
+
+    tab.fill("#message", MESSAGE)
+    tab.click("#submit-form button[type=submit]")
+    wait_for(lambda: tab.evaluate("() => window.ticketAsked === true"), seconds=60)
+    tab.click("#encrypt-cancel")
+    tab.wait_for_text("Cancelled. Nothing from this attempt was kept.")
+    assert store_files(Path(env["TIPBOX_DATA_DIR"])) == stored
+
+
 def on_the_submit_page_with_its_ticket_spent(tab: Tab, javascript: bool, server: RunningServer,
                                              env: dict[str, str]) -> None:
     """A new codename's submit page whose flood-defence ticket the server already spent,
