@@ -20,11 +20,17 @@
   // What the page and the worker share (this file runs in both: see workerMain). Declared
   // before the worker's early return, which would leave anything declared after it
   // uninitialised there.
-  const CHUNK_BYTES = 1024 * 1024; // plaintext is handed to OpenPGP.js in pieces this big
+  //
+  // Plaintext is handed to OpenPGP.js in chunks this big. In the worker, 64 KiB (as
+  // File.stream() gives them): Firefox's page process, where the worker lives, rose by
+  // +270 to +277 MiB for a 1 GiB upload as built, against +449 to +470 with 1 MiB chunks,
+  // for about a tenth of the speed. On the page's own thread 1 MiB, whose heap rose less
+  // that way (docs/benchmarks.md).
+  const CHUNK_BYTES = (typeof document === 'undefined' ? 64 : 1024) * 1024;
   const ROLL_UP_BYTES = 8 * 1024 * 1024; // ciphertext is handed to a Blob in pieces this big
   // How far the encryption may read ahead of the ciphertext the upload has taken (see
-  // countedChunks): two of its own chunks, so OpenPGP.js always has the next one.
-  const AHEAD_BYTES = 2 * CHUNK_BYTES;
+  // countedChunks), so OpenPGP.js always has the next chunks.
+  const AHEAD_BYTES = 2 * 1024 * 1024;
   const SPOOL_PREFIX = 'tipbox-upload-'; // folders of spooled ciphertext in private storage
   const MAX_FILENAME_BYTES = 255; // an OpenPGP literal data packet's limit
   const RETRY_SECONDS = [1, 2, 4, 8, 15, 30]; // then every 30 s, for as long as it takes
@@ -278,10 +284,10 @@
   }
 
   // File.stream() yields 64 KiB pieces; OpenPGP.js does a round trip to WebCrypto for each
-  // piece it gets, so they are regrouped into 1 MiB ones (as fast as 64 KiB ones in
-  // Chromium, about 0.87 times as fast in Firefox, but the page's memory rose less: see
-  // docs/benchmarks.md). Also counts what was read, for the progress bar, and stops on
-  // Cancel.
+  // piece it gets. On the page's thread they are regrouped into CHUNK_BYTES ones (1 MiB
+  // ones ran as fast as 64 KiB ones in Chromium, about 0.87 times as fast in Firefox, but
+  // the page's memory rose less); in the worker the reverse held (see CHUNK_BYTES). Also
+  // counts what was read, for the progress bar, and stops on Cancel.
   //
   // And it holds the file back: OpenPGP.js reads its input as fast as it can, whatever
   // reads its output, so over a slow circuit the whole file would be encrypted into the
@@ -304,6 +310,10 @@
         }
         read += chunk.byteLength;
         (ui || pageUi).encrypted(item, read);
+        if (filled === 0 && chunk.byteLength >= CHUNK_BYTES) {
+          controller.enqueue(chunk); // large enough as it is (the worker's): no copy
+          return;
+        }
         let offset = 0;
         while (offset < chunk.byteLength) {
           const take = Math.min(CHUNK_BYTES - filled, chunk.byteLength - offset);
@@ -1158,8 +1168,12 @@
           },
         };
       },
+      // At most one message per MiB read and the last: each is garbage in the page's heap.
       encrypted: function (item, bytes) {
-        post({ type: 'encrypted', position: item.position, bytes: bytes });
+        if (bytes - (item.shown || 0) >= 1024 * 1024 || bytes >= item.size) {
+          item.shown = bytes;
+          post({ type: 'encrypted', position: item.position, bytes: bytes });
+        }
       },
       reconnecting: function () { post({ type: 'reconnecting' }); },
       reconnected: function () { post({ type: 'reconnected' }); },
