@@ -160,40 +160,46 @@ def test_a_retry_whose_proof_was_spent_fetches_a_fresh_one_and_gets_through(
 @pytest.mark.parametrize("javascript", [True], ids=["js-on"], indirect=True)
 def test_a_fresh_proof_that_cannot_be_fetched_leaves_the_refusal_that_says_what_to_do(
         tab: Tab, javascript: bool, flooded: tuple[RunningServer, dict[str, str]]) -> None:
-    server, env = flooded
-    on_the_submit_page_with_its_ticket_spent(tab, javascript, server, env)
-    stored = store_files(Path(env["TIPBOX_DATA_DIR"]))
     # The circuit breaks again just as the page asks for a fresh ticket (pow.js fetches
     # it; the upload's own requests are XHR and go through).
-    tab.evaluate("() => { window.fetch = () => Promise.reject("
-                 "new TypeError('NetworkError when attempting to fetch resource.')); }")
-
-    tab.fill("#message", MESSAGE)
-    tab.click("#submit-form button[type=submit]")
+    data_dir, stored = sent_with_a_spent_ticket(
+        tab, javascript, flooded, "() => { window.fetch = () => Promise.reject("
+        "new TypeError('NetworkError when attempting to fetch resource.')); }")
     tab.wait_for_text("already used once", seconds=120)
 
     status = tab.inner_text("#encrypt-panel .status")
     assert "Reload the page, let the check finish, then send again." in status
     assert "could not encrypt" not in status
-    assert store_files(Path(env["TIPBOX_DATA_DIR"])) == stored
+    assert store_files(data_dir) == stored
 
 
-@pytest.mark.parametrize("javascript", [True], ids=["js-on"])
+@pytest.mark.parametrize("javascript", [True], ids=["js-on"], indirect=True)
 def test_cancel_while_a_fresh_proof_is_awaited_cancels_and_keeps_nothing(
         tab: Tab, javascript: bool, flooded: tuple[RunningServer, dict[str, str]]) -> None:
-    server, env = flooded
-    on_the_submit_page_with_its_ticket_spent(tab, javascript, server, env)
-    stored = store_files(Path(env["TIPBOX_DATA_DIR"]))
     # The fresh ticket never comes (a circuit that stalls): the source gives up waiting.
-    tab.evaluate("() => { window.fetch = () => { window.ticketAsked = true;"
-                 " return new Promise(() => {}); }; }")
-
-    tab.fill("#message", MESSAGE)
-    tab.click("#submit-form button[type=submit]")
+    data_dir, stored = sent_with_a_spent_ticket(
+        tab, javascript, flooded, "() => { window.fetch = () => { window.ticketAsked = true;"
+        " return new Promise(() => {}); }; }")
     wait_for(lambda: tab.evaluate("() => window.ticketAsked === true"), seconds=60)
     tab.click("#encrypt-cancel")
     tab.wait_for_text("Cancelled. Nothing from this attempt was kept.")
-    assert store_files(Path(env["TIPBOX_DATA_DIR"])) == stored
+    assert store_files(data_dir) == stored
+
+
+def sent_with_a_spent_ticket(tab: Tab, javascript: bool,
+                             flooded: tuple[RunningServer, dict[str, str]],
+                             fetch: str) -> tuple[Path, list[Path]]:
+    """Submits a message from a page whose ticket was spent, after ``fetch`` (a script)
+    replaced the page's fetch, which pow.js asks the fresh ticket with. The data folder,
+    and what it stored before."""
+    server, env = flooded
+    on_the_submit_page_with_its_ticket_spent(tab, javascript, server, env)
+    data_dir = Path(env["TIPBOX_DATA_DIR"])
+    stored = store_files(data_dir)
+    tab.evaluate(fetch)
+    tab.fill("#message", MESSAGE)
+    tab.click("#submit-form button[type=submit]")
+    return data_dir, stored
 
 
 def on_the_submit_page_with_its_ticket_spent(tab: Tab, javascript: bool, server: RunningServer,
