@@ -39,7 +39,7 @@
   let T = null;
   let keys = null;
   // How the upload in pieces reports to the page and asks it for things: calls in the
-  // page (pageUi), messages from the worker (workerUi).
+  // page (pageUi), messages from the worker (see workerMain).
   let ui = null;
 
   class Cancelled extends Error {}
