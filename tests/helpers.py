@@ -21,6 +21,7 @@ import pyotp
 import pytest
 from babel.messages.pofile import read_po
 from flask.testing import FlaskClient
+from sqlalchemy import Engine
 from werkzeug.test import TestResponse
 
 from tipbox.accounts import NewCredentials, TotpSealer
@@ -307,7 +308,7 @@ def fresh_postgres_database(server_url: str) -> Iterator[str]:
         admin.dispose()
 
 
-def _drop_database(admin: Any, name: str) -> None:
+def _drop_database(admin: Engine, name: str) -> None:
     # FORCE ends the sessions a test left open. It refuses, for a role that is neither
     # superuser nor in pg_signal_backend, when an autovacuum worker happens to be in the
     # database (its process has no role the test's can be a member of): .ci/postgres.sh
