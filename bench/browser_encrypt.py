@@ -11,21 +11,26 @@ encrypt.js then reads the file as a stream, encrypts it with OpenPGP.js and uplo
 ciphertext; the server checks and stores it.
 
 Measured per file:
-- browser encryption: from the click to the moment the upload starts (Chromium's own
-  request timing): the first piece's request (encrypt.js sends the ciphertext in pieces
-  as it is produced, tipbox/intake/pieces.py), or, from a page without pieces, the one
-  request, sent once encrypt.js has the whole ciphertext;
-- upload + check + store: from then until the confirmation page (with pieces, the
-  encryption of the rest overlaps it);
+- first piece: from the click to the moment the upload starts (Chromium's own request
+  timing through Playwright; otherwise when the server's first piece file appears). encrypt.js
+  sends the ciphertext in pieces as it is produced (tipbox/intake/pieces.py), so the rest
+  of the encryption overlaps the upload;
+- end to end: from the click to the confirmation page;
 - memory: every 50 ms, the resident memory (VmRSS) of each Chromium process and the sum of
   their proportional set sizes (PSS, so shared pages count once), and how much ciphertext
   Chromium paged into the profile's blob_storage folder on disk;
 - the server-side path for the same file: GnuPG.encrypt_stream (what the server does
   when JavaScript is off), to the same key, in the server's own GnuPG home.
 
-`--windows firefox-private` (alone or beside `private,ordinary`) measures Debian's Firefox
-ESR too, headless in a permanent private window as Tor Browser runs, driven as the browser
-tests drive it (tests/browser/engines.py: puppeteer-core over WebDriver BiDi).
+`--windows` picks the browsers (comma-separated):
+- `private`, `ordinary`: Chromium through Playwright, off the record or with a profile;
+- `firefox-private`: Debian's Firefox ESR, headless in a permanent private window as Tor
+  Browser runs, driven as the browser tests drive it (tests/browser/engines.py:
+  puppeteer-core over WebDriver BiDi);
+- `chromium-bare`, `firefox-bare`: the same two engines driven by bench/bare_browsers.py,
+  whose drivers watch no network traffic. The test drivers keep copies of request bodies
+  in the browser (Playwright's DevTools Network domain, puppeteer's BiDi network events),
+  which a source's browser does not: these give the browser's own memory and speed.
 
 Prints the figures; it writes nothing into docs/.
 """
@@ -46,8 +51,9 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+from bare_browsers import ChromiumPipe, FirefoxMarionette
 from upload import (
     MIB,
     Instance,
@@ -67,6 +73,7 @@ from tipbox.web.browser_encryption import BrowserEncryption
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
+FIREFOX = "/usr/bin/firefox-esr"
 SAMPLE_SECONDS = 0.05
 PAGE_TIMEOUT_MS = 30 * 60 * 1000
 
@@ -88,10 +95,11 @@ def descendants(root: int) -> list[int]:
     return found
 
 
-def chromium_processes() -> dict[int, str]:
-    """pid -> process type ("browser", "renderer", "gpu-process", "utility", ...)."""
+def chromium_processes(root: int | None = None) -> dict[int, str]:
+    """pid -> process type ("browser", "renderer", "gpu-process", "utility", ...), of the
+    Chromium processes under this script, or of ``root`` (a Chromium browser) and its own."""
     result = {}
-    for pid in descendants(os.getpid()):
+    for pid in descendants(os.getpid()) if root is None else [root, *descendants(root)]:
         with contextlib.suppress(OSError):
             if "chrom" not in Path(f"/proc/{pid}/comm").read_text():
                 continue
@@ -128,6 +136,7 @@ class MemorySampler:
     profile: Path | None
     processes: Callable[[], dict[int, str]] = field(default=lambda: chromium_processes())
     peak_rss_kib: dict[str, int] = field(default_factory=dict)  # per process type, largest
+    peak_anon_kib: dict[str, int] = field(default_factory=dict)  # of it, anonymous (heaps)
     peak_pss_total_kib: int = 0
     peak_disk_bytes: int = 0  # the profile's spool folders: OPFS and paged-out Blobs
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -153,6 +162,8 @@ class MemorySampler:
         for pid, kind in self.processes().items():
             rss = kib_field(f"/proc/{pid}/status", "VmRSS")
             self.peak_rss_kib[kind] = max(self.peak_rss_kib.get(kind, 0), rss)
+            anon = kib_field(f"/proc/{pid}/status", "RssAnon")
+            self.peak_anon_kib[kind] = max(self.peak_anon_kib.get(kind, 0), anon)
             pss_total += kib_field(f"/proc/{pid}/smaps_rollup", "Pss")
         self.peak_pss_total_kib = max(self.peak_pss_total_kib, pss_total)
         if self.profile is not None:
@@ -175,11 +186,11 @@ def chromium_profile() -> Path | None:
 
 @dataclass(frozen=True)
 class BrowserRun:
-    encrypt_s: float
-    upload_s: float
+    first_piece_s: float
     total_s: float
     memory: MemorySampler
     idle_rss_kib: dict[str, int]
+    idle_anon_kib: dict[str, int]
 
 
 @dataclass(frozen=True)
@@ -218,8 +229,8 @@ def browser_run(context: Any, url: str, path: Path, instance: Instance) -> Brows
             done = time.time()
         started = request.timing["startTime"] / 1000  # epoch ms, from Chromium
         clear_stored(instance, path)
-        return BrowserRun(started - clicked, done - started, done - clicked, memory,
-                          idle.peak_rss_kib)
+        return BrowserRun(started - clicked, done - clicked, memory,
+                          idle.peak_rss_kib, idle.peak_anon_kib)
     finally:
         page.close()
 
@@ -242,38 +253,69 @@ def server_run(instance: Instance, path: Path) -> ServerRun:
     return ServerRun(seconds)
 
 
-# --- Firefox ESR -------------------------------------------------------------------------------
+# --- browsers driven without Playwright ------------------------------------------------------
 #
-# Driven as the browser tests drive it (tests/browser/engines.py): headless, in a permanent
-# private window, through puppeteer-core over WebDriver BiDi. BiDi gives no request timing,
-# so the upload's start is when the bridge first lists the POST (polled every 50 ms).
+# Firefox ESR as the browser tests drive it (tests/browser/engines.py: headless, in a
+# permanent private window, through puppeteer-core over WebDriver BiDi), and both engines
+# through bare_browsers.py, whose drivers watch no network traffic. None of them gives
+# request timing, so the upload's start is when the server's first piece file appears in
+# the store's temporary folder (polled every 50 ms).
 
-def firefox_processes(bridge_pid: int) -> dict[int, str]:
+class DrivenTab(Protocol):
+    @property
+    def pid(self) -> int: ...
+    def goto(self, url: str) -> None: ...
+    def click(self, selector: str) -> None: ...
+    def click_and_load(self, selector: str, seconds: float = 30) -> None: ...
+    def set_files(self, selector: str, paths: list[Path]) -> None: ...
+    def wait_for(self, selector: str, seconds: float = 30) -> None: ...
+    def wait_for_text(self, text: str, seconds: float = 30) -> None: ...
+    def close(self) -> None: ...
+
+
+def named_processes(pids: list[int]) -> dict[int, str]:
     """pid -> process name (firefox-esr, Isolated Web Co, Socket Process, ...)."""
     result = {}
-    for pid in descendants(bridge_pid):
+    for pid in pids:
         with contextlib.suppress(OSError):
             result[pid] = Path(f"/proc/{pid}/comm").read_text().strip()
     return result
 
 
-def firefox_run(url: str, path: Path, instance: Instance, workdir: Path) -> BrowserRun:
-    sys.path.insert(0, str(REPO))
-    from tests.browser.engines import FirefoxTab
+def driven_tab(kind: str, workdir: Path) -> tuple[DrivenTab, Callable[[], dict[int, str]]]:
+    """A new tab of ``kind`` and what lists its browser's processes."""
+    if kind == "firefox-private":
+        sys.path.insert(0, str(REPO))
+        from tests.browser.engines import FirefoxTab
 
-    tab = FirefoxTab(True, workdir / "firefox-profile", workdir / "firefox.log")
+        tab: DrivenTab = FirefoxTab(True, workdir / "firefox-profile", workdir / "firefox.log")
+        return tab, lambda: named_processes(descendants(tab.pid))  # under the node bridge
+    if kind == "firefox-bare":
+        tab = FirefoxMarionette(FIREFOX, workdir / "firefox-bare-profile",
+                                workdir / "firefox-bare.log")
+        return tab, lambda: named_processes([tab.pid, *descendants(tab.pid)])
+    tab = ChromiumPipe(CHROMIUM, workdir / "chromium-bare-profile")
+    return tab, lambda: chromium_processes(tab.pid)
+
+
+def upload_started(instance: Instance) -> bool:
+    return any((instance.data_dir / "store" / ".tmp").glob("*.part"))
+
+
+def driven_run(kind: str, url: str, path: Path, instance: Instance,
+               workdir: Path) -> BrowserRun:
+    tab, processes = driven_tab(kind, workdir)
     try:
         tab.goto(url + "/generate")
         tab.click_and_load("form[action='/create'] button[type=submit]")
         tab.wait_for("#encrypt-note")
         tab.set_files("#files", [path])
-        processes = lambda: firefox_processes(tab.pid)  # noqa: E731
         idle = MemorySampler(None, processes)
         idle.sample()
         with MemorySampler(None, processes) as memory:
             clicked = time.time()
             tab.click("#submit-form button[type=submit]")
-            while not any(is_upload(method, target) for method, target in tab.request_log()):
+            while not upload_started(instance):
                 if time.time() - clicked > PAGE_TIMEOUT_MS / 1000:
                     raise RuntimeError("the upload never started")
                 time.sleep(SAMPLE_SECONDS)
@@ -284,8 +326,8 @@ def firefox_run(url: str, path: Path, instance: Instance, workdir: Path) -> Brow
     finally:
         tab.close()
     clear_stored(instance, path)
-    return BrowserRun(started - clicked, done - started, done - clicked, memory,
-                      idle.peak_rss_kib)
+    return BrowserRun(started - clicked, done - clicked, memory,
+                      idle.peak_rss_kib, idle.peak_anon_kib)
 
 
 # --- the report -----------------------------------------------------------------------------
@@ -294,14 +336,28 @@ WINDOWS = {
     "private": "a private window (Playwright's default context: off the record, storage in "
                "memory)",
     "ordinary": "an ordinary window (a persistent profile: storage on disk)",
-    "firefox-private": "Firefox ESR in a permanent private window (as Tor Browser); memory "
-                       "is per Firefox process name",
+    "firefox-private": "Firefox ESR in a permanent private window (as Tor Browser), driven "
+                       "as the browser tests drive it (puppeteer-core over WebDriver BiDi); "
+                       "memory is per Firefox process name",
+    "chromium-bare": "Chromium in an off-the-record context, driven over a DevTools pipe with "
+                     "no Network domain (bench/bare_browsers.py)",
+    "firefox-bare": "Firefox ESR in a permanent private window, driven over Marionette with "
+                    "no network events (bench/bare_browsers.py)",
 }
+DRIVEN = ("firefox-private", "chromium-bare", "firefox-bare")
 Results = dict[tuple[str, int], list[BrowserRun]]
 
 
 def mib_s(size: int, seconds: float) -> str:
     return f"{size / MIB / seconds:.1f}"
+
+
+def rise_mib(run: BrowserRun, kind: str) -> str:
+    """The rise of the process's VmRSS over idle, and of its anonymous part (its heaps,
+    without mapped files and shared memory)."""
+    rss = run.memory.peak_rss_kib.get(kind, 0) - run.idle_rss_kib.get(kind, 0)
+    anon = run.memory.peak_anon_kib.get(kind, 0) - run.idle_anon_kib.get(kind, 0)
+    return f"{rss / 1024:+.0f} ({anon / 1024:+.0f})"
 
 
 def report(browser: Results, server: dict[int, list[ServerRun]], argv: Sequence[str],
@@ -311,19 +367,32 @@ def report(browser: Results, server: dict[int, list[ServerRun]], argv: Sequence[
     lines += [f"| {k} | {v} |" for k, v in machine(load_at_start)]
     lines += [f"| {k} | {v} |" for k, v in versions.items()]
     lines += ["", "Windows: " + "; ".join(f"**{k}**: {v}" for k, v in WINDOWS.items()), ""]
+    # encrypt.js sends each item in pieces as OpenPGP.js makes them, so the encryption
+    # overlaps the upload: the time to the first piece is only the start-up (keys, proof,
+    # the first 2 MiB), and end to end is what a source waits for.
     lines += ["### Throughput (median of runs; MiB/s of plaintext)", "",
-              "| Window | Size | Browser encryption MiB/s | Browser encryption s | Upload + "
-              "check + store s | Browser end to end MiB/s | Server path "
-              "(GnuPG.encrypt_stream) MiB/s | Browser / server encryption |",
-              "|---|---|---|---|---|---|---|---|"]
+              "| Window | Size | First piece after s | End to end s | Browser end to end "
+              "MiB/s | Server path (GnuPG.encrypt_stream) MiB/s | Browser end to end / "
+              "server path |",
+              "|---|---|---|---|---|---|---|"]
     for (window, size), runs in browser.items():
-        enc = statistics.median(r.encrypt_s for r in runs)
-        up = statistics.median(r.upload_s for r in runs)
+        first = statistics.median(r.first_piece_s for r in runs)
         total = statistics.median(r.total_s for r in runs)
         srv = statistics.median(r.seconds for r in server[size])
-        lines.append(f"| {window} | {human_size(size)} | {mib_s(size, enc)} | {enc:.2f} | "
-                     f"{up:.2f} | {mib_s(size, total)} | {mib_s(size, srv)} | "
-                     f"{srv / enc:.2f} |")
+        lines.append(f"| {window} | {human_size(size)} | {first:.2f} | {total:.2f} | "
+                     f"{mib_s(size, total)} | {mib_s(size, srv)} | {srv / total:.2f} |")
+    lines += ["", "### Rise over idle, each run (MiB of VmRSS, and in brackets of its "
+              "anonymous part; the page process, where encrypt.js and its Worker run, and the "
+              "parent process)", "",
+              "| Window | Size | Page process | Parent process | End to end MiB/s |",
+              "|---|---|---|---|---|"]
+    for (window, size), runs in browser.items():
+        page, parent = ("Isolated Web Co", "firefox-esr") if window.startswith("firefox") \
+            else ("renderer", "browser")
+        lines.append(f"| {window} | {human_size(size)} | "
+                     + ", ".join(rise_mib(r, page) for r in runs) + " | "
+                     + ", ".join(rise_mib(r, parent) for r in runs) + " | "
+                     + ", ".join(mib_s(size, r.total_s) for r in runs) + " |")
     kinds = sorted({k for runs in browser.values() for r in runs for k in r.memory.peak_rss_kib},
                    key=lambda k: (k not in ("renderer", "browser"), k))
     lines += ["", "### The browser's memory (MiB; the largest process of each type, idle → peak "
@@ -376,16 +445,16 @@ def run(sizes: Sequence[int], repeat: int, windows: Sequence[str], workdir: Path
             url = f"http://127.0.0.1:{srv.port}"
             for size in sizes:
                 path = random_file(workdir, size)
-                if "firefox-private" in windows:
+                if any(w.startswith("firefox") for w in windows):
                     versions["Firefox"] = subprocess.run(
-                        ["/usr/bin/firefox-esr", "--version"], capture_output=True, text=True,
+                        [FIREFOX, "--version"], capture_output=True, text=True,
                         check=True).stdout.strip()
-                for i in range(repeat if "firefox-private" in windows else 0):
-                    print(f"{human_size(size)}, Firefox private window, run {i + 1}/{repeat}",
-                          flush=True)
-                    browser.setdefault(("firefox-private", size), []).append(
-                        firefox_run(url, path, instance, workdir))
-                for kind in (w for w in windows if w != "firefox-private"):
+                for kind in (w for w in windows if w in DRIVEN):
+                    for i in range(repeat):
+                        print(f"{human_size(size)}, {kind}, run {i + 1}/{repeat}", flush=True)
+                        browser.setdefault((kind, size), []).append(
+                            driven_run(kind, url, path, instance, workdir))
+                for kind in (w for w in windows if w not in DRIVEN):
                     with window(playwright, kind, workdir) as context:
                         versions["Chromium"] = context.browser.version if context.browser \
                             else versions.get("Chromium", "?")

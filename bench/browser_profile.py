@@ -60,7 +60,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from browser_encrypt import MemorySampler, firefox_processes
+from browser_encrypt import MemorySampler, descendants, named_processes
 from upload import (
     MIB,
     human_size,
@@ -479,7 +479,7 @@ def run_firefox(url: str, mib: int, rounds: int, workdir: Path, cases: Sequence[
                 source = f"() => ({function})({mib}, '{case}')"
                 results.setdefault(case, []).append(
                     measured(lambda s=source: tab.evaluate(s),
-                             MemorySampler(None, lambda: firefox_processes(tab.pid))))
+                             MemorySampler(None, lambda: named_processes(descendants(tab.pid)))))
         finally:
             tab.close()
 
