@@ -78,7 +78,8 @@ test: install-test lint
 bench: install-test
 	$(BIN)/python bench/upload.py
 
-# In-browser encryption in headless Chromium (100 MiB and 1 GiB) beside the server path.
+# In-browser encryption in headless Chromium and Firefox ESR (100 MiB and 1 GiB) beside the
+# server path, driven with nothing watching their network (bench/bare_browsers.py).
 bench-browser: install-test
 	$(BIN)/python bench/browser_encrypt.py
 

@@ -1,4 +1,5 @@
-"""In-browser encryption benchmark: encrypt.js in headless Chromium against the server path.
+"""In-browser encryption benchmark: encrypt.js in headless Chromium and Firefox ESR against
+the server path.
 
 Run from the repository root (after `make install`, which installs OpenPGP.js):
 
@@ -22,7 +23,7 @@ Measured per file:
 - the server-side path for the same file: GnuPG.encrypt_stream (what the server does
   when JavaScript is off), to the same key, in the server's own GnuPG home.
 
-`--windows` picks the browsers (comma-separated):
+`--windows` picks the browsers (comma-separated; by default both bare ones):
 - `private`, `ordinary`: Chromium through Playwright, off the record or with a profile;
 - `firefox-private`: Debian's Firefox ESR, headless in a permanent private window as Tor
   Browser runs, driven as the browser tests drive it (tests/browser/engines.py:
@@ -472,19 +473,31 @@ def run(sizes: Sequence[int], repeat: int, windows: Sequence[str], workdir: Path
     return browser, server, versions
 
 
+def windows_list(text: str) -> list[str]:
+    chosen = text.split(",")
+    unknown = [w for w in chosen if w not in WINDOWS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown window(s) {', '.join(unknown)}: choose from "
+                                         + ", ".join(WINDOWS))
+    return chosen
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="100M,1G",
                         type=lambda s: [parse_size(x) for x in s.split(",")])
     parser.add_argument("--repeat", type=positive, default=1)
-    parser.add_argument("--windows", default="private,ordinary",
-                        type=lambda s: [w for w in s.split(",") if w in WINDOWS])
+    parser.add_argument("--windows", default="chromium-bare,firefox-bare", type=windows_list,
+                        help="comma-separated, of: " + ", ".join(WINDOWS))
     parser.add_argument("--workdir", type=Path, default=None,
                         help="where to put the random files (default: a temp folder)")
     args = parser.parse_args(args_list)
     if not Path(CHROMIUM).exists():
         print(f"{CHROMIUM} is missing: sudo apt-get install chromium", file=sys.stderr)
+        return 2
+    if any(w.startswith("firefox") for w in args.windows) and not Path(FIREFOX).exists():
+        print(f"{FIREFOX} is missing: sudo apt-get install firefox-esr", file=sys.stderr)
         return 2
     if not BrowserEncryption.load(REPO / "static", REPO / "package-lock.json").enabled:
         print("OpenPGP.js is not installed: run `make install` first", file=sys.stderr)
