@@ -6,8 +6,8 @@ Run from the repository root (after `make install`, which installs OpenPGP.js):
     .venv/bin/python bench/browser_encrypt.py [--sizes 100M,1G] [--repeat 1]
 
 One run sets up a throwaway instance (key pair, `tipbox init`), starts `tipbox serve
-source` on loopback and drives Debian's Chromium (/usr/bin/chromium, headless, through
-Playwright) the way a source does: get a codename, choose a random file, press Submit.
+source` on loopback and drives each browser (headless; see `--windows`) the way a source
+does: get a codename, choose a random file, press Submit.
 encrypt.js then reads the file as a stream, encrypts it with OpenPGP.js and uploads the
 ciphertext; the server checks and stores it.
 
@@ -17,9 +17,10 @@ Measured per file:
   sends the ciphertext in pieces as it is produced (tipbox/intake/pieces.py), so the rest
   of the encryption overlaps the upload;
 - end to end: from the click to the confirmation page;
-- memory: every 50 ms, the resident memory (VmRSS) of each Chromium process and the sum of
-  their proportional set sizes (PSS, so shared pages count once), and how much ciphertext
-  Chromium paged into the profile's blob_storage folder on disk;
+- memory: every 50 ms, the resident memory (VmRSS, and its anonymous part RssAnon) of
+  each browser process and the sum of their proportional set sizes (PSS, so shared pages
+  count once), and, for Playwright's Chromium, how much ciphertext it paged into the
+  profile's blob_storage folder on disk;
 - the server-side path for the same file: GnuPG.encrypt_stream (what the server does
   when JavaScript is off), to the same key, in the server's own GnuPG home.
 
