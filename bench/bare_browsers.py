@@ -77,6 +77,15 @@ class _PageScript:
     def evaluate(self, expression: str) -> Any:
         raise NotImplementedError
 
+    def click(self, selector: str) -> None:
+        raise NotImplementedError
+
+    def click_and_load(self, selector: str, seconds: float = 30) -> None:
+        before = self.evaluate("location.href")
+        self.click(selector)
+        _until(lambda: self.evaluate("location.href") != before, seconds, "the next page")
+        self._wait_loaded(seconds)
+
     def wait_for(self, selector: str, seconds: float = 30) -> None:
         _until(lambda: self.evaluate(f"!!document.querySelector({json.dumps(selector)})"),
                seconds, selector)
@@ -176,12 +185,6 @@ class ChromiumPipe(_PageScript):
 
     def click(self, selector: str) -> None:
         self.evaluate(f"document.querySelector({json.dumps(selector)}).click()")
-
-    def click_and_load(self, selector: str, seconds: float = 30) -> None:
-        before = self.evaluate("location.href")
-        self.click(selector)
-        _until(lambda: self.evaluate("location.href") != before, seconds, "the next page")
-        self._wait_loaded(seconds)
 
     def set_files(self, selector: str, paths: list[Path]) -> None:
         root = self._send("DOM.getDocument")["root"]["nodeId"]
@@ -288,12 +291,6 @@ class FirefoxMarionette(_PageScript):
 
     def click(self, selector: str) -> None:
         self._send("WebDriver:ElementClick", {"id": self._element(selector)})
-
-    def click_and_load(self, selector: str, seconds: float = 30) -> None:
-        before = self.evaluate("location.href")
-        self.click(selector)
-        _until(lambda: self.evaluate("location.href") != before, seconds, "the next page")
-        self._wait_loaded(seconds)
 
     def set_files(self, selector: str, paths: list[Path]) -> None:
         self._send("WebDriver:ElementSendKeys",

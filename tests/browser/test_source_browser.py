@@ -179,9 +179,11 @@ def test_source_submits_a_message_and_two_files_then_returns_with_the_codename(
     assert all(r.url.startswith(site.url + "/") for r in tab.requests), \
         sorted({r.url for r in tab.requests})
     scripts = {r.url.removeprefix(site.url) for r in tab.requests if r.resource_type == "script"}
-    # pow.js: the flood defence's hook, which asks nothing while the site is quiet.
+    # pow.js: the flood defence's hook, which asks nothing while the site is quiet. The
+    # page's scripts, then the Worker that sends the pieces and what it imports.
     assert scripts == ({"/static/pow.js", "/static/vendor/openpgp.min.js",
-                        "/static/encrypt.js"} if javascript else set())
+                        "/static/encrypt-core.js", "/static/encrypt.js",
+                        "/static/encrypt-worker.js"} if javascript else set())
     assert tab.errors == []  # no CSP violation, no script error
 
     # The upload, on the routes of its protocol: ciphertext in pieces to /upload/...

@@ -109,6 +109,7 @@ def test_submit_page_loads_pow_openpgpjs_and_encrypt_js_from_our_origin_with_int
     # pow.js first: encrypt.js asks it for the flood defence's proof (tipbox.flood).
     assert [m.group(1) for m in sources if m] == ["/static/pow.js",
                                                   "/static/vendor/openpgp.min.js",
+                                                  "/static/encrypt-core.js",
                                                   "/static/encrypt.js"]
     for tag in tags:
         src = re.search(r'src="([^"]+)"', tag)
@@ -129,8 +130,8 @@ def test_submit_page_loads_pow_openpgpjs_and_encrypt_js_from_our_origin_with_int
     assert csp["connect-src"] == "'self'"
     assert csp["default-src"] == "'none'"
     assert csp["require-trusted-types-for"] == "'script'"
-    # Workers from our origin only: pow.js's and encrypt.js's own (it runs again in one),
-    # each made through its script's one Trusted Types policy.
+    # Workers from our origin only: pow.js's and encrypt.js's (encrypt-worker.js), each made
+    # through its script's one Trusted Types policy.
     assert csp["worker-src"] == "'self'"
     assert csp["trusted-types"] == "tipbox-encrypt tipbox-pow"
     assert "unsafe" not in resp.headers["Content-Security-Policy"]
@@ -141,24 +142,28 @@ def test_submit_page_loads_pow_openpgpjs_and_encrypt_js_from_our_origin_with_int
     assert config["uploadUrl"] == "/submit/encrypted"  # the plain form keeps /submit
     assert 'action="/submit"' in html
     assert "PRIVATE" not in html
-    assert config["worker"] == "/static/encrypt.js"
+    assert config["worker"] == "/static/encrypt-worker.js"
 
 
-def test_encrypt_js_runs_as_a_worker_that_may_load_openpgpjs_and_upload_to_our_origin_only(
+def test_the_encrypting_worker_may_load_its_scripts_and_upload_to_our_origin_only(
         js_browser: SourceBrowser) -> None:
     # A dedicated worker's CSP is its script's response header, not the page's.
-    with js_browser.client.get("/static/encrypt.js") as served:
+    with js_browser.client.get("/static/encrypt-worker.js") as served:
         assert served.status_code == 200
         policy = served.headers["Content-Security-Policy"]
     csp = dict(d.strip().split(" ", 1) for d in policy.split(";"))
     assert csp["default-src"] == "'none'"
     assert csp["script-src"] == "'self'" and csp["connect-src"] == "'self'"
     assert csp["require-trusted-types-for"] == "'script'"
-    assert csp["trusted-types"] == "tipbox-openpgp"
+    assert csp["trusted-types"] == "tipbox-worker"
     assert "unsafe" not in policy and "worker-src" not in csp
-    # Every other static file keeps the CSP that allows nothing to run.
-    with js_browser.client.get("/static/vendor/openpgp.min.js") as bundle:
-        assert "script-src" not in bundle.headers["Content-Security-Policy"]
+    # Every other static file keeps the CSP that allows nothing to run: the page's scripts
+    # run under the page's CSP, and the worker's imports under the worker's.
+    for other in ("/static/vendor/openpgp.min.js", "/static/encrypt-core.js",
+                  "/static/encrypt.js"):
+        with js_browser.client.get(other) as served_other:
+            assert served_other.status_code == 200
+            assert "script-src" not in served_other.headers["Content-Security-Policy"]
 
 
 @pytest.mark.parametrize("path", ["/", "/generate", "/login", "/static/tipbox.css"])
@@ -189,7 +194,8 @@ def test_without_the_openpgpjs_bundle_the_site_runs_without_script(
 def test_a_bundle_that_is_not_the_pinned_version_is_not_served(tmp_path: Path) -> None:
     (tmp_path / "vendor").mkdir()
     (tmp_path / "vendor" / "openpgp.min.js").write_text("/*! OpenPGP.js v6.0.0 - x */")
-    (tmp_path / "encrypt.js").write_text("")
+    for name in ("encrypt-core.js", "encrypt.js", "encrypt-worker.js"):
+        (tmp_path / name).write_text("")
     lock = tmp_path / "package-lock.json"
     lock.write_text(json.dumps({"packages": {"node_modules/openpgp": {"version": "6.3.2"}}}))
     browser = BrowserEncryption.load(tmp_path, lock)

@@ -1,4 +1,6 @@
-"""The scripts that encrypt in the source's browser: OpenPGP.js and static/encrypt.js.
+"""The scripts that encrypt in the source's browser: OpenPGP.js, static/encrypt-core.js
+(the encryption and the upload in pieces), static/encrypt.js (the form and its panel) and
+static/encrypt-worker.js (the dedicated worker that sends the pieces).
 
 OpenPGP.js comes from npm (package.json, pinned in package-lock.json); `make install` runs
 `npm ci` and copies its browser bundle into the git-ignored static/vendor/. It is served
@@ -24,11 +26,13 @@ OPENPGP_BUNDLE = "vendor/openpgp.min.js"
 # storage (OPFS) instead of memory: Chromium 156 broke uploads of in-memory Blobs of
 # 600 MiB (ERR_BLOB_REFERENCED_BLOB_BROKEN) while 300 MiB went through.
 SPOOL_TO_STORAGE_BYTES = 200 * 1024 * 1024
+ENCRYPT_CORE_SCRIPT = "encrypt-core.js"  # before encrypt.js, which uses it
 ENCRYPT_SCRIPT = "encrypt.js"
+ENCRYPT_WORKER_SCRIPT = "encrypt-worker.js"  # loads OpenPGP.js and the core itself
 _BANNER_RE = re.compile(rb"^/\*! OpenPGP\.js v(\d+\.\d+\.\d+)\b")
 
 # The one Trusted Types policy encrypt.js makes in the page: it turns exactly the address
-# of its worker (encrypt.js itself, run again in a dedicated worker) into a script URL.
+# of its worker (encrypt-worker.js) into a script URL.
 ENCRYPT_POLICY = "tipbox-encrypt"
 # Only the page that encrypts may run scripts: our own files, no inline code, no eval, and
 # (Trusted Types) no string ever turned into HTML or code but the worker's address. OpenPGP.js
@@ -41,10 +45,11 @@ SCRIPT_CSP = {
     "require-trusted-types-for": "'script'",
     "trusted-types": ENCRYPT_POLICY,
 }
-# A dedicated worker's CSP is its script's response header, not the page's: encrypt.js is
-# served with this one. In the worker it loads OpenPGP.js from beside it (through its one
-# policy, which makes exactly that address a script URL) and uploads to this origin.
-WORKER_POLICY = "tipbox-openpgp"
+# A dedicated worker's CSP is its script's response header, not the page's: encrypt-worker.js
+# is served with this one. It loads OpenPGP.js and encrypt-core.js from beside it (through
+# its one policy, which makes exactly those two addresses script URLs) and uploads to this
+# origin.
+WORKER_POLICY = "tipbox-worker"
 WORKER_CSP = {
     "script-src": "'self'",
     "connect-src": "'self'",
@@ -77,7 +82,7 @@ class BrowserEncryption:
 
     @classmethod
     def load(cls, static_dir: Path, lock_file: Path) -> BrowserEncryption:
-        """Check the bundle against the pinned version and hash both scripts."""
+        """Check the bundle against the pinned version and hash the page's scripts."""
         bundle = static_dir / OPENPGP_BUNDLE
         if not bundle.is_file():
             return cls.off(f"{bundle} is missing: run `make install` (it needs npm) to "
@@ -89,11 +94,15 @@ class BrowserEncryption:
         if found is None or found != pinned:
             return cls.off(f"{bundle} is OpenPGP.js {found or 'of unknown version'}, but "
                            f"{lock_file.name} pins {pinned or 'none'}: run `make install`")
-        own = static_dir / ENCRYPT_SCRIPT
-        if not own.is_file():
-            return cls.off(f"{own} is missing")
-        return cls((Script(OPENPGP_BUNDLE, sri(data)), Script(ENCRYPT_SCRIPT,
-                                                              sri(own.read_bytes()))),
+        own = [static_dir / name for name in (ENCRYPT_CORE_SCRIPT, ENCRYPT_SCRIPT,
+                                              ENCRYPT_WORKER_SCRIPT)]
+        missing = [str(path) for path in own if not path.is_file()]
+        if missing:
+            return cls.off(f"{', '.join(missing)} missing")
+        # The page loads the core, then encrypt.js; the worker's script loads itself (a
+        # worker takes no integrity hash) and is not one of the page's scripts.
+        return cls((Script(OPENPGP_BUNDLE, sri(data)),
+                    *(Script(path.name, sri(path.read_bytes())) for path in own[:2])),
                    found, None)
 
     def log_state(self) -> None:

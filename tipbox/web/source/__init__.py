@@ -21,7 +21,7 @@ from tipbox.replies import ReplyKeyCache, ReplyService
 from tipbox.sources import SourceService
 from tipbox.storage import CiphertextStore
 from tipbox.web.app_factory import build_app, run_first
-from tipbox.web.browser_encryption import ENCRYPT_SCRIPT, WORKER_CSP, BrowserEncryption
+from tipbox.web.browser_encryption import ENCRYPT_WORKER_SCRIPT, WORKER_CSP, BrowserEncryption
 from tipbox.web.error_pages import error_page
 from tipbox.web.security import content_security_policy
 from tipbox.web.source.flood_gate import PowScripts
@@ -89,10 +89,10 @@ def create_source_app(settings: Settings | None = None, *,
 
 
 def _worker_csp(response: Response) -> Response:
-    """encrypt.js also runs as a dedicated worker, whose CSP is the one its script is
-    served with: it may load OpenPGP.js and upload, to this origin only."""
+    """encrypt-worker.js runs as a dedicated worker, whose CSP is the one its script is
+    served with: it may load OpenPGP.js and the core, and upload, to this origin only."""
     if request.endpoint == "static" and (request.view_args or {}).get("filename") == \
-            ENCRYPT_SCRIPT:
+            ENCRYPT_WORKER_SCRIPT:
         response.headers["Content-Security-Policy"] = content_security_policy(WORKER_CSP)
     return response
 

@@ -12,7 +12,7 @@ from flask_babel import format_decimal, gettext
 
 from tipbox.config import Settings
 from tipbox.crypto.keyring import Keyring
-from tipbox.web.browser_encryption import ENCRYPT_SCRIPT, SPOOL_TO_STORAGE_BYTES
+from tipbox.web.browser_encryption import ENCRYPT_WORKER_SCRIPT, SPOOL_TO_STORAGE_BYTES
 
 
 class ArmoredKey(TypedDict):
@@ -36,7 +36,7 @@ class EncryptConfig(TypedDict):
     spoolBytes: int
     uploadUrl: str
     pieces: PiecesConfig
-    worker: str  # encrypt.js's own address: it runs again there, in a dedicated worker
+    worker: str  # encrypt-worker.js, the dedicated worker that sends the pieces
     text: dict[str, str]  # its words, in the page's language
 
 
@@ -74,7 +74,7 @@ def encrypt_config(settings: Settings, keys: list[ArmoredKey]) -> EncryptConfig:
         # Uploads that resume (tipbox.intake.pieces): where they start; the piece size
         # comes with the start's answer.
         "pieces": {"url": url_for("source.upload_start")},
-        "worker": url_for("static", filename=ENCRYPT_SCRIPT),
+        "worker": url_for("static", filename=ENCRYPT_WORKER_SCRIPT),
         "text": {
             "heading": gettext("Encrypting and sending"),
             "message": gettext("Message"),
