@@ -7,8 +7,10 @@
  * worker's messages to the page): OpenPGP.js's settings and the newsroom keys, each item
  * encrypted as a stream, and the upload in pieces that resumes (tipbox/intake/pieces.py).
  *
- * Rules kept here, as in encrypt.js: no eval, no innerHTML; nothing is sent but what
- * OpenPGP.js produced; files are read as streams, never whole.
+ * Rules kept here, as in encrypt.js: no eval, no innerHTML; no plaintext is ever sent (of
+ * an item, only OpenPGP.js's output leaves; besides it, only the fingerprints, the count of
+ * empty files, and the CSRF token and proof in headers); files are read as streams, never
+ * whole.
  */
 'use strict';
 
@@ -237,9 +239,9 @@
     //
     // Each item is encrypted as a stream and its ciphertext sent in pieces of
     // config.pieces' size as it is produced, each piece its own request
-    // (tipbox/intake/pieces.py). The page holds the piece being filled and nothing more:
-    // while a piece is sent, reading the encryption's output waits, and so does the
-    // encryption. When a request fails (a broken circuit, a restarted server, a laptop that
+    // (tipbox/intake/pieces.py). It holds two pieces at most (see sendItem): the one on
+    // its way and the one being filled; when both are taken, reading the encryption's
+    // output waits, and so does the encryption. When a request fails (a broken circuit, a restarted server, a laptop that
     // slept) the page waits, asks the server how many bytes it holds, and carries on from
     // there, for as long as the page is open and the session lives. A piece is let go only
     // once the server holds it, so nothing is encrypted twice.
@@ -515,8 +517,8 @@
     return { loadKeys: loadKeys, encryptedOutput: encryptedOutput, sendInPieces: sendInPieces };
   }
 
-  self.tipboxEncrypt = {
+  self.tipboxEncrypt = Object.freeze({
     Cancelled: Cancelled, Refused: Refused, stopJob: stopJob, drain: drain,
     encryptor: encryptor,
-  };
+  });
 }());

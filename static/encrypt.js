@@ -28,8 +28,10 @@
   const form = document.getElementById('submit-form');
   const configElement = document.getElementById('encrypt-config');
   const panel = document.getElementById('encrypt-panel');
+  // Taken once: what the core defined, not whatever the name may hold later.
+  const shared = self.tipboxEncrypt;
   if (!form || !configElement || !panel || typeof openpgp === 'undefined' ||
-      typeof self.tipboxEncrypt === 'undefined' ||
+      !shared || typeof shared.encryptor !== 'function' ||
       typeof ReadableStream === 'undefined' || typeof TransformStream === 'undefined' ||
       typeof Blob.prototype.stream !== 'function' || !window.crypto || !window.crypto.subtle) {
     return; // The plain form stays as it is.
@@ -37,7 +39,7 @@
 
   const config = JSON.parse(configElement.textContent);
   const T = config.text;
-  const { Cancelled, Refused, stopJob, drain } = self.tipboxEncrypt;
+  const { Cancelled, Refused, stopJob, drain } = shared;
   let core = null; // encrypt-core.js's functions for this page, made at the first Submit
   const workerUrl = trustedWorkerUrl(config.worker);
 
@@ -89,7 +91,7 @@
     showPanel(items);
     delete panel.dataset.sentBy; // set again once this attempt's sender is known
     try {
-      core = core || self.tipboxEncrypt.encryptor(config, pageUi);
+      core = core || shared.encryptor(config, pageUi);
       await core.loadKeys();
       // The flood defence's proof (static/pow.js), when the site asks for one: it goes
       // with the request that starts the submission.

@@ -18,7 +18,7 @@ from tipbox.config import REPO_ROOT
 
 OPENPGP_NODE = REPO_ROOT / "node_modules" / "openpgp" / "dist" / "node" / "openpgp.mjs"
 
-# Same settings as static/encrypt.js: SEIPDv1, AES-256, no compression, day-rounded date.
+# Same settings as static/encrypt-core.js: SEIPDv1, AES-256, no compression, day-rounded date.
 _SCRIPT = """
 const [lib, request] = process.argv.slice(1);
 const openpgp = await import(lib);

@@ -4,7 +4,8 @@
 the keys the page encrypted to, the complete items, the open one with its packet check's
 snapshot. It comes back from the database, so :meth:`UploadState.from_json` checks and
 converts every field again and refuses any temp file that is not the upload's own.
-:class:`UploadStatus` is how far the upload got, as the page (static/encrypt.js) reads it.
+:class:`UploadStatus` is how far the upload got, as the browser (static/encrypt-core.js)
+reads it.
 
 The protocol that loads, changes and saves these is :mod:`tipbox.intake.pieces`. No Flask
 and no database here.
@@ -115,7 +116,7 @@ class ItemProgressJSON(TypedDict):
 
 
 class UploadStatusJSON(TypedDict):
-    """An :class:`UploadStatus` as the page (static/encrypt.js) reads it."""
+    """An :class:`UploadStatus` as the browser (static/encrypt-core.js) reads it."""
 
     upload: str  # the token
     finished: bool

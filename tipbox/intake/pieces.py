@@ -1,8 +1,8 @@
 """Uploads sent in pieces: an in-browser encrypted submission that survives a broken link.
 
-Over Tor a circuit can break forty minutes into an upload. So static/encrypt.js sends each
-item's ciphertext in pieces of a few MiB, each its own request, and the server keeps what
-arrived between requests:
+Over Tor a circuit can break forty minutes into an upload. So the browser
+(static/encrypt-core.js) sends each item's ciphertext in pieces of a few MiB, each its own
+request, and the server keeps what arrived between requests:
 
 - :meth:`PieceService.start` opens an upload for the logged-in source's submission (one
   per session; starting again ends the earlier one) and returns its token.

@@ -94,15 +94,15 @@ class BrowserEncryption:
         if found is None or found != pinned:
             return cls.off(f"{bundle} is OpenPGP.js {found or 'of unknown version'}, but "
                            f"{lock_file.name} pins {pinned or 'none'}: run `make install`")
-        own = [static_dir / name for name in (ENCRYPT_CORE_SCRIPT, ENCRYPT_SCRIPT,
-                                              ENCRYPT_WORKER_SCRIPT)]
-        missing = [str(path) for path in own if not path.is_file()]
+        # The page loads the core, then encrypt.js. The worker's script is not one of the
+        # page's (a worker takes no integrity hash), but must be there too.
+        page = (ENCRYPT_CORE_SCRIPT, ENCRYPT_SCRIPT)
+        missing = [str(static_dir / name) for name in (*page, ENCRYPT_WORKER_SCRIPT)
+                   if not (static_dir / name).is_file()]
         if missing:
             return cls.off(f"{', '.join(missing)} missing")
-        # The page loads the core, then encrypt.js; the worker's script loads itself (a
-        # worker takes no integrity hash) and is not one of the page's scripts.
         return cls((Script(OPENPGP_BUNDLE, sri(data)),
-                    *(Script(path.name, sri(path.read_bytes())) for path in own[:2])),
+                    *(Script(name, sri((static_dir / name).read_bytes())) for name in page)),
                    found, None)
 
     def log_state(self) -> None:
