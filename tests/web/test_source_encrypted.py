@@ -203,6 +203,25 @@ def test_a_bundle_that_is_not_the_pinned_version_is_not_served(tmp_path: Path) -
     assert "6.0.0" in (browser.problem or "") and "6.3.2" in (browser.problem or "")
 
 
+@pytest.mark.parametrize("missing", ["encrypt-core.js", "encrypt.js", "encrypt-worker.js"])
+def test_without_one_of_our_three_scripts_the_site_runs_without_script(
+        tmp_path: Path, missing: str) -> None:
+    (tmp_path / "vendor").mkdir()
+    (tmp_path / "vendor" / "openpgp.min.js").write_text("/*! OpenPGP.js v6.3.2 - x */")
+    for name in {"encrypt-core.js", "encrypt.js", "encrypt-worker.js"} - {missing}:
+        (tmp_path / name).write_text("")
+    lock = tmp_path / "package-lock.json"
+    lock.write_text(json.dumps({"packages": {"node_modules/openpgp": {"version": "6.3.2"}}}))
+    browser = BrowserEncryption.load(tmp_path, lock)
+    assert not browser.enabled
+    assert str(tmp_path / missing) in (browser.problem or "")
+    # With all three, the page gets OpenPGP.js, the core and encrypt.js, in that order.
+    (tmp_path / missing).write_text("")
+    loaded = BrowserEncryption.load(tmp_path, lock)
+    assert [script.filename for script in loaded.scripts] == [
+        "vendor/openpgp.min.js", "encrypt-core.js", "encrypt.js"]
+
+
 # --- accepted: stored exactly as sent ----------------------------------------------------
 
 
