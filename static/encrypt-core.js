@@ -104,7 +104,6 @@
     return stem + suffix;
   }
 
-
   // One side's encryption and upload. ui has: meter(items), encrypted(item, bytes),
   // reconnecting(), reconnected(), canProve(), freshProof() and csrfToken().
   function encryptor(config, ui) {
