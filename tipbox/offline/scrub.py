@@ -37,6 +37,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
@@ -113,13 +114,24 @@ def _run(mat2: str, staged: Path, area: Path, limit: int, over: str, limits: Lim
         command = _in_private_tmpfs(command, tmp, tmp_size)
     said = area / "mat2.log"
     with said.open("wb") as log:
-        # Its own session: one killpg stops mat2 and its worker processes, and a Ctrl-C
-        # in the terminal reaches tipbox-open, which then stops them itself. (preexec_fn
-        # is safe here: tipbox-open runs no other thread.)
-        proc = subprocess.Popen(command, cwd=area, env=env, stdin=subprocess.DEVNULL,
-                                stdout=log, stderr=log, start_new_session=True,
-                                preexec_fn=partial(_bound_files, writable, os.getpid()))
+        # A stop (Ctrl-C, kill, a closed terminal) that lands while Popen forks runs
+        # tipbox-open's handler inside an at-fork callback (logging's), where its
+        # KeyboardInterrupt is ignored and the stop is lost. So the stop signals wait
+        # until mat2 has started, and arrive below, where mat2 is stopped and waited for.
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
         try:
+            # Its own session: one killpg stops mat2 and its worker processes, and a
+            # Ctrl-C in the terminal reaches tipbox-open, which then stops them itself.
+            # (preexec_fn is safe here: tipbox-open runs no other thread.)
+            proc = subprocess.Popen(command, cwd=area, env=env, stdin=subprocess.DEVNULL,
+                                    stdout=log, stderr=log, start_new_session=True,
+                                    preexec_fn=partial(_bound_files, writable, os.getpid(),
+                                                       held))
+        except BaseException:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
+            raise
+        try:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)  # a held stop is raised here
             stopped = _watch(proc, area, limit, over, limits)
         finally:
             with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -135,14 +147,32 @@ def _run(mat2: str, staged: Path, area: Path, limit: int, over: str, limits: Lim
         raise NotScrubbed(f"mat2 could not clean it: {_last_words(said, staged, proc)}")
 
 
-def _bound_files(max_bytes: int, parent: int) -> None:
+def _bound_files(max_bytes: int, parent: int, signal_mask: set[int | signal.Signals]) -> None:
     """In mat2's process, before it starts: no file it writes grows past ``max_bytes``
     (a write past it fails with EFBIG, or SIGXFSZ ends a program that does not ignore
     it), no crash of it leaves a core dump, which would hold the plaintext, and it dies
-    with tipbox-open (``parent``), which a SIGKILL stops before it can stop mat2."""
+    with tipbox-open (``parent``), which a SIGKILL stops before it can stop mat2. It
+    gets back the signal mask tipbox-open had before it held its stop signals."""
+    signal.pthread_sigmask(signal.SIG_SETMASK, signal_mask)
     resource.setrlimit(resource.RLIMIT_FSIZE, (max_bytes, max_bytes))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     _die_with_parent(parent)
+
+
+# What tipbox-open stops on (tipbox/offline/cli.py turns each into a KeyboardInterrupt).
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+
+
+@contextlib.contextmanager
+def _stops_held() -> Iterator[None]:
+    """Hold tipbox-open's stop signals back during the block: one that comes meanwhile is
+    raised as the block ends, in plain code, not halfway through a clean-up or in an
+    at-fork callback, where its KeyboardInterrupt would leave files or be lost."""
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 # prctl(2): the signal a process gets when the thread that made it ends.
@@ -180,7 +210,9 @@ def private_tmpfs_works() -> bool:
     allows it; some systems turn unprivileged user namespaces off.)"""
     if shutil.which("unshare") is None:
         return False
-    with tempfile.TemporaryDirectory(prefix="tipbox-tmpfs-check-") as folder:
+    # A stop during the check would leave its folder (or be lost in the fork): it waits
+    # until the folder is gone.
+    with _stops_held(), tempfile.TemporaryDirectory(prefix="tipbox-tmpfs-check-") as folder:
         try:
             done = subprocess.run(_in_private_tmpfs(["true"], Path(folder), 4096),
                                   stdin=subprocess.DEVNULL, capture_output=True,
